@@ -1,0 +1,1 @@
+"""The ground floor: settings, workspace paths, tenant ids, data versions (DVC)."""

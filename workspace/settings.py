@@ -1,0 +1,202 @@
+"""Every tunable number: ``params.yaml`` → one typed dataclass per concern.
+
+Each field carries its help text; ``__post_init__`` rejects nonsense with a ``UserError`` so a
+wrong setting stops a command before it touches any state.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from workspace.errors import UserError
+
+
+def _f(default: Any, help: str) -> Any:
+    return field(default=default, metadata={"help": help})
+
+
+def _need(cond: bool, message: str) -> None:
+    if not cond:
+        raise UserError(f"params.yaml: {message}")
+
+
+@dataclass(frozen=True)
+class EncoderSettings:
+    name: str = _f("all-MiniLM-L6-v2", "encoder: 'all-MiniLM-L6-v2' (packaged) or 'tiny' (tests)")
+    max_length: int = _f(64, "tokens kept per text")
+    adapted_layers: int = _f(1, "top transformer layers that carry LoRA adapters; the rest are frozen and cached")
+    lora_rank: int = _f(4, "rank of the low-rank adapters in the adapted layers")
+    threads: int = _f(0, "torch CPU threads (0 = torch's default)")
+
+    def __post_init__(self) -> None:
+        _need(self.name in ("all-MiniLM-L6-v2", "tiny"), f"encoder.name {self.name!r} is not known")
+        _need(8 <= self.max_length <= 512, "encoder.max_length must be within 8..512")
+        _need(0 <= self.adapted_layers <= 6, "encoder.adapted_layers must be within 0..6")
+        _need(1 <= self.lora_rank <= 64, "encoder.lora_rank must be within 1..64")
+        _need(self.threads >= 0, "encoder.threads must be >= 0")
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    min_labels: int = _f(2, "fewest distinct labels a tenant may have")
+    max_labels: int = _f(50, "most distinct labels a tenant may have")
+    min_examples_per_label: int = _f(4, "fewest examples of each label")
+    max_text_chars: int = _f(5000, "longest text accepted")
+    max_duplicate_fraction: float = _f(0.2, "largest share of exact duplicate texts")
+
+    def __post_init__(self) -> None:
+        _need(self.min_labels >= 2, "validation.min_labels must be >= 2")
+        _need(self.max_labels >= self.min_labels, "validation.max_labels must be >= min_labels")
+        _need(self.min_examples_per_label >= 2, "validation.min_examples_per_label must be >= 2")
+        _need(self.max_text_chars > 0, "validation.max_text_chars must be > 0")
+        _need(0 <= self.max_duplicate_fraction <= 1, "validation.max_duplicate_fraction must be within 0..1")
+
+
+@dataclass(frozen=True)
+class MetaTrainSettings:
+    algorithm: str = _f("fomaml", "fomaml | reptile | maml (second-order, reference only)")
+    meta_steps: int = _f(60, "outer-loop updates")
+    meta_batch: int = _f(4, "tasks per outer update")
+    inner_steps: int = _f(5, "inner-loop SGD steps on the support set")
+    inner_lr: float = _f(0.05, "initial inner-loop learning rate (meta-learned per tensor)")
+    meta_lr: float = _f(0.001, "outer-loop Adam learning rate (FOMAML) or interpolation rate (Reptile)")
+    ways_min: int = _f(3, "fewest classes in a sampled task")
+    ways_max: int = _f(6, "most classes in a sampled task")
+    shots: int = _f(5, "support examples per class")
+    query: int = _f(5, "query examples per class")
+    val_every: int = _f(10, "validate on held-out tenants every N meta-steps")
+    val_tasks: int = _f(8, "tasks per validation")
+    patience: int = _f(3, "validations without improvement before early stopping")
+    seed: int = _f(0, "random seed")
+
+    def __post_init__(self) -> None:
+        _need(self.algorithm in ("fomaml", "reptile", "maml"),
+              f"meta_train.algorithm {self.algorithm!r}: use fomaml or reptile")
+        _need(self.meta_steps >= 0 and self.meta_batch >= 1, "meta_train.meta_steps >= 0, meta_batch >= 1")
+        _need(self.inner_steps >= 1, "meta_train.inner_steps must be >= 1")
+        _need(self.inner_lr > 0 and self.meta_lr > 0, "meta_train.inner_lr and meta_lr must be > 0")
+        _need(2 <= self.ways_min <= self.ways_max, "meta_train: need 2 <= ways_min <= ways_max")
+        _need(self.shots >= 1 and self.query >= 1, "meta_train.shots and query must be >= 1")
+        _need(self.val_every >= 1 and self.val_tasks >= 1 and self.patience >= 1,
+              "meta_train.val_every, val_tasks, patience must be >= 1")
+
+
+@dataclass(frozen=True)
+class AdaptSettings:
+    inner_steps: int = _f(8, "SGD steps on the tenant's support set")
+    holdout_fraction: float = _f(0.3, "share of each label held out to measure accuracy")
+    max_loss: float = _f(50.0, "a loss above this (or non-finite) stops adaptation: not registered")
+    seed: int = _f(0, "seed of the stratified split")
+
+    def __post_init__(self) -> None:
+        _need(self.inner_steps >= 1, "adapt.inner_steps must be >= 1")
+        _need(0.05 <= self.holdout_fraction <= 0.8, "adapt.holdout_fraction must be within 0.05..0.8")
+        _need(self.max_loss > 0, "adapt.max_loss must be > 0")
+
+
+@dataclass(frozen=True)
+class GateSettings:
+    champion_tolerance: float = _f(0.02, "a candidate may be this much below the champion's accuracy")
+    baseline_tolerance: float = _f(0.0, "... and this much below the no-meta-learning baseline")
+    four_eyes: bool = _f(True, "the reviewer must differ from the requester")
+
+    def __post_init__(self) -> None:
+        _need(0 <= self.champion_tolerance <= 1 and 0 <= self.baseline_tolerance <= 1,
+              "gates tolerances must be within 0..1")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    tracking_uri: str = _f("", "MLflow tracking URI; empty = sqlite in .tailor/mlflow.db")
+    artifact_location: str = _f("", "MLflow artifact root; empty = .tailor/mlartifacts")
+    dvc_remote: str = _f("", "DVC remote URL; empty = .tailor/dvc-remote")
+    prefect_api_url: str = _f("", "Prefect API URL; empty = Prefect's embedded server")
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    adapt_cron: str = _f("0 2 * * *", "when `tailor serve` re-adapts every tenant")
+    timezone: str = _f("UTC", "timezone of the cron schedules")
+    chunk_size: int = _f(25, "tenants per Prefect task when adapting many")
+
+    def __post_init__(self) -> None:
+        _need(self.chunk_size >= 1, "schedule.chunk_size must be >= 1")
+
+
+@dataclass(frozen=True)
+class Settings:
+    encoder: EncoderSettings = field(default_factory=EncoderSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+    meta_train: MetaTrainSettings = field(default_factory=MetaTrainSettings)
+    adapt: AdaptSettings = field(default_factory=AdaptSettings)
+    gates: GateSettings = field(default_factory=GateSettings)
+    stores: StoreSettings = field(default_factory=StoreSettings)
+    schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    def replace(self, section: str, **changes: Any) -> "Settings":
+        """A copy with some fields of one section changed (validated again)."""
+        return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
+
+
+def _section(cls: type, raw: Any, name: str) -> Any:
+    if raw is None:
+        return cls()
+    _need(isinstance(raw, dict), f"section {name!r} must be a mapping")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    _need(not unknown, f"unknown setting(s) in {name!r}: {', '.join(unknown)}")
+    values = {}
+    for key, value in raw.items():
+        want = type(known[key].default)
+        if want is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        _need(isinstance(value, want) and not (want is int and isinstance(value, bool)),
+              f"{name}.{key} must be {want.__name__}, got {value!r}")
+        values[key] = value
+    return cls(**values)
+
+
+def settings_from_dict(raw: dict | None) -> Settings:
+    raw = raw or {}
+    _need(isinstance(raw, dict), "the file must be a mapping of sections")
+    sections = {f.name: f.default_factory for f in dataclasses.fields(Settings)}  # type: ignore[misc]
+    unknown = sorted(set(raw) - set(sections))
+    _need(not unknown, f"unknown section(s): {', '.join(unknown)}")
+    return Settings(**{name: _section(type(factory()), raw.get(name), name)
+                       for name, factory in sections.items()})
+
+
+def load_settings(path: Path) -> Settings:
+    """Read ``params.yaml``; a missing file means all defaults."""
+    if not Path(path).exists():
+        return Settings()
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise UserError(f"params.yaml is not valid YAML: {str(exc).splitlines()[0]}") from None
+    return settings_from_dict(raw)
+
+
+def default_params_yaml(settings: Settings | None = None) -> str:
+    """``params.yaml`` text with every setting and its help as a comment."""
+    settings = settings or Settings()
+    lines = ["# Tailor settings. Every tunable number lives here; `tailor` validates them on start.", ""]
+    for section in dataclasses.fields(Settings):
+        lines.append(f"{section.name}:")
+        obj = getattr(settings, section.name)
+        for f in dataclasses.fields(obj):
+            value = json.dumps(getattr(obj, f.name))
+            lines.append(f"  {f.name}: {value}  # {f.metadata['help']}")
+        lines.append("")
+    return "\n".join(lines)
