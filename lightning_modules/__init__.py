@@ -1,0 +1,1 @@
+"""Meta-learning: encoder, pure algorithms over parameter dicts, episodes, adaptation, deltas."""

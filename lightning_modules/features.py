@@ -1,0 +1,62 @@
+"""Frozen lower-layer outputs, computed once and cached by encoder digest + text hash."""
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from lightning_modules.encoder import Encoder
+
+
+@dataclass
+class FeatureTable:
+    """Token states of the last frozen layer for a list of texts."""
+
+    states: torch.Tensor  # [N, T, H] float16
+    mask: torch.Tensor    # [N, T] bool
+
+    def __len__(self) -> int:
+        return self.states.shape[0]
+
+    def rows(self, idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.states[idx], self.mask[idx]
+
+    def to(self, device) -> "FeatureTable":
+        return FeatureTable(self.states.to(device), self.mask.to(device))
+
+    @staticmethod
+    def concat(tables: list["FeatureTable"]) -> "FeatureTable":
+        width = max(t.states.shape[1] for t in tables)
+        states = [torch.nn.functional.pad(t.states, (0, 0, 0, width - t.states.shape[1])) for t in tables]
+        masks = [torch.nn.functional.pad(t.mask, (0, width - t.mask.shape[1])) for t in tables]
+        return FeatureTable(torch.cat(states), torch.cat(masks))
+
+
+def cache_key(encoder: Encoder, frozen_layers: int, texts: list[str]) -> str:
+    h = hashlib.sha256(f"{encoder.digest}|{frozen_layers}|{encoder.max_length}".encode())
+    for text in texts:
+        h.update(hashlib.sha256(text.encode("utf-8")).digest())
+    return h.hexdigest()
+
+
+def lower_features(encoder: Encoder, texts: list[str], frozen_layers: int,
+                   cache_dir: Path | None = None) -> FeatureTable:
+    """Token states after ``frozen_layers`` layers; read from / written to ``cache_dir`` if given."""
+    path = Path(cache_dir) / f"{cache_key(encoder, frozen_layers, texts)}.safetensors" if cache_dir else None
+    if path is not None and path.exists():
+        loaded = load_file(str(path))
+        return FeatureTable(loaded["states"], loaded["mask"])
+    states, mask = encoder.lower_states(texts, frozen_layers)
+    table = FeatureTable(states.contiguous(), mask.contiguous())
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        os.close(fd)
+        save_file({"states": table.states, "mask": table.mask}, tmp)
+        os.replace(tmp, path)  # atomic: a crash never leaves a half-written cache entry
+    return table

@@ -1,0 +1,128 @@
+"""The adapted part of the model as pure functions over parameter dicts.
+
+Above the frozen, cached lower layers sit ``adapted_layers`` BERT layers whose weights stay frozen
+but carry low-rank adapters (LoRA, Hu et al. 2021) on query, value and both output projections,
+then mean pooling, L2 normalisation and a linear head initialised from the support set's class
+prototypes (Proto-MAML, Triantafillou et al. 2020). What is meta-learned: the adapters'
+initialisation, the head's scale, and one inner learning rate per tensor (Meta-SGD, Li et al. 2017).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+ADAPTED = ("attention.self.query", "attention.self.value", "attention.output.dense", "output.dense")
+HEAD = ("head.weight", "head.bias")
+LORA_ALPHA = 8.0
+
+
+@dataclass
+class TopModel:
+    """Frozen weights of the adapted layers plus the shapes needed to run them."""
+
+    frozen: dict[str, torch.Tensor]
+    n_layers: int
+    n_heads: int
+    hidden: int
+    rank: int
+    eps: float = 1e-12
+
+    def to(self, device) -> "TopModel":
+        self.frozen = {k: v.to(device) for k, v in self.frozen.items()}
+        return self
+
+    def lora_names(self) -> list[str]:
+        return [f"L{i}.{m}.lora_{ab}" for i in range(self.n_layers) for m in ADAPTED for ab in "AB"]
+
+    def _linear(self, x, params, layer: int, name: str):
+        w = self.frozen[f"L{layer}.{name}.weight"]
+        y = F.linear(x, w, self.frozen[f"L{layer}.{name}.bias"])
+        a = params.get(f"L{layer}.{name}.lora_A")
+        if a is not None:
+            b = params[f"L{layer}.{name}.lora_B"]
+            y = y + F.linear(F.linear(x, a), b) * (LORA_ALPHA / self.rank)
+        return y
+
+    def _norm(self, x, layer: int, name: str):
+        return F.layer_norm(x, (self.hidden,), self.frozen[f"L{layer}.{name}.weight"],
+                            self.frozen[f"L{layer}.{name}.bias"], self.eps)
+
+    def _layer(self, h, keep, params, i: int):
+        batch, width, _ = h.shape
+        split = lambda t: t.view(batch, width, self.n_heads, -1).transpose(1, 2)
+        q = split(self._linear(h, params, i, "attention.self.query"))
+        k = split(F.linear(h, self.frozen[f"L{i}.attention.self.key.weight"],
+                           self.frozen[f"L{i}.attention.self.key.bias"]))
+        v = split(self._linear(h, params, i, "attention.self.value"))
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=keep[:, None, None, :])
+        ctx = ctx.transpose(1, 2).reshape(batch, width, self.hidden)
+        h = self._norm(self._linear(ctx, params, i, "attention.output.dense") + h, i, "attention.output.LayerNorm")
+        inner = F.gelu(F.linear(h, self.frozen[f"L{i}.intermediate.dense.weight"],
+                                self.frozen[f"L{i}.intermediate.dense.bias"]))
+        return self._norm(self._linear(inner, params, i, "output.dense") + h, i, "output.LayerNorm")
+
+    def embed(self, params: dict, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Sentence embeddings [N, H], unit length, from cached lower states [N, T, H]."""
+        width = int(mask.sum(1).max().item()) if mask.numel() else 1
+        h, keep = states[:, :width].float(), mask[:, :width]
+        for i in range(self.n_layers):
+            h = self._layer(h, keep, params, i)
+        weights = keep.unsqueeze(-1).float()
+        pooled = (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
+        return F.normalize(pooled, dim=-1)
+
+    def logits(self, params: dict, states, mask) -> torch.Tensor:
+        z = self.embed(params, states, mask)
+        return F.linear(z, params["head.weight"], params["head.bias"])
+
+
+def top_model(encoder, adapted_layers: int, rank: int) -> TopModel:
+    first = encoder.num_layers - adapted_layers
+    return TopModel(frozen=encoder.layer_weights(first), n_layers=adapted_layers, n_heads=encoder.num_heads,
+                    hidden=encoder.hidden_size, rank=rank,
+                    eps=encoder.model.config.layer_norm_eps)
+
+
+def init_meta_params(top: TopModel, inner_lr: float, seed: int = 0) -> dict[str, torch.Tensor]:
+    """The no-meta-learning start: adapters whose product is zero (the frozen encoder exactly),
+    a head scale of 10 on unit-length embeddings, and one log inner learning rate per fast tensor."""
+    gen = torch.Generator().manual_seed(seed)
+    params: dict[str, torch.Tensor] = {"log_scale": torch.tensor(math.log(10.0))}
+    h, r = top.hidden, top.rank
+    for name in top.lora_names():
+        if name.endswith("lora_A"):
+            out_in = (r, top.frozen[name.replace(".lora_A", ".weight")].shape[1])
+            params[name] = torch.randn(out_in, generator=gen) / math.sqrt(out_in[1])
+        else:
+            out = top.frozen[name.replace(".lora_B", ".weight")].shape[0]
+            params[name] = torch.zeros(out, r)
+    for name in [*top.lora_names(), *HEAD]:
+        params[f"log_lr.{name}"] = torch.tensor(math.log(inner_lr))
+    return params
+
+
+def split_meta(meta: dict) -> tuple[dict, dict]:
+    """(initial fast weights shared by every task, per-tensor inner learning rates)."""
+    fast = {k: v for k, v in meta.items() if not k.startswith("log_lr.") and k != "log_scale"}
+    lrs = {k[len("log_lr."):]: v.exp() for k, v in meta.items() if k.startswith("log_lr.")}
+    return fast, lrs
+
+
+def prototype_head(z: torch.Tensor, y: torch.Tensor, n_way: int, log_scale: torch.Tensor):
+    """Linear head equal to scaled negative squared distance to each class mean (Proto-MAML)."""
+    protos = torch.zeros(n_way, z.shape[1], dtype=z.dtype, device=z.device).index_add(0, y, z)
+    protos = protos / torch.bincount(y, minlength=n_way).clamp_min(1).unsqueeze(1).to(z.dtype)
+    scale = log_scale.exp()
+    return {"head.weight": 2 * scale * protos, "head.bias": -scale * (protos ** 2).sum(1)}
+
+
+def task_init(top: TopModel, meta: dict, states, mask, y, n_way: int) -> tuple[dict, dict]:
+    """Initial fast weights for one task (adapters from ``meta``, head from support prototypes),
+    differentiable with respect to ``meta``; and the inner learning rates."""
+    fast, lrs = split_meta(meta)
+    z = top.embed(fast, states, mask)
+    fast = {**fast, **prototype_head(z, y, n_way, meta["log_scale"])}
+    return fast, lrs

@@ -1,0 +1,42 @@
+"""Shared fixtures: tiny encoder settings and small synthetic tenants (fast, deterministic)."""
+import os
+import random
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from workspace.settings import Settings  # noqa: E402
+
+WORDS = {
+    "animal": "dog cat horse cow sheep lion tiger bear wolf fox goat deer".split(),
+    "food": "bread rice pasta soup cheese apple pear salad cake pie jam bun".split(),
+    "tool": "hammer saw drill wrench pliers chisel file rasp axe knife vise clamp".split(),
+    "music": "guitar piano drum violin flute harp song tune chord bass choir opera".split(),
+    "sport": "soccer tennis golf rugby hockey cricket boxing rowing skiing judo polo darts".split(),
+    "car": "engine wheel brake clutch tyre gear axle seat door trunk hood bumper".split(),
+    "weather": "rain snow wind storm fog hail sun cloud frost thunder drizzle sleet".split(),
+    "law": "court judge jury appeal verdict lawyer trial statute contract tort bail plea".split(),
+}
+
+
+def tiny_settings(**meta_train) -> Settings:
+    s = Settings().replace("encoder", name="tiny", adapted_layers=1, lora_rank=2)
+    s = s.replace("meta_train", **{"meta_steps": 6, "val_every": 3, "meta_batch": 2, "inner_steps": 3,
+                                   "val_tasks": 2, **meta_train})
+    return s.replace("adapt", inner_steps=4)
+
+
+def synthetic_tenant(classes, n=10, seed=0):
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for c in classes:
+        for i in range(n):
+            texts.append(" ".join(rng.sample(WORDS[c], 3)) + f" note {i}")
+            labels.append(c.title())
+    return texts, labels
+
+
+@pytest.fixture
+def settings():
+    return tiny_settings()
