@@ -45,7 +45,11 @@ def meta_learn_task(top: TopModel, meta: dict, data: TaskData, algorithm: str, s
     if algorithm == "fomaml":
         grad = alg.fomaml_meta_grad(support, query, init, lrs, steps, max_loss)
     elif algorithm == "maml":
-        grad = alg.maml_meta_grad(support, query, init, lrs, steps, max_loss)
+        # second-order needs the double backward of attention, which only the math kernel has
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        with sdpa_kernel(SDPBackend.MATH):
+            grad = alg.maml_meta_grad(support, query, init, lrs, steps, max_loss)
     elif algorithm == "reptile":
         both = (torch.cat([data.support[0], data.query[0]]), torch.cat([data.support[1], data.query[1]]))
         task = loss_fn(top, both, torch.cat([data.support_y, data.query_y]))

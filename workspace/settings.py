@@ -64,7 +64,7 @@ class MetaTrainSettings:
     meta_batch: int = _f(4, "tasks per outer update")
     inner_steps: int = _f(5, "inner-loop SGD steps on the support set")
     inner_lr: float = _f(0.05, "initial inner-loop learning rate (meta-learned per tensor)")
-    meta_lr: float = _f(0.001, "outer-loop Adam learning rate (FOMAML) or interpolation rate (Reptile)")
+    meta_lr: float = _f(0.001, "outer-loop Adam learning rate (on the Reptile pseudo-gradient too)")
     ways_min: int = _f(3, "fewest classes in a sampled task")
     ways_max: int = _f(6, "most classes in a sampled task")
     shots: int = _f(5, "support examples per class")
@@ -73,6 +73,14 @@ class MetaTrainSettings:
     val_tasks: int = _f(8, "tasks per validation")
     patience: int = _f(3, "validations without improvement before early stopping")
     seed: int = _f(0, "random seed")
+    tenants: str = _f("", "comma-separated meta-training tenants; empty = every tenant with valid data")
+    val_tenants: str = _f("", "comma-separated held-out tenants for early stopping; empty = a seeded fifth")
+
+    def tenant_list(self) -> list[str]:
+        return [t.strip() for t in self.tenants.split(",") if t.strip()]
+
+    def val_tenant_list(self) -> list[str]:
+        return [t.strip() for t in self.val_tenants.split(",") if t.strip()]
 
     def __post_init__(self) -> None:
         _need(self.algorithm in ("fomaml", "reptile", "maml"),
