@@ -1,0 +1,88 @@
+"""Adapt tenants to the current base (in chunks, one Prefect task per chunk) and register each
+delta as a pending candidate. A tenant that fails validation or adaptation is reported, not
+registered, and never stops the others."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from flows.common import checked_data, open_workspace, say, tenants_with_data
+from flows.retry import io_retry
+from flows.runtime import flow_run_id
+from lightning_modules.adaptation import AdaptationRejected, adapt_tenant
+from lightning_modules.delta import load_base, save_delta
+from lightning_modules.encoder import load_encoder
+from registry import base_model, candidates, store
+from workspace import versioning
+from workspace.errors import UserError
+from workspace.provenance import code_version
+from workspace.tenants import check_tenant_id
+
+
+def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str) -> dict:
+    frame, report = checked_data(ws, settings, tenant)
+    version = versioning.current_version(ws, tenant)
+    outcome = {"tenant": tenant, "validation": report.to_dict(), "data_version": str(version.md5)}
+    if not report.passed:
+        return {**outcome, "status": "invalid", "reason": "; ".join(report.failures)}
+    try:
+        result = adapt_tenant(encoder, settings, base_meta, tenant, frame["text"].tolist(),
+                              frame["label"].tolist(), ws.cache_dir)
+    except AdaptationRejected as exc:
+        return {**outcome, "status": "rejected", "reason": str(exc)}
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
+    manifest = {"tenant": tenant, "labels": result.labels,
+                "base": {"name": base_ref.name, "version": base_ref.version, "digest": base_ref.digest},
+                "encoder": {"name": encoder.name, "digest": encoder.digest},
+                "data_version": version.md5, "data_git_commit": version.git_commit,
+                "adaptation": result.adaptation, "metrics": result.metrics, "code_version": code_version()}
+    delta_dir = save_delta(ws.runs_dir / "deltas" / tenant / stamp, result.delta, manifest)
+    return {**outcome, "status": "adapted", "delta_dir": str(delta_dir), "metrics": result.metrics}
+
+
+@task(name="adapt-chunk", cache_policy=NO_CACHE)
+def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict) -> list[dict]:
+    ws, settings = open_workspace(root)
+    encoder = load_encoder(settings.encoder)
+    base_meta, _ = load_base(base_dir)
+    ref = base_model.BaseRef(**base)
+    outcomes = []
+    for tenant in tenants:
+        outcome = _adapt_one(ws, settings, encoder, base_meta, ref, tenant)
+        m = outcome.get("metrics")
+        detail = (f"acc {m['query_accuracy']:.3f} vs baseline {m['baseline_accuracy']:.3f}"
+                  if m else outcome.get("reason", ""))
+        say(f"  {tenant:<24} {outcome['status']:<9} {detail}")
+        outcomes.append(outcome)
+    return outcomes
+
+
+@task(name="register-candidate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
+def register(root: str, outcome: dict, base_dir: str, base: dict, requested_by: str) -> str:
+    ws, settings = open_workspace(root)
+    store.configure(ws, settings)
+    return candidates.register_candidate(ws, outcome["tenant"], outcome["delta_dir"], base_dir,
+                                         base=base_model.BaseRef(**base), validation=outcome["validation"],
+                                         requested_by=requested_by, flow_run_id=flow_run_id())
+
+
+@flow(name="tailor-adapt", log_prints=False)
+def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = "scheduler") -> list[dict]:
+    """Adapt ``tenants`` (None = every tenant with data) and register candidates."""
+    ws, settings = open_workspace(root)
+    store.configure(ws, settings)
+    chosen = [check_tenant_id(t) for t in tenants] if tenants else tenants_with_data(ws)
+    if not chosen:
+        raise UserError("no tenant has data yet: run `tailor ingest TENANT FILE` first")
+    ref = base_model.get_base()
+    base_dir = str(base_model.download_base(ref, ws.cache_dir / "bases"))
+    base = {"name": ref.name, "version": ref.version, "digest": ref.digest, "run_id": ref.run_id}
+    say(f"adapting {len(chosen)} tenant(s) to {ref.name} v{ref.version}")
+    size = settings.schedule.chunk_size
+    outcomes = [o for i in range(0, len(chosen), size) for o in adapt_chunk(root, chosen[i:i + size], base_dir, base)]
+    for outcome in outcomes:
+        if outcome["status"] == "adapted":
+            outcome["version"] = register(root, outcome, base_dir, base, requested_by)
+    return outcomes

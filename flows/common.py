@@ -1,0 +1,43 @@
+"""Helpers the flows share: the workspace's settings, its tenants, and their checked data."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from data_checks.expectations import validate_frame
+from data_checks.reading import read_tenant_file
+from workspace import versioning
+from workspace.errors import UserError
+from workspace.paths import Workspace
+from workspace.settings import Settings, load_settings
+from workspace.tenants import check_tenant_id
+
+
+def say(message: str) -> None:
+    print(message, flush=True, file=sys.stdout)
+
+
+def open_workspace(root: str | Path) -> tuple[Workspace, Settings]:
+    ws = Workspace.find(root)
+    if not ws.is_initialised():
+        raise UserError(f"{ws.root} is not a Tailor workspace: run `tailor init {ws.root}` first")
+    return ws, load_settings(ws.params_file)
+
+
+def tenants_with_data(ws: Workspace) -> list[str]:
+    if not ws.data_dir.is_dir():
+        return []
+    return sorted(p.name for p in ws.data_dir.iterdir()
+                  if p.is_dir() and versioning.data_file(ws, p.name) is not None)
+
+
+def checked_data(ws: Workspace, settings: Settings, tenant: str):
+    """The tenant's current data and a fresh validation report of it (under today's settings)."""
+    check_tenant_id(tenant)
+    path = versioning.data_file(ws, tenant)
+    if path is None:
+        raise UserError(f"tenant {tenant!r} has no data: run `tailor ingest {tenant} FILE` first")
+    frame = read_tenant_file(path, settings.validation)
+    # Data Docs are built at ingest only: rebuilding them on every scheduled run costs disk per tenant
+    report = validate_frame(tenant, frame, settings.validation, docs_dir=None)
+    return frame, report

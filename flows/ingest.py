@@ -1,0 +1,55 @@
+"""Ingest: read and validate a tenant file, then version it with DVC; bad files go to quarantine
+and leave the tenant's current data untouched."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from data_checks.expectations import validate_frame
+from data_checks.quarantine import quarantine
+from data_checks.reading import read_tenant_file
+from flows.common import open_workspace
+from flows.retry import io_retry
+from workspace import versioning
+from workspace.errors import UserError
+from workspace.tenants import check_tenant_id
+
+
+@task(name="validate-file", cache_policy=NO_CACHE)
+def validate_file(root: str, tenant: str, file: str) -> dict:
+    ws, settings = open_workspace(root)
+    frame = read_tenant_file(Path(file), settings.validation)
+    report = validate_frame(tenant, frame, settings.validation, ws.data_docs_dir)
+    return report.to_dict()
+
+
+@task(name="version-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
+def version_data(root: str, tenant: str, file: str) -> dict:
+    ws, _ = open_workspace(root)
+    return versioning.track(ws, tenant, Path(file)).to_dict()
+
+
+@task(name="quarantine-file", cache_policy=NO_CACHE, retries=1, retry_condition_fn=io_retry)
+def quarantine_file(root: str, tenant: str, file: str, report: dict) -> str:
+    ws, _ = open_workspace(root)
+    return str(quarantine(ws, tenant, Path(file), report))
+
+
+@flow(name="tailor-ingest", log_prints=False)
+def ingest_flow(root: str, tenant: str, file: str) -> dict:
+    """Returns {"tenant", "passed", "data_version" | "quarantined", "report"}."""
+    check_tenant_id(tenant)
+    if not Path(file).is_file():
+        raise UserError(f"no such file: {file}")
+    try:
+        report = validate_file(root, tenant, file)
+    except UserError as exc:  # unreadable: keep it for the team to look at, then say why
+        quarantine_file(root, tenant, file, str(exc))
+        raise
+    if not report["passed"]:
+        where = quarantine_file(root, tenant, file, report)
+        return {"tenant": tenant, "passed": False, "quarantined": where, "report": report}
+    version = version_data(root, tenant, file)
+    return {"tenant": tenant, "passed": True, "data_version": version, "report": report}

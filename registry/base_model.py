@@ -1,0 +1,165 @@
+"""The shared meta-learned base as versions of ``tailor-base``; ``@current`` is what new adaptations use.
+
+A tenant's registered version carries its own copy of the base it was adapted from, so moving
+``@current`` (a new meta-training, or ``tailor rollback --base-version``) never changes what an
+approved champion serves; it only changes what the next adaptation starts from.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from lightning_modules.delta import sha256_file
+from registry import audit, store
+from workspace.errors import UserError
+from workspace.paths import Workspace
+from workspace.tenants import BASE_MODEL_NAME
+
+EXPERIMENT = "tailor-meta-train"
+CURRENT = "current"
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    name: str
+    version: str
+    digest: str
+    run_id: str
+
+
+def _ref(mv) -> BaseRef:
+    return BaseRef(mv.name, str(mv.version), mv.tags.get("digest", ""), mv.run_id or "")
+
+
+def read_digest(base_dir: Path) -> str:
+    try:
+        info = json.loads((Path(base_dir) / "base.json").read_text(encoding="utf-8"))
+        digest = info["digest"]
+    except (OSError, ValueError, KeyError, TypeError):
+        raise UserError(f"{base_dir} is not a Tailor base model (no readable base.json with a digest)") from None
+    return digest
+
+
+def _metrics(c, run_id: str, metrics: dict, history: list[dict] | None) -> None:
+    from mlflow.entities import Metric
+
+    stamp = int(time.time() * 1000)
+    rows = [Metric(k, v, stamp, 0) for k, v in store.numeric(store.flatten("", metrics)).items()]
+    for i, point in enumerate(history or []):
+        step = int(point.get("step", i))
+        rows += [Metric(f"history.{k}", v, stamp, step)
+                 for k, v in store.numeric(point).items() if k != "step"]
+    for start in range(0, len(rows), 1000):  # MLflow's batch limit
+        c.log_batch(run_id, metrics=rows[start:start + 1000])
+
+
+def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[dict] | None = None,
+                  tags: dict | None = None, actor: str = "meta-train") -> BaseRef:
+    """Log ``base_dir`` in one run of "tailor-meta-train", register it and make it ``@current``.
+
+    Registering the same base (same digest) again returns the existing version: a retried
+    flow task never creates a duplicate.
+    """
+    from mlflow.entities import Param, RunTag
+
+    base_dir = Path(base_dir)
+    digest = read_digest(base_dir)
+    c = store.client()
+    store.ensure_registered_model(BASE_MODEL_NAME, "Tailor's meta-learned base (shared by every tenant)")
+    previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
+    existing = [mv for mv in store.versions(BASE_MODEL_NAME) if mv.tags.get("digest") == digest]
+    if existing:
+        mv = existing[-1]
+    else:
+        tags = {k: str(v) for k, v in (tags or {}).items()}
+        run = c.create_run(store.experiment_id(EXPERIMENT), run_name=f"base-{digest[7:19]}",
+                           tags={**tags, "digest": digest})
+        run_id = run.info.run_id
+        try:
+            flat = {k: str(v)[:6000] for k, v in store.flatten("", params).items()}
+            rows = [Param(k, v) for k, v in sorted(flat.items())]
+            for start in range(0, len(rows), 100):
+                c.log_batch(run_id, params=rows[start:start + 100])
+            _metrics(c, run_id, metrics, history)
+            c.log_batch(run_id, tags=[RunTag("mlflow.note.content", "Tailor base model")])
+            c.log_artifacts(run_id, str(base_dir), artifact_path="base")
+        except BaseException:
+            c.set_terminated(run_id, "FAILED")
+            raise
+        c.set_terminated(run_id, "FINISHED")
+        mv = c.create_model_version(BASE_MODEL_NAME, f"{run.info.artifact_uri}/base", run_id,
+                                    tags={**tags, "digest": digest})
+    c.set_registered_model_alias(BASE_MODEL_NAME, CURRENT, mv.version)
+    ref = _ref(c.get_model_version(BASE_MODEL_NAME, mv.version))
+    if previous is None or str(previous.version) != ref.version:
+        audit.append(store.workspace(), actor=actor, action="register-base", tenant=None,
+                     frm=None if previous is None else previous.version, to=ref.version,
+                     reason="meta-trained base registered as @current",
+                     details={"digest": digest, "run_id": ref.run_id})
+    return ref
+
+
+def get_base(version: str | None = None) -> BaseRef:
+    """Version ``version`` of tailor-base, or the ``@current`` one when None."""
+    if version is None:
+        mv = store.alias_version(BASE_MODEL_NAME, CURRENT)
+        if mv is None:
+            raise UserError("no base model: run `tailor meta-train` first")
+        return _ref(mv)
+    return _ref(store.model_version(BASE_MODEL_NAME, version, BASE_MODEL_NAME))
+
+
+def set_current_base(ws: Workspace, version: str, *, actor: str = "unknown", reason: str = "") -> BaseRef:
+    """Point ``@current`` at ``version`` (``tailor rollback --base-version``); audited in ``ws``."""
+    ref = get_base(version)
+    previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
+    store.client().set_registered_model_alias(BASE_MODEL_NAME, CURRENT, ref.version)
+    audit.append(ws, actor=actor, action="set-base", tenant=None,
+                 frm=None if previous is None else previous.version, to=ref.version,
+                 reason=reason or f"base @current set to version {ref.version}",
+                 details={"digest": ref.digest})
+    return ref
+
+
+def download_base(ref: BaseRef, dst: Path | None = None) -> Path:
+    """A local folder with base.safetensors and base.json, cached under ``dst`` by digest.
+
+    A cached copy is reused when its base.json names the same digest; a fresh download is
+    checked against the digest before it is put in place (atomically).
+    """
+    root = Path(dst) if dst is not None else store.workspace().cache_dir / "bases"
+    folder = root / ref.digest.replace("sha256:", "")
+    if (folder / "base.safetensors").is_file() and _cached_digest(folder) == ref.digest:
+        return folder
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".download-"))
+    try:
+        import mlflow
+
+        local = Path(mlflow.artifacts.download_artifacts(
+            artifact_uri=f"models:/{ref.name}/{ref.version}", dst_path=str(tmp / "base")))
+        if f"sha256:{sha256_file(local / 'base.safetensors')}" != ref.digest:
+            raise UserError(f"{ref.name} v{ref.version}: stored base.safetensors does not match its "
+                            "digest; refusing to use it")
+        if folder.exists():
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            os.replace(local, folder)
+        except OSError:  # another process put the same digest in place meanwhile
+            if _cached_digest(folder) != ref.digest:
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def _cached_digest(folder: Path) -> str | None:
+    try:
+        return read_digest(folder)
+    except UserError:
+        return None

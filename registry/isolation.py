@@ -1,0 +1,70 @@
+"""Tenant isolation, checked before a delta may be approved.
+
+What isolation means here, and no more: a delta is self-contained (its file matches its
+checksum and its declared tensors), bound to exactly one tenant and one base (the manifest names
+both, and the base digest matches the base it is registered with), and it cannot modify the
+shared base: it may only carry low-rank adapters (``L<i>.<module>.lora_A|B``) and the tenant's
+own classification head (one row per label of its own), never a frozen encoder or base weight.
+Serving loads base + delta per tenant, so one tenant's delta cannot reach another's predictions.
+It does not prove that a tenant's training data held no other tenant's text; that is the data
+contract's job (``data_checks``).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from lightning_modules.delta import DELTA_FORMAT, sha256_file
+from registry.base_model import BaseRef
+
+ADAPTER = re.compile(r"^L\d+\.[A-Za-z0-9_.]+\.lora_[AB]$")
+HEAD = ("head.weight", "head.bias")
+
+
+def _file_tensors(path: Path) -> dict[str, list[int]]:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as f:  # reads the header, not the tensors
+        return {name: list(f.get_slice(name).get_shape()) for name in f.keys()}
+
+
+def allowed_name(name: str) -> bool:
+    return name in HEAD or bool(ADAPTER.match(name))
+
+
+def check(tenant: str, delta_dir: Path, base: BaseRef) -> tuple[bool, list[str]]:
+    """(passed, reasons it failed); reasons are short sentences for a reviewer."""
+    from lightning_modules.delta import read_manifest
+
+    delta_dir = Path(delta_dir)
+    manifest = read_manifest(delta_dir)
+    reasons = []
+    if manifest.get("format") != DELTA_FORMAT:
+        reasons.append(f"format is {manifest.get('format')!r}, not {DELTA_FORMAT}")
+    if manifest.get("tenant") != tenant:
+        reasons.append(f"manifest names tenant {manifest.get('tenant')!r}, not {tenant!r}")
+    if (manifest.get("base") or {}).get("digest") != base.digest:
+        reasons.append(f"adapted from base {(manifest.get('base') or {}).get('digest')!r}, "
+                       f"not {base.name} v{base.version} ({base.digest})")
+    path = delta_dir / "delta.safetensors"
+    if not path.is_file():
+        return False, reasons + ["delta.safetensors is missing"]
+    if sha256_file(path) != manifest.get("sha256"):
+        reasons.append("delta.safetensors does not match the manifest checksum")
+    try:
+        tensors = _file_tensors(path)
+    except Exception as exc:  # a corrupt header is a failed check, not a crash
+        return False, reasons + [f"delta.safetensors is unreadable ({type(exc).__name__})"]
+    if tensors != manifest.get("tensors"):
+        reasons.append("tensor names or shapes differ from the manifest")
+    foreign = sorted(name for name in tensors if not allowed_name(name))
+    if foreign:
+        reasons.append(f"carries tensors outside the adapters and head: {', '.join(foreign[:5])}")
+    labels = manifest.get("labels")
+    if not isinstance(labels, list) or not labels or not all(isinstance(x, str) and x for x in labels):
+        reasons.append("labels must be a non-empty list of names")
+    elif len(set(labels)) != len(labels):
+        reasons.append("labels are not unique")
+    elif "head.weight" in tensors and tensors["head.weight"][0] != len(labels):
+        reasons.append(f"head has {tensors['head.weight'][0]} rows for {len(labels)} labels")
+    return not reasons, reasons

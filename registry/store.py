@@ -1,0 +1,184 @@
+"""Where MLflow keeps Tailor's runs and models: set explicitly by ``configure``, never at import."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from workspace.errors import UserError
+from workspace.paths import Workspace
+from workspace.settings import Settings
+
+# MLflow reads these when it is imported or first used: no progress bars, no telemetry calls.
+_QUIET_ENV = {
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+}
+_QUIET_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3", "git")
+
+_state: dict = {"uri": None, "workspace": None, "artifact_root": None, "client": None}
+
+
+def _quiet(debug: bool) -> None:
+    os.environ.update(_QUIET_ENV)
+    for name in _QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING if debug else logging.ERROR)
+    if not debug:
+        warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
+
+
+def configure(ws: Workspace, settings: Settings, debug: bool = False) -> str:
+    """Point MLflow tracking and registry at the workspace's stores; return the tracking URI.
+
+    Idempotent: every command and flow task calls it before its first registry call. MLflow's own
+    logs and warnings stay off the user's screen unless ``debug``.
+    """
+    _quiet(debug)
+    import mlflow  # imported here so that importing ``registry`` costs nothing
+
+    _quiet(debug)  # mlflow's import installs its own handlers and levels: set ours again
+    uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
+    if uri.startswith("sqlite:///"):
+        Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
+    root = settings.stores.artifact_location or Path(ws.artifacts_dir).resolve().as_uri()
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    if uri != _state["uri"]:
+        _state["client"] = None
+    _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/"))
+    return uri
+
+
+def _require() -> None:
+    if _state["uri"] is None:
+        raise RuntimeError("registry.store.configure(ws, settings) must be called before any registry call")
+
+
+def workspace() -> Workspace:
+    """The workspace ``configure`` was called with (for caches and base-model audit records)."""
+    _require()
+    return _state["workspace"]
+
+
+def client():
+    """An ``MlflowClient`` on the configured tracking and registry stores."""
+    _require()
+    if _state["client"] is None:
+        from mlflow import MlflowClient
+
+        _state["client"] = MlflowClient(tracking_uri=_state["uri"], registry_uri=_state["uri"])
+    return _state["client"]
+
+
+def experiment_id(name: str) -> str:
+    """The id of experiment ``name``, created under the configured artifact root if new."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    found = c.get_experiment_by_name(name)
+    if found is not None:
+        if found.lifecycle_stage == "deleted":
+            c.restore_experiment(found.experiment_id)
+        return found.experiment_id
+    try:
+        return c.create_experiment(name, artifact_location=f"{_state['artifact_root']}/{name}")
+    except MlflowException:  # created meanwhile by another process
+        return c.get_experiment_by_name(name).experiment_id
+
+
+def ensure_registered_model(name: str, description: str = "") -> None:
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    try:
+        c.get_registered_model(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+            raise
+        try:
+            c.create_registered_model(name, description=description or None)
+        except MlflowException as again:
+            if again.error_code != "RESOURCE_ALREADY_EXISTS":
+                raise
+
+
+def model_version(name: str, version: str | int, what: str):
+    """A model version, or ``UserError`` naming ``what`` (e.g. "tenant acme") if it is unknown."""
+    from mlflow.exceptions import MlflowException
+
+    version = str(version).lstrip("v")
+    if not version.isdigit():
+        raise UserError(f"{version!r} is not a version number: use e.g. 3")
+    try:
+        return client().get_model_version(name, version)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            raise UserError(f"{what} has no version {version}: see `tailor review list --status all`") from None
+        raise
+
+
+def alias_version(name: str, alias: str):
+    """The version ``alias`` points to, or None (also when the model does not exist)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        return client().get_model_version_by_alias(name, alias)
+    except MlflowException as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
+
+
+def has_model(name: str) -> bool:
+    from mlflow.exceptions import MlflowException
+
+    try:
+        client().get_registered_model(name)
+        return True
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise
+
+
+def versions(name: str, like: bool = False) -> list:
+    """Every version of registered model ``name`` (or of every model matching the SQL LIKE
+    pattern ``name`` when ``like``), by model name then version."""
+    query = f"name LIKE '{name}'" if like else f"name = '{name}'"
+    out, token = [], None
+    while True:
+        page = client().search_model_versions(query, max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return sorted(out, key=lambda mv: (mv.name, int(mv.version)))
+
+
+def aliases(name: str) -> dict[str, list[str]]:
+    """version -> its aliases (search results do not carry aliases on every backend)."""
+    out: dict[str, list[str]] = {}
+    for alias, version in client().get_registered_model(name).aliases.items():
+        out.setdefault(str(version), []).append(alias)
+    return out
+
+
+def flatten(prefix: str, value, out: dict | None = None) -> dict:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``: MLflow params and metrics are flat."""
+    out = {} if out is None else out
+    if isinstance(value, dict):
+        for key, item in value.items():
+            flatten(f"{prefix}.{key}" if prefix else str(key), item, out)
+    elif isinstance(value, (list, tuple)):
+        out[prefix] = json.dumps(value)
+    else:
+        out[prefix] = value
+    return out
+
+
+def numeric(values: dict) -> dict[str, float]:
+    """The finite numbers among ``values`` (bools excluded): what MLflow can log as metrics."""
+    return {k: float(v) for k, v in values.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and float(v) == float(v)
+            and abs(float(v)) != float("inf")}

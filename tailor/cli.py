@@ -1,0 +1,190 @@
+"""The `tailor` command: parse arguments at the edge, call one function, print for people.
+
+A user's mistake (``UserError``) prints one line and exits 2; an internal error prints one line
+too, and its traceback only with ``--debug``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from tailor import commands
+from workspace.errors import UserError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Tailor: one meta-learned base model, adapted per tenant, governed like a release.")
+review_app = typer.Typer(no_args_is_help=True, help="List, approve or reject candidates.")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
+data_app = typer.Typer(no_args_is_help=True, help="A tenant's data versions (DVC).")
+app.add_typer(review_app, name="review")
+app.add_typer(audit_app, name="audit")
+app.add_typer(data_app, name="data")
+
+STATE = {"workspace": None, "debug": False}
+ACTOR = os.environ.get("TAILOR_USER") or os.environ.get("USER") or "unknown"
+
+
+@app.callback()
+def _global(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", envvar="TAILOR_HOME",
+                                                     help="workspace folder (default: current directory)"),
+            debug: bool = typer.Option(False, "--debug", help="show tracebacks and Prefect's logs")) -> None:
+    STATE.update(workspace=workspace, debug=debug)
+
+
+def _ctx() -> commands.Context:
+    return commands.Context(STATE["workspace"], STATE["debug"])
+
+
+@app.command()
+def init(directory: Path = typer.Argument(Path("."), help="folder to create or complete")) -> None:
+    """Create a workspace: params.yaml, git + DVC, embedded MLflow/Prefect stores."""
+    commands.init(directory)
+
+
+@app.command()
+def demo(fresh: bool = typer.Option(False, "--fresh", help="delete the demo workspace first")) -> None:
+    """Build demo tenants from WordNet and Home Assistant intents and walk the whole loop."""
+    from tailor.demo import run_demo
+
+    run_demo(Path(STATE["workspace"] or "demo-workspace"), fresh=fresh, debug=STATE["debug"])
+
+
+@app.command()
+def ingest(tenant: str, file: Path, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Validate a tenant's CSV/JSONL file and version it with DVC; prints the data version."""
+    commands.ingest(_ctx(), tenant, file, json_out)
+
+
+@app.command()
+def validate(tenant: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """Validate a tenant's current data with its Great Expectations suite."""
+    commands.validate(_ctx(), tenant, json_out)
+
+
+@app.command("meta-train")
+def meta_train(algorithm: Optional[str] = typer.Option(None, help="fomaml | reptile (default: params.yaml)")) -> None:
+    """Meta-train the base model on the meta-training tenants and register it."""
+    if algorithm not in (None, "fomaml", "reptile"):
+        raise UserError(f"--algorithm {algorithm!r}: use fomaml or reptile")
+    commands.meta_train(_ctx(), algorithm)
+
+
+@app.command()
+def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
+          all_tenants: bool = typer.Option(False, "--all", help="every tenant with data"),
+          requested_by: str = typer.Option(ACTOR, "--requested-by", help="who asks for the candidates")) -> None:
+    """Adapt tenants to the current base and register candidates (pending review)."""
+    if bool(tenants) == all_tenants:
+        raise UserError("give tenant ids or --all (not both)")
+    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by)
+
+
+@app.command()
+def predict(tenant: str, texts: list[str] = typer.Argument(None), file: Optional[Path] = typer.Option(None, "--file"),
+            out: Optional[Path] = typer.Option(None, "--out"), json_out: bool = typer.Option(False, "--json")) -> None:
+    """Classify texts with the tenant's champion (base + delta); batch from a CSV with --file."""
+    if bool(texts) == bool(file):
+        raise UserError("give TEXT... or --file F (not both)")
+    commands.predict(_ctx(), tenant, texts, file, out, json_out)
+
+
+@review_app.command("list")
+def review_list(status: str = typer.Option("pending", help="pending|approved|rejected|rolled_back|all"),
+                json_out: bool = typer.Option(False, "--json")) -> None:
+    """Candidates waiting for review (or with another status)."""
+    commands.review_list(_ctx(), status, json_out)
+
+
+@review_app.command("approve")
+def review_approve(tenant: str, version: str, reviewer: str = typer.Option(..., help="who approves"),
+                   reason: str = typer.Option(..., help="why"),
+                   override: Optional[str] = typer.Option(None, help="approve despite failed gates, because ...")) -> None:
+    """Make a candidate the tenant's champion (gates and four-eyes apply)."""
+    commands.approve(_ctx(), tenant, version, reviewer, reason, override)
+
+
+@review_app.command("reject")
+def review_reject(tenant: str, version: str, reviewer: str = typer.Option(...), reason: str = typer.Option(...)) -> None:
+    """Reject a candidate."""
+    commands.reject(_ctx(), tenant, version, reviewer, reason)
+
+
+@app.command()
+def rollback(tenant: Optional[str] = typer.Argument(None), base_version: Optional[str] = typer.Option(None),
+             reason: str = typer.Option("rollback requested", help="why"), actor: str = typer.Option(ACTOR)) -> None:
+    """Restore a tenant's previous approved version, or make an older base current."""
+    if bool(tenant) == bool(base_version):
+        raise UserError("give a TENANT or --base-version X (not both)")
+    commands.rollback(_ctx(), tenant, base_version, reason, actor)
+
+
+@app.command()
+def lineage(tenant: str, version: Optional[str] = typer.Option(None), at: Optional[str] = typer.Option(
+            None, help="ISO time: what served then"), json_out: bool = typer.Option(False, "--json")) -> None:
+    """What serves a tenant (or served at a time): data, validation, base, metrics, approvals."""
+    when = None
+    if at:
+        try:
+            when = datetime.fromisoformat(at.replace("Z", "+00:00"))
+        except ValueError:
+            raise UserError(f"--at {at!r} is not an ISO time such as 2026-11-27T10:00:00Z") from None
+    commands.lineage(_ctx(), tenant, version, when, json_out)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain."""
+    commands.audit_verify(_ctx())
+
+
+@data_app.command("show")
+def data_show(tenant: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """The tenant's current data version and its history."""
+    commands.data_show(_ctx(), tenant, json_out)
+
+
+@data_app.command("checkout")
+def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit or md5 prefix")) -> None:
+    """Make an earlier data version current again."""
+    commands.data_checkout(_ctx(), tenant, rev)
+
+
+@app.command()
+def serve(once: bool = typer.Option(False, "--once", help="run the scheduled adaptation once and exit")) -> None:
+    """Serve scheduled Prefect deployments (re-adapt every tenant on params.yaml's cron)."""
+    commands.serve(_ctx(), once)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the exit code (0 ok, 1 internal error, 2 user mistake)."""
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        app(args=argv, standalone_mode=False)
+        return 0
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except (typer.Exit, SystemExit) as exc:
+        return int(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
+    except typer.Abort:
+        print("aborted", file=sys.stderr)
+        return 1
+    except Exception as exc:  # noqa: BLE001 - the last line of defence for people
+        import click
+
+        if isinstance(exc, click.ClickException):
+            print(f"error: {exc.format_message()}", file=sys.stderr)
+            return 2
+        if debug:
+            raise
+        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+def console() -> None:
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""What each CLI command does, in terms of flows, registry and workspace functions.
+
+Kept apart from argument parsing so the demo and tests call exactly what a person's command runs.
+"""
+from __future__ import annotations
+
+import csv
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from tailor.output import emit_json, table
+from workspace.errors import UserError
+from workspace.paths import Workspace
+from workspace.settings import Settings, load_settings
+from workspace.tenants import check_tenant_id
+
+
+@dataclass
+class Context:
+    root: Path | None = None
+    debug: bool = False
+
+    def open(self, prefect: bool = False, mlflow: bool = True) -> tuple[Workspace, Settings]:
+        ws = Workspace.find(self.root)
+        if not ws.is_initialised():
+            raise UserError(f"{ws.root} is not a Tailor workspace: run `tailor init {ws.root}` "
+                            "or pass --workspace DIR")
+        settings = load_settings(ws.params_file)
+        if prefect:
+            from flows import runtime
+
+            runtime.configure(ws, settings, self.debug)
+        if mlflow:
+            from registry import store
+
+            store.configure(ws, settings)
+        return ws, settings
+
+
+def init(directory: Path) -> None:
+    from workspace.create import init_workspace
+
+    ws = init_workspace(directory)
+    print(f"workspace ready at {ws.root}\n  settings: {ws.params_file}\n  next: tailor ingest TENANT FILE")
+
+
+def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dict:
+    check_tenant_id(tenant)
+    if not file.is_file():
+        raise UserError(f"no such file: {file}")
+    ws, _ = ctx.open(prefect=True, mlflow=False)
+    from flows.ingest import ingest_flow
+
+    result = ingest_flow(str(ws.root), tenant, str(file.resolve()))
+    if json_out:
+        emit_json(result)
+    elif result["passed"]:
+        v = result["data_version"]
+        print(f"{tenant}: {result['report']['stats']['n_rows']} rows, data version {v['md5']}"
+              f"{' (git ' + v['git_commit'][:7] + ')' if v.get('git_commit') else ''}")
+    if not result["passed"]:
+        failures = "; ".join(result["report"]["failures"])
+        raise UserError(f"{tenant}: {file.name} failed validation ({failures}); kept the previous data, "
+                        f"quarantined the file in {result['quarantined']}")
+    return result
+
+
+def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
+    ws, settings = ctx.open(mlflow=False)
+    from flows.common import checked_data
+
+    _, report = checked_data(ws, settings, tenant)
+    if json_out:
+        emit_json(report.to_dict())
+    else:
+        print(f"{tenant}: validation {'passed' if report.passed else 'FAILED'} "
+              f"({report.stats.get('n_rows')} rows, {report.stats.get('n_labels')} labels)")
+        for failure in report.failures:
+            print(f"  - {failure}")
+    if not report.passed:
+        raise UserError(f"{tenant}: data fails validation; fix the file and `tailor ingest` it again")
+    return report.to_dict()
+
+
+def meta_train(ctx: Context, algorithm: str | None) -> dict:
+    ws, _ = ctx.open(prefect=True)
+    from flows.training import meta_train_flow
+
+    ref = meta_train_flow(str(ws.root), algorithm)
+    print(f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…)")
+    return ref
+
+
+def adapt(ctx: Context, tenants: list[str] | None, requested_by: str) -> list[dict]:
+    ws, _ = ctx.open(prefect=True)
+    from flows.adaptation import adapt_flow
+
+    outcomes = adapt_flow(str(ws.root), tenants, requested_by)
+    registered = [o for o in outcomes if o.get("version")]
+    print(f"{len(registered)} candidate(s) registered, pending review "
+          f"({len(outcomes) - len(registered)} not registered)")
+    for o in outcomes:
+        if o["status"] != "adapted":
+            print(f"  {o['tenant']}: not registered: {o['reason']}")
+    return outcomes
+
+
+def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | None, out: Path | None,
+            json_out: bool) -> list[dict]:
+    check_tenant_id(tenant)
+    ws, settings = ctx.open()
+    if file is not None:
+        from data_checks.reading import read_texts
+
+        texts = read_texts(file)
+    from registry.serving import predict as serve_predict
+
+    rows = serve_predict(tenant, list(texts))
+    if out is not None:
+        with open(out, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=["text", "label", "score"])
+            writer.writeheader()
+            writer.writerows(rows)
+        print(f"wrote {len(rows)} predictions to {out}")
+    elif json_out:
+        emit_json(rows)
+    else:
+        print(table(rows, ["label", "score", "text"]))
+    return rows
+
+
+def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
+    ctx.open()
+    from registry.approval import list_reviews
+
+    rows = list_reviews(None if status == "all" else status)
+    if json_out:
+        emit_json(rows)
+    elif not rows:
+        print(f"no {status} candidates")
+    else:
+        print(table(rows, ["tenant", "version", "status", "query_accuracy", "baseline_accuracy", "requested_by"],
+                    ["tenant", "version", "status", "accuracy", "baseline", "requested by"]))
+    return rows
+
+
+def approve(ctx: Context, tenant: str, version: str, reviewer: str, reason: str, override: str | None) -> dict:
+    ws, settings = ctx.open()
+    from registry.approval import approve as do_approve
+
+    result = do_approve(ws, settings, tenant, version, reviewer, reason, override_reason=override)
+    print(f"{tenant} v{version} is now champion (approved by {reviewer})")
+    return result
+
+
+def reject(ctx: Context, tenant: str, version: str, reviewer: str, reason: str) -> dict:
+    ws, _ = ctx.open()
+    from registry.approval import reject as do_reject
+
+    result = do_reject(ws, tenant, version, reviewer, reason)
+    print(f"{tenant} v{version} rejected by {reviewer}")
+    return result
+
+
+def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason: str, actor: str) -> dict:
+    ws, _ = ctx.open()
+    if base_version:
+        from registry.base_model import set_current_base
+
+        result = set_current_base(ws, base_version, actor=actor, reason=reason)
+        print(f"tailor-base v{base_version} is current again; re-adapt tenants with `tailor adapt --all`")
+        return result
+    from registry.approval import rollback as do_rollback
+
+    result = do_rollback(ws, tenant, actor, reason)
+    print(f"{tenant}: champion rolled back from v{result['from']} to v{result['to']}")
+    return result
+
+
+def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None, json_out: bool) -> dict:
+    ws, _ = ctx.open()
+    from registry.lineage import lineage as get_lineage, render
+
+    result = get_lineage(ws, tenant, version=version, at=at)
+    if json_out:
+        emit_json(result)
+    else:
+        print(render(result))
+    return result
+
+
+def audit_verify(ctx: Context) -> None:
+    ws, _ = ctx.open(mlflow=False)
+    from registry.audit import verify
+
+    ok, n, problem = verify(ws)
+    if not ok:
+        raise UserError(f"audit log broken after {n} good record(s): {problem}")
+    print(f"audit log intact: {n} record(s), hash chain verified")
+
+
+def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
+    ws, _ = ctx.open(mlflow=False)
+    from workspace import versioning
+
+    history = [v.to_dict() for v in versioning.history(ws, check_tenant_id(tenant))]
+    if not history:
+        raise UserError(f"tenant {tenant!r} has no data: run `tailor ingest {tenant} FILE` first")
+    if json_out:
+        emit_json(history)
+    else:
+        print(f"{tenant}: current data version {history[0]['md5']}")
+        print(table(history, ["md5", "git_commit", "n_bytes"], ["data version", "git commit", "bytes"]))
+    return history
+
+
+def data_checkout(ctx: Context, tenant: str, rev: str) -> dict:
+    ws, _ = ctx.open(mlflow=False)
+    from workspace import versioning
+
+    version = versioning.checkout(ws, check_tenant_id(tenant), rev)
+    print(f"{tenant}: data version {version.md5} is current again; `tailor adapt {tenant}` to use it")
+    return version.to_dict()
+
+
+def serve(ctx: Context, once: bool) -> None:
+    ws, settings = ctx.open(prefect=True)
+    from flows.schedule import serve as serve_flows
+
+    serve_flows(ws, settings, once=once)

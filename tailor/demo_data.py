@@ -1,0 +1,198 @@
+"""Demo tenants from real text, so the demo and benchmarks meet label sets a customer could have."""
+from __future__ import annotations
+
+import csv
+import json
+import random
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tailor.demo_sources import WORDNET_DIR, intent_classes, label_name, wordnet_classes
+from workspace.tenants import check_tenant_id
+
+SOURCES = ("wordnet-lex", "wordnet-topic", "ha-intents")
+_SOURCE_OF = {"wordnet-lex": "wordnet-lex", "wordnet-topic": "wordnet-topic", "ha-intent": "ha-intents"}
+MIN_ROWS_PER_LABEL = 10
+
+LEX, TOPIC, HA = SOURCES
+# (id, role, sources, number of labels, anchor classes). Anchors make an id's name true
+# ("initech-legal" always has Law); the other classes are drawn by seed. Eval tenants take only
+# classes held out of every meta-training tenant. A mixed tenant splits its labels over sources.
+_PLAN: tuple[tuple[str, str, tuple[str, ...], int, tuple[str, ...]], ...] = (
+    ("acme-catalog", "meta-train", (LEX,), 4, ("noun.artifact",)),
+    ("globex-home", "meta-train", (HA,), 6, ("HassTurnOn", "HassTurnOff")),
+    ("initech-legal", "meta-train", (TOPIC,), 5, ("law", "crime")),
+    ("umbrella-health", "meta-train", (TOPIC,), 7, ("medicine", "anatomy")),
+    ("hooli-wiki", "meta-train", (LEX,), 8, ()),
+    ("stark-voice", "meta-train", (HA,), 9, ()),
+    ("wayne-archive", "meta-train", (LEX, TOPIC), 6, ()),
+    ("wonka-recipes", "meta-train", (LEX, TOPIC), 5, ("noun.food", "cooking")),
+    ("cyberdyne-ops", "meta-train", (TOPIC,), 10, ("computer science", "electronics")),
+    ("tyrell-biolab", "meta-train", (LEX,), 7, ("noun.animal", "noun.plant")),
+    ("vandelay-imports", "meta-train", (LEX,), 10, ("noun.substance",)),
+    ("soylent-assistant", "meta-train", (HA,), 4, ()),
+    ("oscorp-research", "meta-train", (TOPIC,), 8, ("physics", "chemistry", "biology")),
+    ("dunder-office", "meta-train", (HA,), 7, ("HassStartTimer", "HassListAddItem")),
+    ("massive-library", "eval", (LEX,), 6, ()),
+    ("aperture-journal", "eval", (TOPIC,), 5, ()),
+    ("piedpiper-home", "eval", (HA,), 5, ()),
+    ("gringotts-docs", "eval", (LEX, TOPIC), 4, ()),
+    ("monarch-voice", "eval", (HA,), 4, ()),
+)
+# Other wordings a tenant may choose, so the same class is not always the same string.
+_ALIASES = {
+    "wordnet-lex:noun.animal": ["Fauna", "Wildlife"], "wordnet-lex:noun.plant": ["Flora"],
+    "wordnet-lex:noun.food": ["Food"], "wordnet-lex:noun.person": ["Persons", "Roles"],
+    "wordnet-lex:noun.artifact": ["Man-made objects", "Products"], "wordnet-lex:noun.location": ["Locations"],
+    "wordnet-lex:noun.substance": ["Materials"], "wordnet-lex:verb.motion": ["Movement"],
+    "wordnet-topic:law": ["Legal"], "wordnet-topic:medicine": ["Medical"],
+    "wordnet-topic:computer science": ["Computing"], "wordnet-topic:sport": ["Sports"],
+    "ha-intent:HassTurnOn": ["Switch on"], "ha-intent:HassTurnOff": ["Switch off"],
+    "ha-intent:HassGetWeather": ["Weather forecast"], "ha-intent:HassStartTimer": ["New timer"],
+}
+
+
+@dataclass(frozen=True)
+class DemoTenant:
+    id: str
+    role: str                 # "meta-train" | "eval"
+    sources: list[str]
+    labels: list[str]
+    class_keys: list[str]     # labels[i] names class_keys[i]
+    path: Path
+    n_rows: int
+
+
+@dataclass(frozen=True)
+class DemoCatalog:
+    out_dir: Path
+    seed: int
+    tenants: list[DemoTenant]
+    bad_file: Path
+
+    def meta_train(self) -> list[DemoTenant]:
+        return [t for t in self.tenants if t.role == "meta-train"]
+
+    def evaluation(self) -> list[DemoTenant]:
+        return [t for t in self.tenants if t.role == "eval"]
+
+    def to_json(self) -> str:
+        """Sorted-key JSON with paths relative to out_dir, so equal builds give equal bytes."""
+        rel = lambda p: Path(p).relative_to(self.out_dir).as_posix()  # noqa: E731
+        tenants = [{**asdict(t), "path": rel(t.path)} for t in self.tenants]
+        return json.dumps({"format": "tailor-demo-catalog/1", "seed": self.seed, "tenants": tenants,
+                           "bad_file": rel(self.bad_file)}, indent=2, sort_keys=True) + "\n"
+
+
+def class_pools(seed: int = 0, min_texts: int = 20,
+                wordnet_dir: Path = WORDNET_DIR) -> dict[str, dict[str, list[str]]]:
+    """Source -> class key -> texts, keeping classes with at least `min_texts` texts."""
+    pools: dict[str, dict[str, list[str]]] = {s: {} for s in SOURCES}
+    for key, texts in {**wordnet_classes(wordnet_dir), **intent_classes(seed=seed)}.items():
+        if len(texts) >= min_texts:
+            pools[_SOURCE_OF[key.partition(":")[0]]][key] = texts
+    return pools
+
+
+def _key(source: str, name: str) -> str:
+    return f"{'ha-intent' if source == HA else source}:{name}"
+
+
+def _split(n: int, sources: tuple[str, ...]) -> list[int]:
+    """Labels per source: as even as possible, the first sources taking the remainder."""
+    return [n // len(sources) + (i < n % len(sources)) for i in range(len(sources))]
+
+
+def _holdout(pools, seed: int) -> dict[str, list[str]]:
+    """Per source, the classes reserved for eval tenants: as many as they need, never an anchor."""
+    anchors = {_key(s, a) for _, _, srcs, _, names in _PLAN for s in srcs for a in names}
+    need = {s: 0 for s in SOURCES}
+    for _, role, srcs, n, _ in _PLAN:
+        if role == "eval":
+            for s, k in zip(srcs, _split(n, srcs)):
+                need[s] += k
+    rng = random.Random(f"{seed}:holdout")
+    return {s: rng.sample(sorted(set(pools[s]) - anchors), need[s]) for s in SOURCES}
+
+
+def _pick_classes(tenant, srcs, n, anchors, pools, held, seed) -> list[str]:
+    """A meta-training tenant's classes: its anchors, then seeded draws outside the holdout."""
+    rng = random.Random(f"{seed}:{tenant}:classes")
+    keys: list[str] = []
+    for s, k in zip(srcs, _split(n, srcs)):
+        mine = [_key(s, a) for a in anchors if _key(s, a) in pools[s]][:k]
+        keys += mine + rng.sample(sorted(set(pools[s]) - set(mine) - set(held[s])), k - len(mine))
+    missing = [a for a in anchors if not any(key.partition(":")[2] == a for key in keys)]
+    if missing:
+        raise ValueError(f"demo plan: anchor classes {missing} of {tenant} are in no source pool")
+    return keys
+
+
+def _tenant_rows(tenant, keys, pools, per_label, banned, seed) -> tuple[list[str], list[list[str]]]:
+    """Label names and shuffled (text, label) rows; a text appears at most once per tenant."""
+    rng = random.Random(f"{seed}:{tenant}:rows")
+    labels, rows, used = [], [], set(banned)
+    for key in keys:
+        names = [label_name(key), *_ALIASES.get(key, [])]
+        label = names[0] if rng.random() < 0.6 else rng.choice(names)
+        pool = pools[_SOURCE_OF[key.partition(":")[0]]][key]
+        texts = [t for t in rng.sample(pool, len(pool)) if t not in used][:per_label]
+        if len(texts) < MIN_ROWS_PER_LABEL or label in labels:
+            raise ValueError(f"demo tenant {tenant}: class {key} gives {len(texts)} texts / label {label!r}")
+        used.update(texts)
+        labels.append(label)
+        rows += [[t, label] for t in texts]
+    rng.shuffle(rows)
+    return labels, rows
+
+
+def _write_csv(path: Path, rows: list[list[str]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, lineterminator="\n")
+        writer.writerow(["text", "label"])
+        writer.writerows(rows)
+
+
+def _write_bad(out_dir: Path, tenant: DemoTenant, rows: list[list[str]]) -> Path:
+    """A file the data contract must refuse: a label with one example and blank texts."""
+    first, second, lone = tenant.labels[:3]
+    keep = [r for r in rows if r[1] == first][:6] + [r for r in rows if r[1] == second][:6]
+    bad = keep + [r for r in rows if r[1] == lone][:1] + [["", first], ["   ", second]]
+    path = out_dir / "bad" / f"{tenant.id}-bad.csv"
+    _write_csv(path, bad)
+    return path
+
+
+def build_demo_tenants(out_dir: Path, seed: int = 0, examples_per_label: int = 24,
+                       wordnet_dir: Path = WORDNET_DIR) -> DemoCatalog:
+    """Write every demo tenant's CSV, one bad file and catalog.json under `out_dir`.
+
+    Same seed, same bytes. Meta-training tenants may share classes; eval tenants use only classes
+    held out of meta-training, and no text that any meta-training file contains.
+    """
+    if examples_per_label < MIN_ROWS_PER_LABEL:
+        raise ValueError(f"examples_per_label must be >= {MIN_ROWS_PER_LABEL}")
+    out_dir = Path(out_dir).resolve()
+    pools = class_pools(seed=seed, wordnet_dir=wordnet_dir)
+    held = _holdout(pools, seed)
+    eval_queue = {s: list(held[s]) for s in SOURCES}
+    tenants, meta_texts, first_rows = [], set(), None
+    for tenant, role, srcs, n, anchors in _PLAN:
+        check_tenant_id(tenant)
+        if role == "eval":
+            keys = [eval_queue[s].pop(0) for s, k in zip(srcs, _split(n, srcs)) for _ in range(k)]
+        else:
+            keys = _pick_classes(tenant, srcs, n, anchors, pools, held, seed)
+        banned = meta_texts if role == "eval" else set()
+        labels, rows = _tenant_rows(tenant, keys, pools, examples_per_label, banned, seed)
+        if role == "meta-train":
+            meta_texts.update(r[0] for r in rows)
+        path = out_dir / f"{tenant}.csv"
+        _write_csv(path, rows)
+        tenants.append(DemoTenant(tenant, role, list(srcs), labels, keys, path, len(rows)))
+        first_rows = first_rows or rows
+    bad = _write_bad(out_dir, tenants[0], first_rows)
+    catalog = DemoCatalog(out_dir, seed, tenants, bad)
+    (out_dir / "catalog.json").write_text(catalog.to_json(), encoding="utf-8")
+    return catalog

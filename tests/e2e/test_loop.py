@@ -1,0 +1,114 @@
+"""The whole loop through the CLI and the real flows (Prefect, DVC, Great Expectations, MLflow),
+on tiny tenants and the tiny encoder: what a user runs, and what a user must never lose."""
+import csv
+import json
+
+import pytest
+
+from tailor import cli
+from tests.conftest import synthetic_tenant, tiny_settings
+from workspace.create import init_workspace
+
+TENANTS = {
+    "acme": ["animal", "food", "tool"], "globex": ["music", "sport", "car"],
+    "initech": ["animal", "music", "law"], "umbrella": ["food", "sport", "weather"],
+    "hooli": ["car", "tool", "law"], "newco": ["weather", "law", "music"],
+}
+
+
+def write_csv(path, texts, labels):
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["text", "label"])
+        w.writerows(zip(texts, labels))
+    return path
+
+
+def tailor(ws, *argv, capsys=None):
+    if capsys:
+        capsys.readouterr()  # drop what earlier commands printed
+    code = cli.main(["--workspace", str(ws), *argv])
+    out = capsys.readouterr() if capsys else None
+    return code, out
+
+
+@pytest.fixture(scope="module")
+def loop(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ws")
+    inbox = tmp_path_factory.mktemp("inbox")
+    settings = tiny_settings(tenants="acme,globex,initech,umbrella,hooli", val_tenants="hooli")
+    ws = init_workspace(root, settings)
+    files = {t: write_csv(inbox / f"{t}.csv", *synthetic_tenant(c, 10, seed=i))
+             for i, (t, c) in enumerate(TENANTS.items())}
+    results = {"ws": root, "inbox": inbox, "files": files}
+    for tenant, path in files.items():
+        assert cli.main(["--workspace", str(root), "ingest", tenant, str(path)]) == 0
+    assert cli.main(["--workspace", str(root), "meta-train"]) == 0
+    assert cli.main(["--workspace", str(root), "adapt", "--all", "--requested-by", "ci-bot"]) == 0
+    return results
+
+
+def test_every_tenant_has_a_pending_candidate(loop, capsys):
+    code, out = tailor(loop["ws"], "review", "list", "--json", capsys=capsys)
+    assert code == 0
+    rows = json.loads(out.out)
+    assert sorted(r["tenant"] for r in rows) == sorted(TENANTS)
+    assert {r["status"] for r in rows} == {"pending"}
+
+
+def test_approve_predict_rollback_and_lineage(loop, capsys):
+    ws = loop["ws"]
+    assert tailor(ws, "review", "approve", "newco", "1", "--reviewer", "ci-bot", "--reason", "ok")[0] == 2, \
+        "four-eyes: the requester may not approve"
+    assert tailor(ws, "review", "approve", "newco", "1", "--reviewer", "alice", "--reason", "ok",
+                  "--override", "tiny test model")[0] == 0
+    code, out = tailor(ws, "predict", "newco", "rain snow storm", "court judge jury", "--json", capsys=capsys)
+    assert code == 0
+    labels = [row["label"] for row in json.loads(out.out)]
+    assert set(labels) <= {"Weather", "Law", "Music"}
+    # new data -> second candidate -> approve -> rollback to v1
+    write_csv(loop["inbox"] / "newco2.csv", *synthetic_tenant(TENANTS["newco"], 8, seed=42))
+    assert tailor(ws, "ingest", "newco", str(loop["inbox"] / "newco2.csv"))[0] == 0
+    assert tailor(ws, "adapt", "newco", "--requested-by", "bob")[0] == 0
+    assert tailor(ws, "review", "approve", "newco", "2", "--reviewer", "alice", "--reason", "ok",
+                  "--override", "tiny test model")[0] == 0
+    assert tailor(ws, "rollback", "newco", "--reason", "regression", "--actor", "alice")[0] == 0
+    code, out = tailor(ws, "lineage", "newco", "--json", capsys=capsys)
+    lineage = json.loads(out.out)
+    assert lineage["champion"] == "1"
+    v1 = lineage["versions"][0]
+    assert v1["version"] == "1" and v1["data_version"].startswith("md5:")
+    assert v1["base_version"] == "1" and v1["validation"] == "passed"
+    events = [(e["action"], e["actor"]) for e in v1["events"]]
+    assert ("approve", "alice") in events and ("rollback", "alice") in events
+    code, out = tailor(ws, "lineage", "newco", "--version", "2", "--json", capsys=capsys)
+    assert json.loads(out.out)["versions"][0]["status"] == "rolled_back"
+    code, out = tailor(ws, "audit", "verify", capsys=capsys)
+    assert code == 0 and "intact" in out.out
+
+
+def test_bad_file_is_refused_and_loses_nothing(loop, capsys):
+    ws = loop["ws"]
+    code, out = tailor(ws, "data", "show", "acme", "--json", capsys=capsys)
+    before = json.loads(out.out)[0]["md5"]
+    bad = write_csv(loop["inbox"] / "bad.csv", ["only one", "", "x"], ["A", "B", "B"])
+    code, out = tailor(ws, "ingest", "acme", str(bad), capsys=capsys)
+    assert code == 2
+    assert "Traceback" not in out.err and len(out.err.strip().splitlines()) == 1
+    code, out = tailor(ws, "data", "show", "acme", "--json", capsys=capsys)
+    assert json.loads(out.out)[0]["md5"] == before
+    assert any((ws / ".tailor" / "quarantine" / "acme").iterdir())
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["ingest", "Bad_Id", "x.csv"], "invalid tenant id"),
+    (["ingest", "acme", "/no/such/file.csv"], "no such file"),
+    (["review", "approve", "acme", "99", "--reviewer", "alice", "--reason", "x"], "acme"),
+    (["predict", "nobody-here", "hello"], "nobody-here"),
+    (["meta-train", "--algorithm", "sgd"], "fomaml or reptile"),
+])
+def test_user_mistakes_get_one_line_and_exit_2(loop, capsys, argv, message):
+    code, out = tailor(loop["ws"], *argv, capsys=capsys)
+    assert code == 2
+    assert message in out.err and "Traceback" not in out.err
+    assert len(out.err.strip().splitlines()) == 1

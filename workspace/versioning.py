@@ -1,0 +1,397 @@
+"""Data versions: every DVC (and its git) call in Tailor, so each tenant's data has one content hash
+and one commit, and a failed update always leaves the previous version current."""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import yaml
+
+from workspace.errors import UserError
+from workspace.paths import Workspace
+from workspace.settings import StoreSettings
+from workspace.tenants import check_tenant_id
+
+SUFFIXES = (".csv", ".jsonl")
+DATA_NAMES = tuple(f"data{s}" for s in SUFFIXES)  # one data file per tenant, of either type
+REMOTE = "local"
+_LOCK = threading.RLock()  # DVC's repo lock fails fast; threads of one process queue here instead
+
+
+class VersioningError(RuntimeError):
+    """git or DVC failed in a way the user's input does not explain."""
+
+
+@dataclass(frozen=True)
+class DataVersion:
+    """A tenant's data as DVC hashed it, and the git commit of its ``.dvc`` file (if committed)."""
+
+    tenant: str
+    md5: str  # "md5:<hex>"
+    git_commit: str | None
+    path: str  # data file, relative to the workspace root
+    n_bytes: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def __str__(self) -> str:
+        git = f" (git {self.git_commit[:7]})" if self.git_commit else ""
+        return f"md5:{self.md5.removeprefix('md5:')[:8]}…{git}"
+
+
+# --- workspace setup ---------------------------------------------------------------------------
+
+def init_repo(ws: Workspace, store: StoreSettings) -> None:
+    """Make ``ws.root`` a git + DVC repo with remote ``local`` (idempotent) and commit the setup.
+
+    ``store.dvc_remote`` is a URL (s3://, gs://, ...) or a local folder, relative to the
+    workspace root; empty means ``.tailor/dvc-remote``. Changing it later re-points the remote.
+    """
+    root = ws.root
+    root.mkdir(parents=True, exist_ok=True)
+    if not (root / ".git").exists():
+        _git(ws, "init", "-q")
+    for key, value in (("user.name", "tailor"), ("user.email", "tailor@localhost")):
+        if _git(ws, "config", key, check=False) == "":
+            _git(ws, "config", "--local", key, value)  # commits need an author; keep a user's own
+    Repo = _dvc()
+    from dvc.config_schema import RelPath
+
+    if not (root / ".dvc").is_dir():
+        Repo.init(str(root)).close()
+    url = store.dvc_remote or str(ws.dvc_remote_dir)
+    if "://" not in url:
+        local = (root / url).resolve()
+        local.mkdir(parents=True, exist_ok=True)
+        # inside the workspace: stored relative, so the workspace folder can move
+        url = RelPath(str(local)) if local.is_relative_to(root) else str(local)
+    with Repo(str(root)) as repo:
+        conf = repo.config.load_one("repo")
+        remote = conf.get("remote", {}).get(REMOTE, {}).get("url")
+        if (conf.get("core", {}).get("analytics") is not False
+                or conf.get("core", {}).get("remote") != REMOTE or not _same_url(remote, url)):
+            with repo.config.edit("repo") as edit:
+                edit["core"]["analytics"] = False
+                edit["core"]["remote"] = REMOTE
+                edit["remote"][REMOTE] = {"url": url}
+    _ensure_line(root / ".gitignore", ".tailor/")
+    setup = [".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
+    setup += ["params.yaml"] if (root / "params.yaml").exists() else []  # settings are versioned too
+    _git(ws, "add", "--", *setup)
+    if _git(ws, "diff", "--cached", "--quiet", "--", *setup, check=False, rc=True):
+        _git(ws, "commit", "-q", "-m", "tailor: initialise DVC data versioning", "--", *setup)
+
+
+def _same_url(old, new) -> bool:
+    if old is None:
+        return False
+    if "://" in str(old) or "://" in str(new):
+        return str(old) == str(new)
+    return os.path.abspath(old) == os.path.abspath(new)
+
+
+# --- reading versions --------------------------------------------------------------------------
+
+def data_file(ws: Workspace, tenant: str) -> Path | None:
+    """The tenant's current data file, or None if it has none."""
+    folder = ws.tenant_dir(tenant)
+    found = [folder / n for n in DATA_NAMES if (folder / n).is_file()]
+    tracked = [p for p in found if _dvc_path(p).is_file()]
+    return (tracked or found or [None])[0]
+
+
+def current_version(ws: Workspace, tenant: str) -> DataVersion | None:
+    """The version in the working tree; ``git_commit`` is None while its .dvc is uncommitted."""
+    dvcfile = _tenant_dvc_file(ws, tenant)
+    if dvcfile is None:
+        return None
+    rel = _rel(ws, dvcfile)
+    commit = _git(ws, "log", "-1", "--format=%H", "--", rel) or None
+    if commit and _git(ws, "diff", "--quiet", "HEAD", "--", rel, check=False, rc=True):
+        commit = None  # edited since: the last commit does not describe this data
+    return _version(tenant, rel, dvcfile.read_text(encoding="utf-8"), commit)
+
+
+def history(ws: Workspace, tenant: str) -> list[DataVersion]:
+    """Every committed version of the tenant's data, newest first (git log of its .dvc file)."""
+    folder = _rel(ws, ws.tenant_dir(tenant))
+    paths = [f"{folder}/{n}.dvc" for n in DATA_NAMES]
+    log = _git(ws, "log", "--no-renames", "--format=@%H", "--name-status", "--", *paths, check=False)
+    wanted: list[tuple[str, str]] = []
+    commit = ""
+    for line in log.splitlines():
+        if line.startswith("@"):
+            commit = line[1:]
+        elif line and not line.startswith("D"):
+            wanted.append((commit, line.split("\t", 1)[1]))
+    texts = _git_blobs(ws, [f"{c}:{p}" for c, p in wanted])
+    return [_version(tenant, p, t, c) for (c, p), t in zip(wanted, texts) if t is not None]
+
+
+# --- changing versions -------------------------------------------------------------------------
+
+def track(ws: Workspace, tenant: str, src: Path) -> DataVersion:
+    """Make ``src`` the tenant's data: copy, ``dvc add``, ``dvc push``, commit the .dvc file.
+
+    Idempotent (same content: same version, no commit) and atomic: on any failure the
+    tenant's previous data file, .dvc file and .gitignore are restored. Other tenants'
+    files are never written and never committed.
+    """
+    check_tenant_id(tenant)
+    _require_repo(ws)
+    src = Path(src)
+    if not src.is_file():
+        raise UserError(f"no such file: {src}")
+    suffix = src.suffix.lower()
+    if suffix not in SUFFIXES:
+        raise UserError(f"{src}: only .csv and .jsonl files can be versioned")
+    target = ws.tenant_dir(tenant) / f"data{suffix}"
+    with _LOCK:
+        staged, md5 = _stage_copy(ws, src)  # a copy first: an unreadable src changes nothing
+        try:
+            now = current_version(ws, tenant)
+            if (now is not None and now.git_commit and now.md5 == f"md5:{md5}"
+                    and now.path == _rel(ws, target) and _md5(target) == md5):
+                return now
+            with _restored_on_failure(ws, tenant):
+                target.parent.mkdir(parents=True, exist_ok=True)
+                _drop_other_data(target)
+                os.replace(staged, target)
+                with _dvc()(str(ws.root)) as repo:
+                    repo.add([str(target)])
+                    _push(repo, _dvc_path(target))
+                version = _version(tenant, _rel(ws, _dvc_path(target)),
+                                   _dvc_path(target).read_text(encoding="utf-8"), None)
+                commit = _commit_tenant(ws, tenant, f"data: {tenant} {version.md5}")
+        finally:
+            staged.unlink(missing_ok=True)
+    return DataVersion(**{**version.to_dict(), "git_commit": commit})
+
+
+def checkout(ws: Workspace, tenant: str, rev: str) -> DataVersion:
+    """Restore the tenant's data as of a git revision or an md5 (prefix), and commit that.
+
+    Raises:
+        UserError: ``rev`` names no commit or md5 of this tenant's data.
+    """
+    check_tenant_id(tenant)
+    _require_repo(ws)
+    with _LOCK:
+        commit, dvc_rel = _resolve(ws, tenant, rev)
+        text = _git_blobs(ws, [f"{commit}:{dvc_rel}"])[0] or ""
+        wanted = _version(tenant, dvc_rel, text, commit)
+        now = current_version(ws, tenant)
+        data = ws.root / wanted.path
+        if (now is not None and now.git_commit and (now.md5, now.path) == (wanted.md5, wanted.path)
+                and _md5(data) == wanted.md5.removeprefix("md5:")):
+            return now
+        dvcfile = ws.root / dvc_rel
+        with _restored_on_failure(ws, tenant):
+            _drop_other_data(data)
+            dvcfile.parent.mkdir(parents=True, exist_ok=True)
+            dvcfile.write_text(text, encoding="utf-8")
+            _ensure_line(dvcfile.parent / ".gitignore", f"/{data.name}")
+            Repo = _dvc()
+            from dvc.exceptions import CheckoutError
+
+            with Repo(str(ws.root)) as repo:
+                try:
+                    repo.checkout(targets=[str(dvcfile)], force=True)
+                except CheckoutError:  # not in the local cache: fetch it from the remote
+                    repo.pull(targets=[str(dvcfile)], force=True)
+            if _md5(data) != wanted.md5.removeprefix("md5:"):
+                raise VersioningError(f"restored {wanted.path} does not match {wanted.md5}")
+            commit = _commit_tenant(ws, tenant, f"data: {tenant} checkout {rev}")
+    return DataVersion(**{**wanted.to_dict(), "git_commit": commit})
+
+
+def _push(repo, dvcfile: Path) -> int:
+    """Upload one tenant's object to the default remote (a seam tests use to simulate failure)."""
+    return repo.push(targets=[str(dvcfile)])
+
+
+def _resolve(ws: Workspace, tenant: str, rev: str) -> tuple[str, str]:
+    """(commit, .dvc path) for an md5 (prefix, ``md5:`` optional) or a git revision."""
+    text = rev.strip()
+    digest = text.lower().removeprefix("md5:")
+    if len(digest) >= 4 and all(ch in "0123456789abcdef" for ch in digest):
+        matches = [v for v in history(ws, tenant) if v.md5.removeprefix("md5:").startswith(digest)]
+        if len({v.md5 for v in matches}) > 1:
+            raise UserError(f"{rev!r} matches several data versions of {tenant}: give more characters")
+        if matches:
+            return matches[0].git_commit or "", matches[0].path + ".dvc"
+    if text.lower().startswith("md5:"):
+        raise UserError(f"tenant {tenant} never had data {rev}: see `tailor data show {tenant}`")
+    commit = "" if text.startswith("-") else _git(ws, "rev-parse", "--verify", "--quiet",
+                                                  f"{text}^{{commit}}", check=False)
+    if not commit:
+        raise UserError(f"unknown revision {rev!r}: give a git commit or an md5 from `tailor data show {tenant}`")
+    folder = _rel(ws, ws.tenant_dir(tenant))
+    for name in DATA_NAMES:
+        if _git_blobs(ws, [f"{commit}:{folder}/{name}.dvc"])[0] is not None:
+            return commit, f"{folder}/{name}.dvc"
+    raise UserError(f"tenant {tenant} had no data at {rev!r}")
+
+
+@contextmanager
+def _restored_on_failure(ws: Workspace, tenant: str):
+    """Back up the tenant's data, .dvc files and .gitignore; put them back if the block fails."""
+    folder = ws.tenant_dir(tenant)
+    names = [*DATA_NAMES, *(f"{n}.dvc" for n in DATA_NAMES), ".gitignore"]
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=ws.state_dir, prefix="backup-") as tmp:
+        kept = [n for n in names if (folder / n).is_file()]
+        for name in kept:
+            shutil.copy2(folder / name, Path(tmp) / name)
+        try:
+            yield
+        except BaseException:
+            for name in names:
+                (folder / name).unlink(missing_ok=True)
+            for name in kept:
+                shutil.copy2(Path(tmp) / name, folder / name)
+            if not kept and folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # a first track that failed leaves no empty tenant folder behind
+            _git(ws, "reset", "-q", "--", _rel(ws, folder), check=False)  # unstage what we staged
+            raise
+
+
+def _commit_tenant(ws: Workspace, tenant: str, message: str) -> str:
+    """Commit only this tenant's folder; return the commit that holds its current .dvc file."""
+    folder = _rel(ws, ws.tenant_dir(tenant))
+    _git(ws, "add", "-A", "--", folder)
+    if _git(ws, "diff", "--cached", "--quiet", "--", folder, check=False, rc=True):
+        _git(ws, "commit", "-q", "-m", message, "--", folder)
+        return _git(ws, "rev-parse", "HEAD")
+    dvcfile = _tenant_dvc_file(ws, tenant)
+    return _git(ws, "log", "-1", "--format=%H", "--", _rel(ws, dvcfile)) if dvcfile else ""
+
+
+def _drop_other_data(target: Path) -> None:
+    """One data file per tenant: remove the other type's file, .dvc file and ignore entry."""
+    for name in DATA_NAMES:
+        other = target.with_name(name)
+        if other != target:
+            other.unlink(missing_ok=True)
+            _dvc_path(other).unlink(missing_ok=True)
+            _remove_line(target.parent / ".gitignore", f"/{name}")
+
+
+# --- small helpers -----------------------------------------------------------------------------
+
+def _version(tenant: str, dvc_rel: str, dvc_text: str, commit: str | None) -> DataVersion:
+    out = (yaml.safe_load(dvc_text) or {}).get("outs", [{}])[0]
+    if "md5" not in out:
+        raise VersioningError(f"{dvc_rel} has no md5: was it written by DVC?")
+    return DataVersion(tenant=tenant, md5=f"md5:{out['md5']}", git_commit=commit or None,
+                       path=dvc_rel.removesuffix(".dvc"), n_bytes=int(out.get("size", 0)))
+
+
+def _tenant_dvc_file(ws: Workspace, tenant: str) -> Path | None:
+    folder = ws.tenant_dir(tenant)
+    return next((folder / f"{n}.dvc" for n in DATA_NAMES if (folder / f"{n}.dvc").is_file()), None)
+
+
+def _dvc_path(data: Path) -> Path:
+    return data.with_name(data.name + ".dvc")
+
+
+def _rel(ws: Workspace, path: Path) -> str:
+    return Path(path).resolve().relative_to(ws.root.resolve()).as_posix()
+
+
+def _require_repo(ws: Workspace) -> None:
+    if not (ws.root / ".dvc").is_dir() or not (ws.root / ".git").exists():
+        raise UserError(f"{ws.root} has no data repository: run `tailor init {ws.root}` first")
+
+
+def _stage_copy(ws: Workspace, src: Path) -> tuple[Path, str]:
+    """Copy ``src`` into ``.tailor/`` (same filesystem as the target) and hash it on the way."""
+    ws.state_dir.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(dir=ws.state_dir, prefix="incoming-")
+    digest = hashlib.md5()
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            for block in iter(lambda: inp.read(1 << 20), b""):
+                digest.update(block)
+                out.write(block)
+    except OSError as exc:
+        Path(name).unlink(missing_ok=True)
+        raise UserError(f"cannot read {src}: {exc.strerror or exc}") from None
+    return Path(name), digest.hexdigest()
+
+
+def _md5(path: Path) -> str | None:
+    if not path.is_file():
+        return None
+    digest = hashlib.md5()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _ensure_line(path: Path, line: str) -> None:
+    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
+    if line not in lines:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join([*lines, line]) + "\n", encoding="utf-8")
+
+
+def _remove_line(path: Path, line: str) -> None:
+    if path.exists():
+        lines = path.read_text(encoding="utf-8").splitlines()
+        if line in lines:
+            path.write_text("".join(f"{x}\n" for x in lines if x != line), encoding="utf-8")
+
+
+def _dvc():
+    """DVC's ``Repo`` class, with its info logs, progress bars and analytics off the user's screen."""
+    os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+    from dvc.repo import Repo  # importing dvc installs console handlers at INFO: lower them after
+
+    for name in ("dvc", "dvc_objects", "dvc_data"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("dvc.progress").setLevel(logging.CRITICAL)  # bars show at <= ERROR on a tty
+    return Repo
+
+
+def _git(ws: Workspace, *args: str, check: bool = True, rc: bool = False):
+    """Run git in the workspace; output is returned, never shown. ``rc=True`` returns the code."""
+    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
+    done = subprocess.run(["git", "-C", str(ws.root), *args], capture_output=True, text=True, env=env)
+    if rc:
+        return done.returncode
+    if check and done.returncode != 0:
+        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise VersioningError(f"git {args[0]} failed: {detail}")
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def _git_blobs(ws: Workspace, specs: list[str]) -> list[str | None]:
+    """Contents of ``<rev>:<path>`` specs in one ``git cat-file --batch`` call (None if absent)."""
+    if not specs:
+        return []
+    done = subprocess.run(["git", "-C", str(ws.root), "cat-file", "--batch"], capture_output=True,
+                          input="".join(f"{s}\n" for s in specs).encode(), check=True)
+    out, pos, texts = done.stdout, 0, []
+    for _ in specs:
+        end = out.index(b"\n", pos)
+        header = out[pos:end].split()
+        if len(header) == 3 and header[1] == b"blob":
+            size = int(header[2])
+            texts.append(out[end + 1:end + 1 + size].decode("utf-8"))
+            pos = end + 1 + size + 1
+        else:  # "<spec> missing" (or not a blob)
+            texts.append(None)
+            pos = end + 1
+    return texts
