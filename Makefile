@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: setup
-	$(BIN)/tailor demo --workspace demo-workspace
+	$(BIN)/tailor --workspace demo-workspace demo
 
 test: setup
 	$(BIN)/python -m pytest -q

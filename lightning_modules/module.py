@@ -61,7 +61,8 @@ class MetaLearner(pl.LightningModule):
         with torch.enable_grad(), self._autocast():
             accs = [evaluate_task(self.top, self.meta_params(), TaskData.from_task(self.val_feats, t),
                                   self.inner_steps) for t in batch]
-        self.log("val_acc", sum(accs) / len(accs), prog_bar=True, batch_size=len(batch))
+        # averaged over DDP ranks, so early stopping and the best weights agree on every rank
+        self.log("val_acc", sum(accs) / len(accs), prog_bar=True, batch_size=len(batch), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
         acc = float(self.trainer.callback_metrics.get("val_acc", float("nan")))

@@ -51,7 +51,9 @@ def meta_learn_task(top: TopModel, meta: dict, data: TaskData, algorithm: str, s
         with sdpa_kernel(SDPBackend.MATH):
             grad = alg.maml_meta_grad(support, query, init, lrs, steps, max_loss)
     elif algorithm == "reptile":
-        both = (torch.cat([data.support[0], data.query[0]]), torch.cat([data.support[1], data.query[1]]))
+        # .float(): the cache is float16, and cat under bf16 autocast refuses mixed inputs
+        both = (torch.cat([data.support[0].float(), data.query[0].float()]),
+                torch.cat([data.support[1], data.query[1]]))
         task = loss_fn(top, both, torch.cat([data.support_y, data.query_y]))
         grad = alg.reptile_meta_grad(task, init, lrs, steps, max_loss)
     else:

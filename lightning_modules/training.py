@@ -30,6 +30,7 @@ class MetaTrainResult:
     metrics: dict
     history: list[dict]
     params: dict
+    rank: int = 0  # under DDP every process returns; only rank 0 wrote the base
 
 
 def _table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Path | None):
@@ -46,7 +47,7 @@ class _Progress(pl.Callback):
         self.say, self.total = say, total
 
     def on_validation_end(self, trainer, module) -> None:  # after the module has updated its best
-        if trainer.sanity_checking:
+        if trainer.sanity_checking or not trainer.is_global_zero:
             return
         best = module.best
         self.say(f"meta-step {trainer.global_step:>4}/{self.total}  held-out acc "
@@ -60,12 +61,36 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
+def _trainer(cfg, say: Callable[[str], None], devices: int | str, strategy: str) -> pl.Trainer:
+    stop = pl.callbacks.EarlyStopping("val_acc", mode="max", patience=cfg.patience, check_on_train_epoch_end=False)
+    return pl.Trainer(max_steps=cfg.meta_steps, val_check_interval=cfg.val_every,
+                      check_val_every_n_epoch=None, limit_val_batches=1, num_sanity_val_steps=0,
+                      accelerator="auto", devices=devices, strategy=strategy, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      inference_mode=False, callbacks=[stop, _Progress(say, cfg.meta_steps)])
+
+
 def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: TenantData, out_dir: Path,
-               cache_dir: Path | None = None, say: Callable[[str], None] = print) -> MetaTrainResult:
+               cache_dir: Path | None = None, say: Callable[[str], None] = print,
+               devices: int | str = 1, strategy: str = "auto") -> MetaTrainResult:
     """Meta-train with ``settings.meta_train.algorithm``; the weights with the best held-out accuracy
-    (possibly the untrained start, step 0) become the base, written to ``out_dir``."""
+    (possibly the untrained start, step 0) become the base, written to ``out_dir``.
+
+    ``devices``/``strategy`` go to Lightning: ``strategy="ddp", devices=N`` runs N processes (gloo on
+    CPU, NCCL on GPUs) by re-running the calling command, so every rank runs this function; each
+    samples its own tasks (seed + rank), DDP averages the meta-gradients, validation is averaged
+    across ranks, and only rank 0 speaks and writes the base (``result.rank`` says which one returned).
+    """
+    if any(word in str(strategy) for word in ("spawn", "fork", "notebook")):
+        # those run fit() in child processes: the best weights kept by the module and the ranks'
+        # seeds would not come back to, or differ from, the process that writes the base
+        raise ValueError(f"strategy {strategy!r} is not supported: use 'ddp'")
     _quiet_lightning()
     cfg, enc = settings.meta_train, settings.encoder
+    trainer = _trainer(cfg, say, devices, strategy) if cfg.meta_steps > 0 else None
+    rank = trainer.global_rank if trainer is not None else 0
+    if rank:
+        say = lambda message: None  # noqa: E731
     torch.manual_seed(cfg.seed)
     frozen = frozen_layer_count(encoder, enc.adapted_layers)
     top = top_model(encoder, enc.adapted_layers, enc.lora_rank)
@@ -74,7 +99,7 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     val_feats, val_pools = _table(encoder, val, frozen, cache_dir)
     say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in {time.perf_counter() - start:.1f}s")
     ways = (cfg.ways_min, cfg.ways_max)
-    train_sampler = EpisodeSampler(train_pools, ways, cfg.shots, cfg.query, cfg.seed)
+    train_sampler = EpisodeSampler(train_pools, ways, cfg.shots, cfg.query, cfg.seed + rank)
     val_tasks = EpisodeSampler(val_pools, ways, cfg.shots, cfg.query, cfg.seed + 1).fixed(cfg.val_tasks)
 
     meta0 = init_meta_params(top, cfg.inner_lr, cfg.seed)
@@ -85,14 +110,7 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
                          settings.adapt.max_loss)
     module.best = (start_acc, 0, {k: v.clone() for k, v in meta0.items()})
     module.history.append({"step": 0, "val_acc": start_acc})
-    if cfg.meta_steps > 0:
-        stop = pl.callbacks.EarlyStopping("val_acc", mode="max", patience=cfg.patience,
-                                          check_on_train_epoch_end=False)
-        trainer = pl.Trainer(max_steps=cfg.meta_steps, val_check_interval=cfg.val_every,
-                             check_val_every_n_epoch=None, limit_val_batches=1, num_sanity_val_steps=0,
-                             accelerator="auto", devices=1, logger=False, enable_checkpointing=False,
-                             enable_progress_bar=False, enable_model_summary=False, inference_mode=False,
-                             callbacks=[stop, _Progress(say, cfg.meta_steps)])
+    if trainer is not None:
         loader = torch.utils.data.DataLoader(TaskStream(train_sampler), batch_size=cfg.meta_batch,
                                              collate_fn=collate_tasks)
         val_loader = torch.utils.data.DataLoader(val_tasks, batch_size=len(val_tasks), collate_fn=collate_tasks)
@@ -106,5 +124,5 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     info = {"encoder": {"name": encoder.name, "digest": encoder.digest}, "encoder_settings": settings.to_dict()["encoder"],
             "meta_train": settings.to_dict()["meta_train"], "metrics": metrics,
             "train_tenants": sorted(train), "val_tenants": sorted(val)}
-    base_dir = save_base(out_dir, best_meta, info)
-    return MetaTrainResult(base_dir, best_meta, metrics, module.history, settings.to_dict()["meta_train"])
+    base_dir = save_base(out_dir, best_meta, info) if rank == 0 else Path(out_dir)
+    return MetaTrainResult(base_dir, best_meta, metrics, module.history, settings.to_dict()["meta_train"], rank)

@@ -103,7 +103,7 @@ def review_list(status: str = typer.Option("pending", help="pending|approved|rej
 @review_app.command("approve")
 def review_approve(tenant: str, version: str, reviewer: str = typer.Option(..., help="who approves"),
                    reason: str = typer.Option(..., help="why"),
-                   override: Optional[str] = typer.Option(None, help="approve despite failed gates, because ...")) -> None:
+                   override: Optional[str] = typer.Option(None, "--override-reason", help="approve despite failed gates, because ...")) -> None:
     """Make a candidate the tenant's champion (gates and four-eyes apply)."""
     commands.approve(_ctx(), tenant, version, reviewer, reason, override)
 
@@ -174,11 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         print("aborted", file=sys.stderr)
         return 1
+    except typer.BadParameter as exc:
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        return 2
     except Exception as exc:  # noqa: BLE001 - the last line of defence for people
-        import click
-
-        if isinstance(exc, click.ClickException):
-            print(f"error: {exc.format_message()}", file=sys.stderr)
+        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # typer's usage errors
+            print(f"error: {exc.format_message()} (see `tailor --help`)", file=sys.stderr)
             return 2
         if debug:
             raise

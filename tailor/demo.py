@@ -22,9 +22,10 @@ def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def _run(*argv: str) -> int:
-    print(f"$ tailor {' '.join(argv)}", flush=True)
-    return cli.main(list(argv))
+def _run(root: Path, *argv: str) -> int:
+    shown = " ".join(a if " " not in a else f'"{a}"' for a in argv)
+    print(f"$ tailor -w {root.name} {shown}", flush=True)
+    return cli.main(["--workspace", str(root), *argv])
 
 
 def demo_settings(catalog) -> Settings:
@@ -83,7 +84,6 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
     _step(f"2. Create the workspace {root} (git + DVC, embedded MLflow and Prefect)")
     init_workspace(root, demo_settings(catalog))
     ctx = commands.Context(root, debug)
-    cli.STATE.update(workspace=root, debug=debug)
 
     _step("3. Ingest every tenant: Great Expectations validation, then a DVC version (Prefect flow)")
     for tenant in catalog.tenants:
@@ -107,16 +107,16 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
                  "prototypes", "logistic reg.", "gain vs no meta"]))
 
     _step("7. Review: approve candidates (gates: validation, isolation, champion, no-meta baseline)")
-    _run("review", "list")
+    _run(root, "review", "list")
     registered = {o["tenant"]: o["version"] for o in outcomes if o.get("version")}
     approved = []
     for tenant in [t.id for t in catalog.tenants if t.id in registered][:6]:
-        code = _run("review", "approve", tenant, registered[tenant], "--reviewer", REVIEWER,
+        code = _run(root, "review", "approve", tenant, registered[tenant], "--reviewer", REVIEWER,
                     "--reason", "held-out accuracy reviewed")
         if code == 0:
             approved.append(tenant)
         else:
-            _run("review", "reject", tenant, registered[tenant], "--reviewer", REVIEWER,
+            _run(root, "review", "reject", tenant, registered[tenant], "--reviewer", REVIEWER,
                  "--reason", "fails an approval gate")
 
     if approved:
@@ -124,16 +124,16 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         source = next(t.path for t in catalog.tenants if t.id == tenant)
         _step(f"8. New data for {tenant}, a second candidate, approval, then a rollback")
         v2 = _second_version(source, root / "inbox" / f"{tenant}-v2.csv")
-        _run("ingest", tenant, str(v2))
-        _run("adapt", tenant, "--requested-by", "bob")
+        _run(root, "ingest", tenant, str(v2))
+        _run(root, "adapt", tenant, "--requested-by", "bob")
         version = str(_latest_version(ctx, tenant))
-        _run("review", "approve", tenant, version, "--reviewer", REVIEWER, "--reason", "new export looks fine",
-             "--override", "demo: ship the new data even if a gate disagrees")
-        _run("rollback", tenant, "--reason", "customer reports worse routing since the new export",
+        _run(root, "review", "approve", tenant, version, "--reviewer", REVIEWER, "--reason", "new export looks fine",
+             "--override-reason", "demo: ship the new data even if a gate disagrees")
+        _run(root, "rollback", tenant, "--reason", "customer reports worse routing since the new export",
              "--actor", REVIEWER)
         _step(f"9. Lineage and audit for {tenant}")
-        _run("lineage", tenant)
-        _run("audit", "verify")
+        _run(root, "lineage", tenant)
+        _run(root, "audit", "verify")
     print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; workspace: {root}")
     print(f"try: tailor -w {root} predict {approved[0] if approved else bad_tenant} \"turn on the kitchen lights\"")
 

@@ -61,7 +61,7 @@ def test_approve_predict_rollback_and_lineage(loop, capsys):
     assert tailor(ws, "review", "approve", "newco", "1", "--reviewer", "ci-bot", "--reason", "ok")[0] == 2, \
         "four-eyes: the requester may not approve"
     assert tailor(ws, "review", "approve", "newco", "1", "--reviewer", "alice", "--reason", "ok",
-                  "--override", "tiny test model")[0] == 0
+                  "--override-reason", "tiny test model")[0] == 0
     code, out = tailor(ws, "predict", "newco", "rain snow storm", "court judge jury", "--json", capsys=capsys)
     assert code == 0
     labels = [row["label"] for row in json.loads(out.out)]
@@ -71,7 +71,7 @@ def test_approve_predict_rollback_and_lineage(loop, capsys):
     assert tailor(ws, "ingest", "newco", str(loop["inbox"] / "newco2.csv"))[0] == 0
     assert tailor(ws, "adapt", "newco", "--requested-by", "bob")[0] == 0
     assert tailor(ws, "review", "approve", "newco", "2", "--reviewer", "alice", "--reason", "ok",
-                  "--override", "tiny test model")[0] == 0
+                  "--override-reason", "tiny test model")[0] == 0
     assert tailor(ws, "rollback", "newco", "--reason", "regression", "--actor", "alice")[0] == 0
     code, out = tailor(ws, "lineage", "newco", "--json", capsys=capsys)
     lineage = json.loads(out.out)
