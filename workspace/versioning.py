@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 import yaml
 
 from workspace.errors import UserError
+from workspace.gitrepo import VersioningError, ensure_line, git, git_blobs, remove_line
 from workspace.paths import Workspace
 from workspace.settings import StoreSettings
 from workspace.tenants import check_tenant_id
@@ -26,8 +26,6 @@ REMOTE = "local"
 _LOCK = threading.RLock()  # DVC's repo lock fails fast; threads of one process queue here instead
 
 
-class VersioningError(RuntimeError):
-    """git or DVC failed in a way the user's input does not explain."""
 
 
 @dataclass(frozen=True)
@@ -59,10 +57,10 @@ def init_repo(ws: Workspace, store: StoreSettings) -> None:
     root = ws.root
     root.mkdir(parents=True, exist_ok=True)
     if not (root / ".git").exists():
-        _git(ws, "init", "-q")
+        git(ws, "init", "-q")
     for key, value in (("user.name", "tailor"), ("user.email", "tailor@localhost")):
-        if _git(ws, "config", key, check=False) == "":
-            _git(ws, "config", "--local", key, value)  # commits need an author; keep a user's own
+        if git(ws, "config", key, check=False) == "":
+            git(ws, "config", "--local", key, value)  # commits need an author; keep a user's own
     Repo = _dvc()
     from dvc.config_schema import RelPath
 
@@ -83,12 +81,12 @@ def init_repo(ws: Workspace, store: StoreSettings) -> None:
                 edit["core"]["analytics"] = False
                 edit["core"]["remote"] = REMOTE
                 edit["remote"][REMOTE] = {"url": url}
-    _ensure_line(root / ".gitignore", ".tailor/")
+    ensure_line(root / ".gitignore", ".tailor/")
     setup = [".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
     setup += ["params.yaml"] if (root / "params.yaml").exists() else []  # settings are versioned too
-    _git(ws, "add", "--", *setup)
-    if _git(ws, "diff", "--cached", "--quiet", "--", *setup, check=False, rc=True):
-        _git(ws, "commit", "-q", "-m", "tailor: initialise DVC data versioning", "--", *setup)
+    git(ws, "add", "--", *setup)
+    if git(ws, "diff", "--cached", "--quiet", "--", *setup, check=False, rc=True):
+        git(ws, "commit", "-q", "-m", "tailor: initialise DVC data versioning", "--", *setup)
 
 
 def _same_url(old, new) -> bool:
@@ -115,8 +113,8 @@ def current_version(ws: Workspace, tenant: str) -> DataVersion | None:
     if dvcfile is None:
         return None
     rel = _rel(ws, dvcfile)
-    commit = _git(ws, "log", "-1", "--format=%H", "--", rel) or None
-    if commit and _git(ws, "diff", "--quiet", "HEAD", "--", rel, check=False, rc=True):
+    commit = git(ws, "log", "-1", "--format=%H", "--", rel) or None
+    if commit and git(ws, "diff", "--quiet", "HEAD", "--", rel, check=False, rc=True):
         commit = None  # edited since: the last commit does not describe this data
     return _version(tenant, rel, dvcfile.read_text(encoding="utf-8"), commit)
 
@@ -125,7 +123,7 @@ def history(ws: Workspace, tenant: str) -> list[DataVersion]:
     """Every committed version of the tenant's data, newest first (git log of its .dvc file)."""
     folder = _rel(ws, ws.tenant_dir(tenant))
     paths = [f"{folder}/{n}.dvc" for n in DATA_NAMES]
-    log = _git(ws, "log", "--no-renames", "--format=@%H", "--name-status", "--", *paths, check=False)
+    log = git(ws, "log", "--no-renames", "--format=@%H", "--name-status", "--", *paths, check=False)
     wanted: list[tuple[str, str]] = []
     commit = ""
     for line in log.splitlines():
@@ -133,7 +131,7 @@ def history(ws: Workspace, tenant: str) -> list[DataVersion]:
             commit = line[1:]
         elif line and not line.startswith("D"):
             wanted.append((commit, line.split("\t", 1)[1]))
-    texts = _git_blobs(ws, [f"{c}:{p}" for c, p in wanted])
+    texts = git_blobs(ws, [f"{c}:{p}" for c, p in wanted])
     return [_version(tenant, p, t, c) for (c, p), t in zip(wanted, texts) if t is not None]
 
 
@@ -187,7 +185,7 @@ def checkout(ws: Workspace, tenant: str, rev: str) -> DataVersion:
     _require_repo(ws)
     with _LOCK:
         commit, dvc_rel = _resolve(ws, tenant, rev)
-        text = _git_blobs(ws, [f"{commit}:{dvc_rel}"])[0] or ""
+        text = git_blobs(ws, [f"{commit}:{dvc_rel}"])[0] or ""
         wanted = _version(tenant, dvc_rel, text, commit)
         now = current_version(ws, tenant)
         data = ws.root / wanted.path
@@ -199,7 +197,7 @@ def checkout(ws: Workspace, tenant: str, rev: str) -> DataVersion:
             _drop_other_data(data)
             dvcfile.parent.mkdir(parents=True, exist_ok=True)
             dvcfile.write_text(text, encoding="utf-8")
-            _ensure_line(dvcfile.parent / ".gitignore", f"/{data.name}")
+            ensure_line(dvcfile.parent / ".gitignore", f"/{data.name}")
             Repo = _dvc()
             from dvc.exceptions import CheckoutError
 
@@ -231,13 +229,13 @@ def _resolve(ws: Workspace, tenant: str, rev: str) -> tuple[str, str]:
             return matches[0].git_commit or "", matches[0].path + ".dvc"
     if text.lower().startswith("md5:"):
         raise UserError(f"tenant {tenant} never had data {rev}: see `tailor data show {tenant}`")
-    commit = "" if text.startswith("-") else _git(ws, "rev-parse", "--verify", "--quiet",
+    commit = "" if text.startswith("-") else git(ws, "rev-parse", "--verify", "--quiet",
                                                   f"{text}^{{commit}}", check=False)
     if not commit:
         raise UserError(f"unknown revision {rev!r}: give a git commit or an md5 from `tailor data show {tenant}`")
     folder = _rel(ws, ws.tenant_dir(tenant))
     for name in DATA_NAMES:
-        if _git_blobs(ws, [f"{commit}:{folder}/{name}.dvc"])[0] is not None:
+        if git_blobs(ws, [f"{commit}:{folder}/{name}.dvc"])[0] is not None:
             return commit, f"{folder}/{name}.dvc"
     raise UserError(f"tenant {tenant} had no data at {rev!r}")
 
@@ -261,19 +259,19 @@ def _restored_on_failure(ws: Workspace, tenant: str):
                 shutil.copy2(Path(tmp) / name, folder / name)
             if not kept and folder.is_dir() and not any(folder.iterdir()):
                 folder.rmdir()  # a first track that failed leaves no empty tenant folder behind
-            _git(ws, "reset", "-q", "--", _rel(ws, folder), check=False)  # unstage what we staged
+            git(ws, "reset", "-q", "--", _rel(ws, folder), check=False)  # unstage what we staged
             raise
 
 
 def _commit_tenant(ws: Workspace, tenant: str, message: str) -> str:
     """Commit only this tenant's folder; return the commit that holds its current .dvc file."""
     folder = _rel(ws, ws.tenant_dir(tenant))
-    _git(ws, "add", "-A", "--", folder)
-    if _git(ws, "diff", "--cached", "--quiet", "--", folder, check=False, rc=True):
-        _git(ws, "commit", "-q", "-m", message, "--", folder)
-        return _git(ws, "rev-parse", "HEAD")
+    git(ws, "add", "-A", "--", folder)
+    if git(ws, "diff", "--cached", "--quiet", "--", folder, check=False, rc=True):
+        git(ws, "commit", "-q", "-m", message, "--", folder)
+        return git(ws, "rev-parse", "HEAD")
     dvcfile = _tenant_dvc_file(ws, tenant)
-    return _git(ws, "log", "-1", "--format=%H", "--", _rel(ws, dvcfile)) if dvcfile else ""
+    return git(ws, "log", "-1", "--format=%H", "--", _rel(ws, dvcfile)) if dvcfile else ""
 
 
 def _drop_other_data(target: Path) -> None:
@@ -283,7 +281,7 @@ def _drop_other_data(target: Path) -> None:
         if other != target:
             other.unlink(missing_ok=True)
             _dvc_path(other).unlink(missing_ok=True)
-            _remove_line(target.parent / ".gitignore", f"/{name}")
+            remove_line(target.parent / ".gitignore", f"/{name}")
 
 
 # --- small helpers -----------------------------------------------------------------------------
@@ -340,20 +338,6 @@ def _md5(path: Path) -> str | None:
     return digest.hexdigest()
 
 
-def _ensure_line(path: Path, line: str) -> None:
-    lines = path.read_text(encoding="utf-8").splitlines() if path.exists() else []
-    if line not in lines:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text("\n".join([*lines, line]) + "\n", encoding="utf-8")
-
-
-def _remove_line(path: Path, line: str) -> None:
-    if path.exists():
-        lines = path.read_text(encoding="utf-8").splitlines()
-        if line in lines:
-            path.write_text("".join(f"{x}\n" for x in lines if x != line), encoding="utf-8")
-
-
 def _dvc():
     """DVC's ``Repo`` class, with its info logs, progress bars and analytics off the user's screen."""
     os.environ.setdefault("DVC_NO_ANALYTICS", "1")
@@ -363,35 +347,3 @@ def _dvc():
         logging.getLogger(name).setLevel(logging.WARNING)
     logging.getLogger("dvc.progress").setLevel(logging.CRITICAL)  # bars show at <= ERROR on a tty
     return Repo
-
-
-def _git(ws: Workspace, *args: str, check: bool = True, rc: bool = False):
-    """Run git in the workspace; output is returned, never shown. ``rc=True`` returns the code."""
-    env = {**os.environ, "GIT_TERMINAL_PROMPT": "0"}
-    done = subprocess.run(["git", "-C", str(ws.root), *args], capture_output=True, text=True, env=env)
-    if rc:
-        return done.returncode
-    if check and done.returncode != 0:
-        detail = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        raise VersioningError(f"git {args[0]} failed: {detail}")
-    return done.stdout.strip() if done.returncode == 0 else ""
-
-
-def _git_blobs(ws: Workspace, specs: list[str]) -> list[str | None]:
-    """Contents of ``<rev>:<path>`` specs in one ``git cat-file --batch`` call (None if absent)."""
-    if not specs:
-        return []
-    done = subprocess.run(["git", "-C", str(ws.root), "cat-file", "--batch"], capture_output=True,
-                          input="".join(f"{s}\n" for s in specs).encode(), check=True)
-    out, pos, texts = done.stdout, 0, []
-    for _ in specs:
-        end = out.index(b"\n", pos)
-        header = out[pos:end].split()
-        if len(header) == 3 and header[1] == b"blob":
-            size = int(header[2])
-            texts.append(out[end + 1:end + 1 + size].decode("utf-8"))
-            pos = end + 1 + size + 1
-        else:  # "<spec> missing" (or not a blob)
-            texts.append(None)
-            pos = end + 1
-    return texts
