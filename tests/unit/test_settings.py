@@ -1,0 +1,59 @@
+"""params.yaml: every setting round-trips, and a wrong one is refused before anything runs."""
+import pytest
+import yaml
+
+from workspace.errors import UserError
+from workspace.settings import Settings, default_params_yaml, load_settings, settings_from_dict
+from workspace.tenants import check_tenant_id, tenant_model_name
+
+
+def test_written_defaults_load_back_identically(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text(default_params_yaml())
+    assert load_settings(path) == Settings()
+    assert "# fewest examples of each label" in path.read_text()
+
+
+def test_missing_file_means_defaults(tmp_path):
+    assert load_settings(tmp_path / "none.yaml") == Settings()
+
+
+@pytest.mark.parametrize("raw, message", [
+    ({"meta_train": {"algorithm": "sgd"}}, "use fomaml or reptile"),
+    ({"meta_train": {"inner_steps": "five"}}, "must be int"),
+    ({"meta_train": {"inner_steps": True}}, "must be int"),
+    ({"adapt": {"holdout_fraction": 0.99}}, "holdout_fraction"),
+    ({"validation": {"min_labels": 1}}, "min_labels"),
+    ({"gates": {"unknown": 1}}, "unknown setting"),
+    ({"nonsense": {}}, "unknown section"),
+    ({"encoder": "tiny"}, "must be a mapping"),
+])
+def test_wrong_settings_are_refused_with_the_setting_named(raw, message):
+    with pytest.raises(UserError, match=message):
+        settings_from_dict(raw)
+
+
+def test_ints_are_accepted_where_floats_are_expected():
+    assert settings_from_dict({"meta_train": {"inner_lr": 1}}).meta_train.inner_lr == 1.0
+
+
+def test_broken_yaml_is_one_clear_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("meta_train: [unclosed")
+    with pytest.raises(UserError, match="not valid YAML"):
+        load_settings(path)
+
+
+def test_tenant_lists_parse_from_comma_separated_text():
+    s = settings_from_dict(yaml.safe_load("meta_train: {tenants: 'a-1, b-2,', val_tenants: c-3}"))
+    assert s.meta_train.tenant_list() == ["a-1", "b-2"] and s.meta_train.val_tenant_list() == ["c-3"]
+
+
+@pytest.mark.parametrize("bad", ["", "a", "Acme", "acme_corp", "-acme", "../etc", "a" * 64, "acme/x"])
+def test_bad_tenant_ids_are_refused_before_any_path_is_built(bad):
+    with pytest.raises(UserError, match="invalid tenant id"):
+        check_tenant_id(bad)
+
+
+def test_good_tenant_id_names_its_model():
+    assert tenant_model_name("acme-2") == "tailor-tenant-acme-2"
