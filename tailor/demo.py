@@ -135,7 +135,9 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         _run(root, "lineage", tenant)
         _run(root, "audit", "verify")
     print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; workspace: {root}")
-    print(f"try: tailor -w {root} predict {approved[0] if approved else bad_tenant} \"turn on the kitchen lights\"")
+    homes = [t.id for t in catalog.tenants if t.id in approved and "ha-intents" in t.sources]
+    if homes:
+        print(f'try: tailor -w {root} predict {homes[0]} "turn on the kitchen lights"')
 
 
 def _latest_version(ctx: commands.Context, tenant: str) -> int:
