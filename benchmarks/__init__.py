@@ -1,0 +1,1 @@
+"""Commands that measure Tailor (accuracy, cost) and write ``benchmarks/results/*.md|png``."""
