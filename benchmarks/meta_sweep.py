@@ -20,18 +20,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 
 
-def _table(enc, data, frozen, cache):
-    from lightning_modules.episodes import pools_from_labels
-    from lightning_modules.features import FeatureTable, lower_features
-
-    tables, pools, offset = [], [], 0
-    for tenant, (texts, labels) in sorted(data.items()):
-        tables.append(lower_features(enc, texts, frozen, cache))
-        pools.append(pools_from_labels(tenant, labels, offset))
-        offset += len(texts)
-    return FeatureTable.concat(tables), pools
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.meta_sweep", description=__doc__.splitlines()[0])
     ap.add_argument("--algorithm", default="fomaml", choices=("fomaml", "reptile", "maml"))
@@ -53,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     from lightning_modules.episodes import EpisodeSampler
     from lightning_modules.model import init_meta_params, top_model
     from lightning_modules.tasks import TaskData, meta_learn_task
+    from lightning_modules.training import feature_table
     from workspace.settings import Settings
 
     torch.set_num_threads(1)
@@ -62,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
     enc = load_encoder(s.encoder)
     frozen = frozen_layer_count(enc, args.adapted_layers)
     top = top_model(enc, args.adapted_layers, args.rank)
-    train, train_pools = _table(enc, data["train_in"], frozen, args.cache)
-    val, val_pools = _table(enc, data["val_in"], frozen, args.cache)
+    train, train_pools = feature_table(enc, data["train_in"], frozen, args.cache)
+    val, val_pools = feature_table(enc, data["val_in"], frozen, args.cache)
     episodes = EpisodeSampler(val_pools, (5, 5), 5, 10, seed=123).fixed(args.episodes)
     sampler = EpisodeSampler(train_pools, (cfg.ways_min, cfg.ways_max), cfg.shots, cfg.query, cfg.seed)
 

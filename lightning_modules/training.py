@@ -33,7 +33,8 @@ class MetaTrainResult:
     rank: int = 0  # under DDP every process returns; only rank 0 wrote the base
 
 
-def _table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Path | None):
+def feature_table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Path | None):
+    """One feature table for several tenants, and each tenant's label -> row indices in it."""
     tables, pools, offset = [], [], 0
     for tenant, (texts, labels) in sorted(data.items()):
         tables.append(lower_features(encoder, texts, frozen, cache_dir))
@@ -95,8 +96,8 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     frozen = frozen_layer_count(encoder, enc.adapted_layers)
     top = top_model(encoder, enc.adapted_layers, enc.lora_rank)
     start = time.perf_counter()
-    train_feats, train_pools = _table(encoder, train, frozen, cache_dir)
-    val_feats, val_pools = _table(encoder, val, frozen, cache_dir)
+    train_feats, train_pools = feature_table(encoder, train, frozen, cache_dir)
+    val_feats, val_pools = feature_table(encoder, val, frozen, cache_dir)
     say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in {time.perf_counter() - start:.1f}s")
     ways = (cfg.ways_min, cfg.ways_max)
     train_sampler = EpisodeSampler(train_pools, ways, cfg.shots, cfg.query, cfg.seed + rank)
