@@ -66,6 +66,9 @@ class Results:
         times = [r["seconds"] for r in self.records if r["method"] == method and r.get("seconds") is not None]
         return statistics.median(times) if times else float("nan")
 
+    def setfit_pairs(self) -> int:
+        return max((r.get("pairs", 0) for r in self.records if r["method"] == "setfit"), default=0)
+
     def meta_step(self, algorithm: str) -> dict:
         return next(m for m in self.cost["meta_step"] if m["algorithm"] == algorithm)
 
