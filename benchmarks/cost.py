@@ -41,18 +41,13 @@ class PeakRSS:
 def _meta_setup(settings, train, cache_dir, algorithms, n_batches: int):
     """Top model, the meta-training feature table, ``n_batches`` meta-batches of tasks (the same for
     every algorithm), and per algorithm its own meta-parameters and Adam optimiser."""
-    from lightning_modules.episodes import EpisodeSampler, pools_from_labels
-    from lightning_modules.features import FeatureTable, lower_features
+    from lightning_modules.episodes import EpisodeSampler
     from lightning_modules.model import init_meta_params
+    from lightning_modules.training import feature_table
 
     cfg = settings.meta_train
     enc, top, frozen = _encoder(settings)
-    tables, pools, offset = [], [], 0
-    for tenant, (texts, labels) in sorted(train.items()):
-        tables.append(lower_features(enc, texts, frozen, cache_dir))
-        pools.append(pools_from_labels(tenant, labels, offset))
-        offset += len(texts)
-    feats = FeatureTable.concat(tables)
+    feats, pools = feature_table(enc, train, frozen, cache_dir)
     sampler = EpisodeSampler(pools, (cfg.ways_min, cfg.ways_max), cfg.shots, cfg.query, cfg.seed)
     batches = [[sampler.sample() for _ in range(cfg.meta_batch)] for _ in range(n_batches)]
     state = {}

@@ -191,3 +191,11 @@ def notes(res: Results) -> list[str]:
             "- 'Best frozen baseline' is the better of prototypes and logistic regression at each setting and "
             "shot count; its paired difference uses the same episodes.",
             "- Raw per-episode numbers: `meta_learning.json` beside this file."]
+
+
+if __name__ == "__main__":  # re-render from saved numbers: python -m benchmarks.report [results.json]
+    import json
+    import sys
+
+    src = Path(sys.argv[1] if len(sys.argv) > 1 else Path(__file__).parent / "results" / "meta_learning.json")
+    print(write(json.loads(src.read_text(encoding="utf-8")), src.parent))

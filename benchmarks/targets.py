@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+from benchmarks.stats import paired
 from benchmarks.tables import Results
 
 BUDGET_MIN = 15.0
@@ -53,9 +54,11 @@ def _accuracy_rows(res: Results) -> list[list[str]]:
     n = res.setfit_n()
     if n:
         mine, theirs = res.acc("in-domain", 5, a, upto=n), res.acc("in-domain", 5, "setfit", upto=n)
+        diff = paired(res.scores("in-domain", 5, a, upto=n), res.scores("in-domain", 5, "setfit", upto=n))
         rows.append(_row(
             f"5-shot: Tailor >= SetFit (on SetFit's {n} episodes)",
-            f"{mine.pts()} vs {theirs.pts()}", mine.mean >= theirs.mean,
+            f"{mine.pts()} vs {theirs.pts()} (paired {diff.pts(True)}; {n} episodes decide little)",
+            mine.mean >= theirs.mean,
             f"SetFit fine-tunes all 6 layers on contrastive pairs; {n} episodes give a wide interval "
             f"(±{100 * theirs.half:.0f} pts)"))
         ratio = res.setfit_seconds("setfit") / res.setfit_seconds(f"{a}@setfit")
@@ -78,7 +81,7 @@ def _cost_rows(res: Results) -> list[list[str]]:
     for a in ("fomaml", "reptile"):
         m = res.meta_step(a)
         speed, mem = maml["step_s"] / m["step_s"], maml["peak_mb"] / max(m["peak_mb"], 1e-9)
-        why = (f"{a}'s inner loop runs on support and query together (about twice the texts of a "
+        why = ("Reptile's inner loop runs on support and query together (about twice the texts of a "
                f"FOMAML/MAML inner loop)" if a == "reptile" else
                "with one adapted layer of six, differentiating through the inner loop costs MAML little extra")
         rows.append(_row(f"{res.label(a)}: meta-step >= 2.5x faster than second-order MAML",
