@@ -126,7 +126,7 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         v2 = _second_version(source, root / "inbox" / f"{tenant}-v2.csv")
         _run(root, "ingest", tenant, str(v2))
         _run(root, "adapt", tenant, "--requested-by", "bob")
-        version = str(_latest_version(ctx, tenant))
+        version = str(_latest_version(tenant))
         _run(root, "review", "approve", tenant, version, "--reviewer", REVIEWER, "--reason", "new export looks fine",
              "--override-reason", "demo: ship the new data even if a gate disagrees")
         _run(root, "rollback", tenant, "--reason", "customer reports worse routing since the new export",
@@ -140,7 +140,7 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         print(f'try: tailor -w {root} predict {homes[0]} "turn on the kitchen lights"')
 
 
-def _latest_version(ctx: commands.Context, tenant: str) -> int:
+def _latest_version(tenant: str) -> int:
     from registry.approval import list_reviews
 
     versions = [int(r["version"]) for r in list_reviews(None) if r["tenant"] == tenant]
