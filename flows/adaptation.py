@@ -39,7 +39,8 @@ def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str) -> dict:
                 "data_version": version.md5, "data_git_commit": version.git_commit,
                 "adaptation": result.adaptation, "metrics": result.metrics, "code_version": code_version()}
     delta_dir = save_delta(ws.runs_dir / "deltas" / tenant / stamp, result.delta, manifest)
-    return {**outcome, "status": "adapted", "delta_dir": str(delta_dir), "metrics": result.metrics}
+    return {**outcome, "status": "adapted", "delta_dir": str(delta_dir), "metrics": result.metrics,
+            "held_out": result.held_out}
 
 
 @task(name="adapt-chunk", cache_policy=NO_CACHE)
@@ -65,11 +66,12 @@ def register(root: str, outcome: dict, base_dir: str, base: dict, requested_by: 
     store.configure(ws, settings)
     return candidates.register_candidate(ws, outcome["tenant"], outcome["delta_dir"], base_dir,
                                          base=base_model.BaseRef(**base), validation=outcome["validation"],
-                                         requested_by=requested_by, flow_run_id=flow_run_id())
+                                         requested_by=requested_by, flow_run_id=flow_run_id(),
+                                         held_out=outcome.get("held_out"))
 
 
 @flow(name="tailor-adapt", log_prints=False)
-def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = "scheduler") -> list[dict]:
+def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = "service:scheduler") -> list[dict]:
     """Adapt ``tenants`` (None = every tenant with data) and register candidates."""
     ws, settings = open_workspace(root)
     store.configure(ws, settings)

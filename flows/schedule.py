@@ -43,7 +43,7 @@ def serve(ws, settings, once: bool = False) -> None:
     from flows.adaptation import adapt_flow
 
     if once:
-        adapt_flow(str(ws.root), None, "scheduler")
+        adapt_flow(str(ws.root), None, "service:scheduler")
         return
     server = None
     if not settings.stores.prefect_api_url:
@@ -54,7 +54,7 @@ def serve(ws, settings, once: bool = False) -> None:
 
         deployment = adapt_flow.to_deployment(
             name="nightly-adapt", cron=settings.schedule.adapt_cron, timezone=settings.schedule.timezone,
-            parameters={"root": str(ws.root), "tenants": None, "requested_by": "scheduler"},
+            parameters={"root": str(ws.root), "tenants": None, "requested_by": "service:scheduler"},
             description="Re-adapt every tenant to the current base; candidates wait for review.")
         say(f"serving tailor-adapt/nightly-adapt on cron '{settings.schedule.adapt_cron}' "
             f"({settings.schedule.timezone}); Ctrl-C to stop")

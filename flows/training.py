@@ -1,8 +1,10 @@
 """Meta-train the base on the meta-training tenants and register it in MLflow as tailor-base."""
 from __future__ import annotations
 
+import json
 import random
 from datetime import datetime, timezone
+from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -13,6 +15,7 @@ from flows.runtime import flow_run_id
 from lightning_modules.encoder import load_encoder
 from lightning_modules.training import meta_train
 from registry import base_model, store
+from workspace import versioning
 from workspace.errors import UserError
 from workspace.provenance import code_version
 
@@ -61,8 +64,12 @@ def train_task(root: str, algorithm: str | None, train: dict, val: dict):
 def register_task(root: str, result, algorithm: str) -> dict:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
+    info = json.loads((Path(result.base_dir) / "base.json").read_text(encoding="utf-8"))
+    used = [*info.get("train_tenants", []), *info.get("val_tenants", [])]
+    versions = {t: {"md5": v.md5, "git_commit": v.git_commit}
+                for t in used if (v := versioning.current_version(ws, t)) is not None}
     ref = base_model.register_base(result.base_dir, params=result.params, metrics=result.metrics,
-                                   history=result.history,
+                                   history=result.history, data_versions=versions,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
                                          "algorithm": algorithm})
     return {"name": ref.name, "version": ref.version, "digest": ref.digest, "metrics": result.metrics}

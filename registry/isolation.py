@@ -68,3 +68,53 @@ def check(tenant: str, delta_dir: Path, base: BaseRef) -> tuple[bool, list[str]]
     elif "head.weight" in tensors and tensors["head.weight"][0] != len(labels):
         reasons.append(f"head has {tensors['head.weight'][0]} rows for {len(labels)} labels")
     return not reasons, reasons
+
+
+def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
+    """What differs between a version's files (``folder``/delta, ``folder``/base) and what was
+    recorded when it was registered (``recorded``: its tags, or the pyfunc's model config).
+
+    Every load runs this: the delta's bytes against ``delta_sha256``, its manifest's tenant,
+    base digest and label set against the version's, and the base's bytes against ``base_digest``.
+    """
+    from lightning_modules.delta import read_manifest
+
+    from registry.candidates import labels_digest
+    from workspace.errors import UserError
+
+    folder = Path(folder)
+    delta, base = folder / "delta" / "delta.safetensors", folder / "base" / "base.safetensors"
+    if not delta.is_file():
+        return ["delta.safetensors is missing"]
+    problems = []
+    digest = sha256_file(delta)
+    if digest != recorded.get("delta_sha256"):
+        problems.append(f"delta bytes (sha256 {digest[:12]}) are not the ones registered "
+                        f"({str(recorded.get('delta_sha256'))[:12]})")
+    try:
+        manifest = read_manifest(folder / "delta")
+    except UserError:
+        return problems + ["manifest.json is unreadable"]
+    if manifest.get("sha256") != digest:
+        problems.append("manifest checksum does not match delta.safetensors")
+    if manifest.get("tenant") != recorded.get("tenant"):
+        problems.append(f"manifest names tenant {manifest.get('tenant')!r}, the version is {recorded.get('tenant')!r}'s")
+    if (manifest.get("base") or {}).get("digest") != recorded.get("base_digest"):
+        problems.append("manifest names another base than the version")
+    if labels_digest(manifest.get("labels")) != recorded.get("labels_sha256"):
+        problems.append("manifest labels differ from the registered label set")
+    if not base.is_file() or f"sha256:{sha256_file(base)}" != recorded.get("base_digest"):
+        problems.append("base.safetensors is not the registered base")
+    return problems
+
+
+def verify_stored(mv) -> list[str]:
+    """Download (content-cached) and check a version's stored delta and base: [] when intact."""
+    from registry.serving import fetch_version
+    from workspace.errors import UserError
+
+    try:
+        fetch_version(mv)
+    except UserError as exc:
+        return [str(exc).split(": ", 1)[-1]]
+    return []

@@ -61,7 +61,7 @@ def lineage(ws: Workspace, tenant: str, version: str | None = None, at: datetime
         raise UserError(f"tenant {tenant!r} has no registered versions: run `tailor adapt {tenant}` first")
     champion = store.alias_version(name, CHAMPION)
     candidate = store.alias_version(name, CANDIDATE)
-    log = audit.records(ws, tenant)
+    log = audit.effective(audit.records(ws, tenant))
     out = {"tenant": tenant, "champion": None if champion is None else str(champion.version),
            "candidate": None if candidate is None else str(candidate.version)}
     if version is not None:

@@ -56,10 +56,23 @@ def _require() -> None:
         raise RuntimeError("registry.store.configure(ws, settings) must be called before any registry call")
 
 
-def workspace() -> Workspace:
-    """The workspace ``configure`` was called with (for caches and base-model audit records)."""
+def tracking_uri() -> str:
+    _require()
+    return _state["uri"]
+
+
+def workspace() -> Workspace | None:
+    """The workspace ``configure`` was called with (caches, locks, the audit anchor); None when
+    only a URI was configured (a pyfunc loaded by ``mlflow models serve``)."""
     _require()
     return _state["workspace"]
+
+
+def configure_uri(uri: str) -> None:
+    """Point at a tracking/registry URI without a workspace (read-only checks in a pyfunc)."""
+    _quiet(False)
+    if uri != _state["uri"]:
+        _state.update(client=None, uri=uri, workspace=None, artifact_root=None)
 
 
 def client():
@@ -154,6 +167,17 @@ def versions(name: str, like: bool = False) -> list:
         token = page.token
         if not token:
             return sorted(out, key=lambda mv: (mv.name, int(mv.version)))
+
+
+def registered_models(pattern: str) -> list:
+    """Registered models whose name matches the SQL LIKE ``pattern`` (with their aliases)."""
+    out, token = [], None
+    while True:
+        page = client().search_registered_models(f"name LIKE '{pattern}'", max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
 
 
 def aliases(name: str) -> dict[str, list[str]]:

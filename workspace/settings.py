@@ -112,6 +112,8 @@ class GateSettings:
     champion_tolerance: float = _f(0.02, "a candidate may be this much below the champion's accuracy")
     baseline_tolerance: float = _f(0.0, "... and this much below the no-meta-learning baseline")
     four_eyes: bool = _f(True, "the reviewer must differ from the requester")
+    rollback_alone: str = _f("*", "who may roll back a tenant alone: '*' (any person) or comma-separated "
+                                  "identities; anyone else only requests it and a second person completes it")
 
     def __post_init__(self) -> None:
         _need(0 <= self.champion_tolerance <= 1 and 0 <= self.baseline_tolerance <= 1,
