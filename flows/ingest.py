@@ -2,6 +2,7 @@
 and leave the tenant's current data untouched."""
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 from prefect import flow, task
@@ -10,7 +11,7 @@ from prefect.cache_policies import NO_CACHE
 from data_checks.expectations import validate_frame
 from data_checks.quarantine import quarantine
 from data_checks.reading import read_tenant_file
-from flows.common import open_workspace
+from flows.common import open_workspace, other_tenants_texts
 from flows.retry import io_retry
 from workspace import versioning
 from workspace.errors import UserError
@@ -21,7 +22,9 @@ from workspace.tenants import check_tenant_id
 def validate_file(root: str, tenant: str, file: str) -> dict:
     ws, settings = open_workspace(root)
     frame = read_tenant_file(Path(file), settings.validation)
-    report = validate_frame(tenant, frame, settings.validation, ws.data_docs_dir)
+    md5 = hashlib.md5(Path(file).read_bytes()).hexdigest()  # DVC's data version of this file
+    report = validate_frame(tenant, frame, settings.validation, ws.data_docs_dir, run_name=md5,
+                            others=other_tenants_texts(ws, settings, tenant))
     return report.to_dict()
 
 

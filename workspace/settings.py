@@ -48,6 +48,8 @@ class ValidationSettings:
     min_examples_per_label: int = _f(4, "fewest examples of each label")
     max_text_chars: int = _f(5000, "longest text accepted")
     max_duplicate_fraction: float = _f(0.2, "largest share of exact duplicate texts")
+    max_cross_tenant_fraction: float = _f(0.5, "largest share of a tenant's texts also found in one other "
+                                               "tenant's data (more suggests a mixed-up export)")
 
     def __post_init__(self) -> None:
         _need(self.min_labels >= 2, "validation.min_labels must be >= 2")
@@ -55,6 +57,7 @@ class ValidationSettings:
         _need(self.min_examples_per_label >= 2, "validation.min_examples_per_label must be >= 2")
         _need(self.max_text_chars > 0, "validation.max_text_chars must be > 0")
         _need(0 <= self.max_duplicate_fraction <= 1, "validation.max_duplicate_fraction must be within 0..1")
+        _need(0 <= self.max_cross_tenant_fraction <= 1, "validation.max_cross_tenant_fraction must be within 0..1")
 
 
 @dataclass(frozen=True)
