@@ -39,13 +39,14 @@ def fresh_workspace(root: Path, settings=None) -> tuple[Workspace, object]:
     return ws, settings
 
 
-def make_base(ws: Workspace, name: str = "base"):
+def make_base(ws: Workspace, name: str = "base", data_versions: dict | None = None):
     folder = ws.root / "bases" / name
     folder.mkdir(parents=True, exist_ok=True)
     save_file({"x": torch.arange(4.0) + len(name)}, str(folder / "base.safetensors"))
     (folder / "base.json").write_text(json.dumps(
         {"format": "tailor-base/1", "digest": f"sha256:{sha256_file(folder / 'base.safetensors')}"}))
-    return base_model.register_base(folder, params={}, metrics={}, actor="service:meta-train"), folder
+    return base_model.register_base(folder, params={}, metrics={}, actor="service:meta-train",
+                                    data_versions=data_versions), folder
 
 
 def make_delta(ws: Workspace, base, tenant: str, qa=0.9, baseline=0.8, labels=("Billing", "Login"),
