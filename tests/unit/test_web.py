@@ -1,0 +1,60 @@
+"""The review app's guards without a browser: every page needs a login, every form needs the
+session's token (same origin or not), and a decision acts as the logged-in identity."""
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from registry import store
+from tailor.web import users
+from tailor.web.app import create_app
+from tests import governance as g
+
+
+@pytest.fixture
+def client(tmp_path):
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    version = g.register(ws, base, base_dir, "webt", requested_by="Bob")
+    users.add_user(ws, "bob", "bob's long password")
+    users.add_user(ws, "alice", "alice's long password")
+    return TestClient(create_app(ws, settings), base_url="http://testserver"), version
+
+
+def token(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def login(c, who):
+    page = c.get("/login")
+    return c.post("/login", data={"user": who, "password": f"{who}'s long password", "csrf": token(page.text)},
+                  follow_redirects=False)
+
+
+def test_pages_need_a_login_and_forms_need_the_sessions_token(client):
+    c, version = client
+    assert c.get("/", follow_redirects=False).status_code == 303
+    assert c.get(f"/t/webt/v/{version}", follow_redirects=False).headers["location"] == "/login"
+    assert c.post("/login", data={"user": "alice", "password": "alice's long password"}).status_code == 403
+    assert login(c, "alice").status_code == 303
+    page = c.get(f"/t/webt/v/{version}")
+    assert page.status_code == 200 and "approve as alice" in page.text
+    wrong = c.post(f"/t/webt/v/{version}/approve", data={"reason": "x", "csrf": "guess"},
+                   headers={"origin": "http://testserver"})
+    assert wrong.status_code == 403
+    assert store.alias_version("tailor-tenant-webt", "champion") is None
+
+
+def test_a_decision_acts_as_the_login_and_four_eyes_applies(client):
+    c, version = client
+    login(c, "bob")
+    page = c.get(f"/t/webt/v/{version}")
+    refused = c.post(f"/t/webt/v/{version}/approve", data={"reason": "mine", "csrf": token(page.text)})
+    assert refused.status_code == 400 and "four-eyes: bob requested" in refused.text
+    c.post("/logout", data={"csrf": token(page.text)})
+    login(c, "alice")
+    page = c.get(f"/t/webt/v/{version}")
+    done = c.post(f"/t/webt/v/{version}/approve", data={"reason": "fine", "csrf": token(page.text)})
+    assert done.status_code == 200 and "now champion (approved by alice)" in done.text
+    mv = store.alias_version("tailor-tenant-webt", "champion")
+    assert str(mv.version) == version and mv.tags["approved_by"] == "alice"
