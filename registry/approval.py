@@ -3,6 +3,8 @@ restores the previous approved version. Each is a pure ``plan_*`` function over 
 reads; ``transitions.execute`` applies it under the tenant's lock with an audit intent and commit."""
 from __future__ import annotations
 
+import json
+
 from registry import audit, identity, isolation, store, transitions
 from registry.candidates import APPROVED, CANDIDATE, CHAMPION, PENDING, PREFIX, REJECTED, ROLLED_BACK
 from registry.describe import describe
@@ -198,7 +200,7 @@ def plan_rollback(name: str, tenant: str, current, earlier: list, actor: str, re
         at = audit.now()
         return transitions.Plan(
             action="request-rollback", model=name, tenant=tenant, actor=actor, reason=reason,
-            frm=str(current.version), model_tags={ROLLBACK_REQUEST: _json({"by": actor, "at": at, "reason": reason})},
+            frm=str(current.version), model_tags={ROLLBACK_REQUEST: json.dumps({"by": actor, "at": at, "reason": reason}, sort_keys=True)},
             details={"needs": "a second person (gates.rollback_alone)"})
     target = max(earlier, key=lambda mv: (mv.tags.get("approved_at", ""), int(mv.version)))
     at = audit.now()
@@ -214,17 +216,9 @@ def plan_rollback(name: str, tenant: str, current, earlier: list, actor: str, re
         model_tags={ROLLBACK_REQUEST: None} if request is not None else {}, details=details)
 
 
-def _json(value) -> str:
-    import json
-
-    return json.dumps(value, sort_keys=True)
-
-
 def rollback(ws: Workspace, settings: Settings, tenant: str, actor: str, reason: str) -> dict:
     """Point ``@champion`` at the previously approved version; the current one becomes rolled_back.
     Someone ``gates.rollback_alone`` does not name only requests it; a second person completes it."""
-    import json
-
     actor = identity.normalise(actor)
     if not actor:
         raise UserError("rollback needs an identity: set TAILOR_USER")

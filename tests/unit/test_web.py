@@ -58,3 +58,23 @@ def test_a_decision_acts_as_the_login_and_four_eyes_applies(client):
     assert done.status_code == 200 and "now champion (approved by alice)" in done.text
     mv = store.alias_version("tailor-tenant-webt", "champion")
     assert str(mv.version) == version and mv.tags["approved_by"] == "alice"
+
+
+def test_the_candidate_page_shows_a_swapped_delta_and_refuses_to_approve_it(client, tmp_path):
+    import shutil
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    c, version = client
+    uri = store.client().get_model_version_download_uri("tailor-tenant-webt", version)
+    stored = Path(urlparse(uri).path) / "artifacts" / "delta" / "delta.safetensors"
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 1  # one flipped bit in the stored tensors
+    stored.write_bytes(bytes(data))
+    shutil.rmtree(store.workspace().cache_dir / "models", ignore_errors=True)
+    login(c, "alice")
+    page = c.get(f"/t/webt/v/{version}")
+    assert 'id="isolation" class="fail"' in page.text and "are not the ones registered" in page.text
+    refused = c.post(f"/t/webt/v/{version}/approve", data={"reason": "ok", "csrf": token(page.text)})
+    assert refused.status_code == 400 and "fail isolation" in refused.text
+    assert store.alias_version("tailor-tenant-webt", "champion") is None
