@@ -14,7 +14,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightning_modules.delta import sha256_file
 from registry import store, transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -173,6 +172,8 @@ def download_base(ref: BaseRef, dst: Path | None = None) -> Path:
 
         local = Path(mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{ref.name}/{ref.version}", dst_path=str(tmp / "base")))
+        from registry.isolation import sha256_file
+
         if f"sha256:{sha256_file(local / 'base.safetensors')}" != ref.digest:
             raise UserError(f"{ref.name} v{ref.version}: stored base.safetensors does not match its "
                             "digest; refusing to use it")

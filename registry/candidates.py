@@ -14,7 +14,6 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from lightning_modules.delta import read_manifest
 from registry import audit, evaluation, identity, isolation, store, transitions
 from registry.base_model import BaseRef, read_digest
 from registry.describe import describe
@@ -119,6 +118,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
     """
     import mlflow
 
+    from lightning_modules.delta import read_manifest
     from registry import pyfunc
 
     check_tenant_id(tenant)

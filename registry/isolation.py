@@ -14,8 +14,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lightning_modules.delta import DELTA_FORMAT, sha256_file
 from registry.base_model import BaseRef
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file (as lightning_modules.delta computes it; torch is not needed to check)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 ADAPTER = re.compile(r"^L\d+\.[A-Za-z0-9_.]+\.lora_[AB]$")
 HEAD = ("head.weight", "head.bias")
@@ -34,7 +44,7 @@ def allowed_name(name: str) -> bool:
 
 def check(tenant: str, delta_dir: Path, base: BaseRef) -> tuple[bool, list[str]]:
     """(passed, reasons it failed); reasons are short sentences for a reviewer."""
-    from lightning_modules.delta import read_manifest
+    from lightning_modules.delta import DELTA_FORMAT, read_manifest
 
     delta_dir = Path(delta_dir)
     manifest = read_manifest(delta_dir)
@@ -77,10 +87,9 @@ def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
     Every load runs this: the delta's bytes against ``delta_sha256``, its manifest's tenant,
     base digest and label set against the version's, and the base's bytes against ``base_digest``.
     """
-    from lightning_modules.delta import read_manifest
+    import json
 
     from registry.candidates import labels_digest
-    from workspace.errors import UserError
 
     folder = Path(folder)
     delta, base = folder / "delta" / "delta.safetensors", folder / "base" / "base.safetensors"
@@ -92,8 +101,10 @@ def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
         problems.append(f"delta bytes (sha256 {digest[:12]}) are not the ones registered "
                         f"({str(recorded.get('delta_sha256'))[:12]})")
     try:
-        manifest = read_manifest(folder / "delta")
-    except UserError:
+        manifest = json.loads((folder / "delta" / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict):
         return problems + ["manifest.json is unreadable"]
     if manifest.get("sha256") != digest:
         problems.append("manifest checksum does not match delta.safetensors")

@@ -125,18 +125,19 @@ def recover(ws: Workspace, tenant: str | None) -> list[dict]:
     for intent in audit.open_intents(tenant):
         commit = audit.commit_of(intent["seq"])
         if commit is None:
+            from mlflow.exceptions import MlflowException
+
             plan = Plan.from_json(intent["details"]["plan"])
             try:
                 created = apply(plan)
-                commit = _commit(ws, plan, intent, created)
-            except UserError:
-                raise
-            except Exception as exc:  # noqa: BLE001 - e.g. the run to register was deleted meanwhile
-                from mlflow.exceptions import MlflowException
-
-                if not isinstance(exc, MlflowException):
+            except MlflowException as exc:
+                # what the plan acts on is gone (e.g. the run to register was deleted): record that
+                # nothing happened; anything else (a busy database) leaves the intent for the next try
+                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
                     raise
                 commit = _commit(ws, plan, intent, None, outcome="aborted")
+            else:
+                commit = _commit(ws, plan, intent, created)
         else:
             audit.close_intent(intent)
         done.append(commit)

@@ -9,12 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-from safetensors.torch import save_file
-
-from lightning_modules.delta import save_delta, sha256_file
 from registry import base_model, candidates, store
-from tests.conftest import tiny_settings
 from workspace.paths import Workspace
 
 PASSED = {"passed": True, "failures": []}
@@ -34,12 +29,19 @@ def fresh_workspace(root: Path, settings=None) -> tuple[Workspace, object]:
         _TEMPLATE["db"] = template
     ws.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
     shutil.copy(_TEMPLATE["db"], ws.mlflow_db)
-    settings = settings or tiny_settings()
+    if settings is None:
+        from tests.conftest import tiny_settings
+
+        settings = tiny_settings()
     store.configure(ws, settings)
     return ws, settings
 
 
 def make_base(ws: Workspace, name: str = "base", data_versions: dict | None = None):
+    import torch
+    from safetensors.torch import save_file
+
+    from lightning_modules.delta import sha256_file
     folder = ws.root / "bases" / name
     folder.mkdir(parents=True, exist_ok=True)
     save_file({"x": torch.arange(4.0) + len(name)}, str(folder / "base.safetensors"))
@@ -51,6 +53,9 @@ def make_base(ws: Workspace, name: str = "base", data_versions: dict | None = No
 
 def make_delta(ws: Workspace, base, tenant: str, qa=0.9, baseline=0.8, labels=("Billing", "Login"),
                manifest_tenant=None, seed=0):
+    import torch
+
+    from lightning_modules.delta import save_delta
     g = torch.Generator().manual_seed(seed)
     tensors = {"L0.attention.self.query.lora_A": torch.randn(2, 8, generator=g),
                "L0.attention.self.query.lora_B": torch.zeros(8, 2),

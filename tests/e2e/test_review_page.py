@@ -17,6 +17,7 @@ import pytest
 from registry import approval, store
 from tailor.web import users
 from tests import governance as g
+from tests.conftest import tiny_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 XSS = '<script>document.title="pwned"</script><img src=x onerror="document.title=\'pwned\'">'
@@ -130,7 +131,7 @@ def test_approve_on_the_page_moves_the_champion(site, browser):
     by_id(browser, "approve").click()
     assert f"acme v{site['v3']} is now champion (approved by alice)" in by_id(browser, "notice").text
     assert by_id(browser, "champion").text == f"v{site['v3']}" and by_id(browser, "status").text == "approved"
-    store.configure(site["ws"], g.tiny_settings())
+    store.configure(site["ws"], tiny_settings())
     mv = store.alias_version("tailor-tenant-acme", "champion")
     assert str(mv.version) == site["v3"] and mv.tags["approved_by"] == "alice"
     assert "approved by alice" in mv.description
