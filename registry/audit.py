@@ -19,8 +19,6 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from filelock import FileLock
-
 from registry import store
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -61,11 +59,11 @@ def record_hash(record: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def lock(ws: Workspace, key: str, timeout: float = 120.0) -> FileLock:
-    """A lock across processes on this machine (``key``: "audit", a tenant id, or BASE_KEY)."""
-    folder = ws.state_dir / "locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(folder / f"{key}.lock"), timeout=timeout)
+def lock(ws: Workspace, key: str, timeout: float = 120.0):
+    """A lock across processes (``key``: "audit", a tenant id, or BASE_KEY): see ``registry.locks``."""
+    from registry.locks import lock as make
+
+    return make(ws, key, timeout)
 
 
 def _experiment() -> str:

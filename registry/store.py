@@ -47,13 +47,23 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> str:
     mlflow.set_registry_uri(uri)
     if uri != _state["uri"]:
         _state["client"] = None
-    _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/"))
+    _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/"), lock=settings.stores.lock)
     return uri
 
 
 def _require() -> None:
     if _state["uri"] is None:
         raise RuntimeError("registry.store.configure(ws, settings) must be called before any registry call")
+
+
+def lock_kind() -> str:
+    """"file" or "registry": ``stores.lock``, where "auto" means the registry's database for a
+    tracking server (machines share no folder) and a file lock for a local store."""
+    _require()
+    kind = _state.get("lock") or "auto"
+    if kind == "auto":
+        return "registry" if str(_state["uri"]).startswith(("http://", "https://", "databricks")) else "file"
+    return kind
 
 
 def tracking_uri() -> str:

@@ -37,6 +37,16 @@ def fresh_workspace(root: Path, settings=None) -> tuple[Workspace, object]:
     return ws, settings
 
 
+def tiny_settings_with(**sections):
+    """The tests' tiny settings with some fields of other sections changed."""
+    from tests.conftest import tiny_settings
+
+    settings = tiny_settings()
+    for section, changes in sections.items():
+        settings = settings.replace(section, **changes)
+    return settings
+
+
 def make_base(ws: Workspace, name: str = "base", data_versions: dict | None = None):
     import torch
     from safetensors.torch import save_file

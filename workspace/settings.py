@@ -129,6 +129,11 @@ class StoreSettings:
     artifact_location: str = _f("", "MLflow artifact root; empty = .tailor/mlartifacts")
     dvc_remote: str = _f("", "DVC remote URL; empty = .tailor/dvc-remote")
     prefect_api_url: str = _f("", "Prefect API URL; empty = Prefect's embedded server")
+    lock: str = _f("auto", "transition locks: 'file' (.tailor/locks), 'registry' (a row in MLflow's database), "
+                           "'auto' = registry with a tracking server, file otherwise")
+
+    def __post_init__(self) -> None:
+        _need(self.lock in ("auto", "file", "registry"), f"stores.lock {self.lock!r}: use auto, file or registry")
 
 
 @dataclass(frozen=True)

@@ -207,3 +207,47 @@ def test_a_register_killed_after_creating_the_version_is_completed_not_duplicate
     assert store.alias_version("tailor-tenant-reg-crash", "candidate").version == int(version)
     assert len(store.versions("tailor-tenant-reg-crash")) == 1
     assert verify_all(gov["ws"])["ok"]
+
+
+# --- the database lock used with a tracking server -------------------------------------------------
+
+@pytest.fixture
+def gov_registry_lock(tmp_path):
+    settings = g.tiny_settings_with(stores={"lock": "registry"})
+    ws, settings = g.fresh_workspace(tmp_path / "ws", settings)
+    (ws.root / "params.yaml").write_text("stores:\n  lock: registry\n", encoding="utf-8")  # the workers' too
+    base, base_dir = g.make_base(ws)
+    return {"ws": ws, "settings": settings, "base": base, "base_dir": base_dir}
+
+
+def test_the_registry_lock_serialises_two_processes_and_leaves_no_row(gov_registry_lock, tmp_path):
+    gov = gov_registry_lock
+    assert store.lock_kind() == "registry"
+    v1, v2 = reg(gov, "dbl", seed=1), reg(gov, "dbl", seed=2)
+    go = tmp_path / "go"
+    procs = [spawn(gov, "approve", "dbl", v, "alice", go) for v in (v1, v2)]
+    go.touch()
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    moves = [r for r in audit.effective(audit.records(gov["ws"], "dbl")) if r["action"] == "approve"]
+    assert moves[1]["from"] == moves[0]["to"] and champion("dbl") == moves[1]["to"]
+    assert not store.registered_models("tailor-lock-%")  # every lock was released
+    assert not (gov["ws"].state_dir / "locks" / "dbl.lock").exists()  # and no file lock was used
+    assert verify_all(gov["ws"])["ok"]
+
+
+def test_a_registry_lock_left_by_a_dead_process_is_taken_over_and_a_live_one_waits(gov_registry_lock):
+    import time as clock
+
+    from registry.locks import RegistryLock
+
+    gov = gov_registry_lock
+    v = reg(gov, "stale")
+    store.client().create_registered_model("tailor-lock-stale", tags={"owner": "dead:1:x", "since": str(clock.time() - 1000)})
+    approval.approve(gov["ws"], gov["settings"], "stale", v, "alice", "ok")  # took the stale lock over
+    assert champion("stale") == v and not store.registered_models("tailor-lock-%")
+    with RegistryLock("busy"):
+        with pytest.raises(UserError, match="busy: another transition holds its lock"):
+            with RegistryLock("busy", timeout=0.3):
+                pass
+    assert not store.registered_models("tailor-lock-%")
