@@ -79,9 +79,10 @@ def make_delta(ws: Workspace, base, tenant: str, qa=0.9, baseline=0.8, labels=("
     return save_delta(ws.root / "deltas" / f"{tenant}-{time.monotonic_ns()}", tensors, manifest)
 
 
-def register(ws, base, base_dir, tenant, requested_by="service:scheduler", held_out=None, **kw) -> str:
+def register(ws, base, base_dir, tenant, requested_by="service:scheduler", held_out=None, validation=None,
+             **kw) -> str:
     delta = make_delta(ws, base, tenant, **kw)
-    return candidates.register_candidate(ws, tenant, delta, base_dir, base=base, validation=PASSED,
+    return candidates.register_candidate(ws, tenant, delta, base_dir, base=base, validation=validation or PASSED,
                                          requested_by=requested_by, flow_run_id="flow-1", held_out=held_out)
 
 

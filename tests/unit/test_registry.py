@@ -220,6 +220,7 @@ def test_reject_closes_a_candidate(reg):
     t = tags("rej", version)
     assert (t["status"], t["rejected_by"], t["rejection_reason"]) == ("rejected", "bob", "labels look swapped")
     assert "candidate" not in aliases("rej")
+    assert "rejected by bob" in store.client().get_model_version("tailor-tenant-rej", version).description
     with pytest.raises(UserError, match="rejected"):
         approve(reg, "rej", version)
     assert audit.effective(audit.records(reg["ws"], "rej"))[-1]["action"] == "reject"
@@ -239,6 +240,9 @@ def test_rollback_restores_the_previous_approved_version(reg):
     result = approval.rollback(reg["ws"], reg["settings"], "roll", "ops", "complaints since v3")
     assert (result["from"], result["to"]) == (v3, v2) and aliases("roll")["champion"] == v2
     assert tags("roll", v3)["status"] == "rolled_back"
+    c = store.client()
+    assert "rolled back by ops" in c.get_model_version("tailor-tenant-roll", v3).description
+    assert "champion again after rollback" in c.get_model_version("tailor-tenant-roll", v2).description
     approval.rollback(reg["ws"], reg["settings"], "roll", "ops", "v2 also bad")
     assert aliases("roll")["champion"] == v1
     with pytest.raises(UserError, match="rolled back"):

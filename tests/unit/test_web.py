@@ -78,3 +78,20 @@ def test_the_candidate_page_shows_a_swapped_delta_and_refuses_to_approve_it(clie
     refused = c.post(f"/t/webt/v/{version}/approve", data={"reason": "ok", "csrf": token(page.text)})
     assert refused.status_code == 400 and "fail isolation" in refused.text
     assert store.alias_version("tailor-tenant-webt", "champion") is None
+
+
+def test_the_data_docs_link_serves_the_versions_page_and_nothing_outside_the_site(tmp_path):
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    page = ws.data_docs_dir / "validations" / "tailor-docs" / "abc" / "run" / "tailor-docs.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<h1>validation of abc</h1>")
+    version = g.register(ws, base, base_dir, "docs", validation={**g.PASSED, "data_docs": page.as_uri()})
+    users.add_user(ws, "alice", "alice's long password")
+    c = TestClient(create_app(ws, settings), base_url="http://testserver")
+    login(c, "alice")
+    html = c.get(f"/t/docs/v/{version}").text
+    link = re.search(r'id="data-docs" href="([^"]+)"', html).group(1)
+    assert c.get(link).text == "<h1>validation of abc</h1>"
+    assert c.get("/docs/..%2F..%2Fusers.json").status_code == 404
+    assert c.get("/docs/../users.json").status_code == 404
