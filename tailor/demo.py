@@ -140,7 +140,7 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         _run(root, "lineage", tenant)
         _run(root, "audit", "verify")
         _run(root, "lineage", "--all", "--html", str(root / "audit-report.html"))
-        print("review page: `tailor -w demo-workspace user add NAME`, then `tailor -w demo-workspace review serve`")
+        print(f"review page: `tailor -w {root.name} user add NAME`, then `tailor -w {root.name} review serve`")
     print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; workspace: {root}")
     homes = [t.id for t in catalog.tenants if t.id in approved and "ha-intents" in t.sources]
     if homes:
