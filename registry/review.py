@@ -58,8 +58,7 @@ def candidate(settings: Settings, tenant: str, version: str) -> dict:
         isolation_now={"passed": not problems, "problems": problems,
                        "checked": ["delta bytes vs the digest recorded at registration",
                                    "manifest tenant, base digest and label set vs the version's",
-                                   "base bytes vs the registered base digest",
-                                   "tensors: only adapters and the tenant's head"]},
+                                   "base bytes vs the registered base digest"]},
         data_changes=data_changes(mv.tags, None if champ is None or str(champ.version) == str(mv.version)
                                   else champ.tags),
         description=mv.description or "", labels=_labels(mv.tags))
