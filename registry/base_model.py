@@ -6,6 +6,7 @@ approved champion serves; it only changes what the next adaptation starts from.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -58,12 +59,23 @@ def _metrics(c, run_id: str, metrics: dict, history: list[dict] | None) -> None:
         c.log_batch(run_id, metrics=rows[start:start + 1000])
 
 
+def input_tags(data_versions: dict[str, str] | None) -> dict[str, str]:
+    """Tags naming the data version of every tenant a base was meta-trained on, and their digest."""
+    if data_versions is None:
+        return {}
+    digest = hashlib.sha256(json.dumps(data_versions, sort_keys=True).encode()).hexdigest()
+    return {"inputs_sha256": digest, **{f"data_version.{t}": v for t, v in sorted(data_versions.items())}}
+
+
 def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[dict] | None = None,
-                  tags: dict | None = None, actor: str = "meta-train") -> BaseRef:
+                  tags: dict | None = None, data_versions: dict[str, str] | None = None,
+                  actor: str = "meta-train") -> BaseRef:
     """Log ``base_dir`` in one run of "tailor-meta-train", register it and make it ``@current``.
 
-    Registering the same base (same digest) again returns the existing version: a retried
-    flow task never creates a duplicate.
+    ``data_versions`` (tenant -> md5 of the data it was meta-trained on) go into the version's
+    and run's tags and into ``inputs.json`` beside the weights. Registering the same base (same
+    digest, same inputs) again returns the existing version: a retried flow task never creates
+    a duplicate, while the same weights from other data are a new version with their own lineage.
     """
     from mlflow.entities import Param, RunTag
 
@@ -72,11 +84,16 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
     c = store.client()
     store.ensure_registered_model(BASE_MODEL_NAME, "Tailor's meta-learned base (shared by every tenant)")
     previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
-    existing = [mv for mv in store.versions(BASE_MODEL_NAME) if mv.tags.get("digest") == digest]
+    inputs = input_tags(data_versions)
+    existing = [mv for mv in store.versions(BASE_MODEL_NAME) if mv.tags.get("digest") == digest
+                and mv.tags.get("inputs_sha256") == inputs.get("inputs_sha256")]
     if existing:
         mv = existing[-1]
     else:
-        tags = {k: str(v) for k, v in (tags or {}).items()}
+        tags = {**{k: str(v) for k, v in (tags or {}).items()}, **inputs}
+        if data_versions is not None:
+            (base_dir / "inputs.json").write_text(json.dumps({"data_versions": data_versions}, indent=2,
+                                                             sort_keys=True) + "\n", encoding="utf-8")
         run = c.create_run(store.experiment_id(EXPERIMENT), run_name=f"base-{digest[7:19]}",
                            tags={**tags, "digest": digest})
         run_id = run.info.run_id
