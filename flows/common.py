@@ -44,7 +44,9 @@ def checked_data(ws: Workspace, settings: Settings, tenant: str):
 
 
 @task(name="record-pipeline-stage", cache_policy=NO_CACHE)
-def record_stage(root: str, stage: str, payload: dict, lock: bool = True) -> str:
+def record_stage(root: str, stage: str, payload: dict, lock: bool = True) -> None:
     """Write the pipeline stage's record (and, outside ``dvc repro``, its dvc.lock entry)."""
     ws, _ = open_workspace(root)
-    return str(pipeline.record(ws, stage, payload, lock))
+    problem = pipeline.record(ws, stage, payload, lock)
+    if problem:
+        say(f"note: {problem}")

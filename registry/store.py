@@ -55,8 +55,9 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> str:
 
 
 def is_server(uri: str) -> bool:
-    """A tracking server (``http(s)://``, ``databricks``...) rather than a store on this machine."""
-    return "://" in uri and not uri.startswith(("sqlite:", "file:", "postgresql", "mysql", "mssql"))
+    """A tracking server (``http(s)://``, ``databricks``) rather than a database or folder that
+    MLflow opens itself (sqlite, postgresql, ...: artifacts then need a root of their own)."""
+    return uri.startswith(("http://", "https://", "databricks"))
 
 
 def _check_shared_artifacts(experiment) -> None:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import yaml
 
 from workspace import versioning
 from workspace.errors import UserError
-from workspace.gitrepo import git
+from workspace.gitrepo import VersioningError, git
 from workspace.paths import Workspace
 from workspace.settings import Settings
 
@@ -82,24 +84,41 @@ def sync(ws: Workspace, settings: Settings) -> bool:
     return True
 
 
-def record(ws: Workspace, stage: str, payload: dict, lock: bool = True) -> Path:
+def record(ws: Workspace, stage: str, payload: dict, lock: bool = True) -> str | None:
     """Write ``stage``'s output record; outside ``dvc repro``, also record the stage in dvc.lock
     (``dvc commit``) and commit the pipeline files to git, so a run by hand and a run by DVC
     leave the same trace. ``lock=False`` when the run did not follow params.yaml (e.g. a
     command-line override): dvc.lock then keeps saying the stage must be reproduced.
+
+    Returns None, or why dvc.lock could not be updated: the stage's work (registered models)
+    is done by then and stays done, so that is a note for the user, not a failure.
     """
     out = ws.root / OUTS[stage]
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_atomic(out, json.dumps(payload, indent=2, sort_keys=True) + "\n")
     if under_dvc() or not lock:
-        return out
-    with versioning._LOCK:
-        versioning.dvc_cli(ws, "commit", "--force", "--quiet", stage)
+        return None
     files = [PIPELINE_FILE, "dvc.lock", "params.yaml", OUTS[stage]]
-    git(ws, "add", "--", *files)
-    if git(ws, "diff", "--cached", "--quiet", "--", *files, check=False, rc=True):
-        git(ws, "commit", "-q", "-m", f"pipeline: {stage} recorded", "--", *files)
-    return out
+    try:
+        with versioning._LOCK:
+            dvc_cli(ws, "commit", "--force", stage)
+        git(ws, "add", "--", *files)
+        if git(ws, "diff", "--cached", "--quiet", "--", *files, check=False, rc=True):
+            git(ws, "commit", "-q", "-m", f"pipeline: {stage} recorded", "--", *files)
+    except VersioningError as exc:  # e.g. another command holds the repo, or no base yet for adapt
+        return f"dvc.lock not updated for stage {stage} ({exc}); `dvc status` shows it as changed"
+    return None
+
+
+def dvc_cli(ws: Workspace, *args: str) -> str:
+    """Run the ``dvc`` command in the workspace (for commands whose Python API resolves stage
+    names and params against the process's working directory); its output, or VersioningError."""
+    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
+    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=ws.root, capture_output=True, text=True, env=env)
+    if done.returncode != 0:
+        detail = (done.stderr.strip().splitlines() or ["no output"])[0].removeprefix("ERROR: ")
+        raise VersioningError(f"dvc {args[0]} failed: {detail}")
+    return done.stdout
 
 
 def _load_existing(ws: Workspace) -> dict:

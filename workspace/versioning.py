@@ -6,8 +6,6 @@ import hashlib
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 from contextlib import contextmanager
@@ -355,17 +353,6 @@ def _md5(path: Path) -> str | None:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def dvc_cli(ws: Workspace, *args: str) -> str:
-    """Run the ``dvc`` command in the workspace (for commands whose Python API resolves stage
-    names and params against the process's working directory); its output, or VersioningError."""
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    done = subprocess.run([sys.executable, "-m", "dvc", *args], cwd=ws.root, capture_output=True, text=True, env=env)
-    if done.returncode != 0:
-        detail = (done.stderr.strip().splitlines() or ["no output"])[0].removeprefix("ERROR: ")
-        raise VersioningError(f"dvc {args[0]} failed: {detail}")
-    return done.stdout
 
 
 def _dvc():

@@ -83,3 +83,15 @@ def test_a_file_edited_outside_tailor_has_no_data_version(tmp_path):
     (ws.root / version.path).write_text("text,label\nx,b\n")
     with pytest.raises(UserError, match="changed outside Tailor"):
         versioning.verified_version(ws, "acme")
+
+
+def test_a_stage_that_cannot_be_locked_is_a_note_not_a_failure(tmp_path):
+    """`tailor adapt --all` in a workspace whose base predates the pipeline: the candidates are
+    registered by then, so a missing pipeline/base.json must not turn the command into a failure."""
+    ws = Workspace(tmp_path / "old").ensure()
+    (ws.root / "params.yaml").write_text("")
+    versioning.init_repo(ws, Settings().stores)
+    pipeline.sync(ws, Settings())
+    note = pipeline.record(ws, "adapt", {"tenants": {}})
+    assert note and "dvc.lock not updated" in note and "pipeline/base.json" in note
+    assert (ws.root / "pipeline" / "candidates.json").is_file()
