@@ -14,10 +14,10 @@ from pathlib import Path
 
 import yaml
 
+from workspace import remote
 from workspace.errors import UserError
 from workspace.gitrepo import VersioningError, ensure_line, git, git_blobs, remove_line
 from workspace.paths import Workspace
-from workspace import remote
 from workspace.settings import StoreSettings, load_settings
 from workspace.tenants import check_tenant_id
 
