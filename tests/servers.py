@@ -55,7 +55,8 @@ def _serving(argv: list[str], url: str, health: str, log: Path):
 
 
 def _stop_group(proc: subprocess.Popen) -> None:
-    for sig, wait in ((signal.SIGTERM, 30), (signal.SIGKILL, 10)):
+    """A throwaway server: a few seconds to stop cleanly, then killed (its whole process group)."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:
