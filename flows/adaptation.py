@@ -8,7 +8,8 @@ from datetime import datetime, timezone
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import checked_data, open_workspace, say, tenants_with_data
+from flows import runtime
+from flows.common import checked_data, open_workspace, record_stage, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.adaptation import AdaptationRejected, adapt_tenant
@@ -83,8 +84,21 @@ def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = 
     base = {"name": ref.name, "version": ref.version, "digest": ref.digest, "run_id": ref.run_id}
     say(f"adapting {len(chosen)} tenant(s) to {ref.name} v{ref.version}")
     size = settings.schedule.chunk_size
-    outcomes = [o for i in range(0, len(chosen), size) for o in adapt_chunk(root, chosen[i:i + size], base_dir, base)]
+    chunks = [adapt_chunk.submit(root, chosen[i:i + size], base_dir, base) for i in range(0, len(chosen), size)]
+    outcomes = [o for chunk in chunks for o in chunk.result()]
     for outcome in outcomes:
         if outcome["status"] == "adapted":
             outcome["version"] = register(root, outcome, base_dir, base, requested_by)
+    if tenants is None:  # the whole fleet: what the pipeline's adapt stage stands for
+        record_stage(root, "adapt", {
+            "base": {k: base[k] for k in ("name", "version", "digest")},
+            "tenants": {o["tenant"]: {k: o[k] for k in ("status", "version", "reason", "data_version") if k in o}
+                        for o in outcomes}})
     return outcomes
+
+
+def run_adapt(root: str, tenants: list[str] | None = None, requested_by: str = "scheduler") -> list[dict]:
+    """``adapt_flow`` with its chunks on the task runner params.yaml's ``schedule`` names."""
+    _, settings = open_workspace(root)
+    with runtime.api_for_workers(settings):
+        return adapt_flow.with_options(task_runner=runtime.task_runner(settings))(root, tenants, requested_by)

@@ -4,9 +4,12 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
 from data_checks.expectations import validate_frame
 from data_checks.reading import read_tenant_file
-from workspace import versioning
+from workspace import pipeline, versioning
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.settings import Settings, load_settings
@@ -25,10 +28,7 @@ def open_workspace(root: str | Path) -> tuple[Workspace, Settings]:
 
 
 def tenants_with_data(ws: Workspace) -> list[str]:
-    if not ws.data_dir.is_dir():
-        return []
-    return sorted(p.name for p in ws.data_dir.iterdir()
-                  if p.is_dir() and versioning.data_file(ws, p.name) is not None)
+    return versioning.tenants_with_data(ws)
 
 
 def other_tenants_texts(ws: Workspace, settings: Settings, tenant: str) -> dict[str, list[str]]:
@@ -70,3 +70,12 @@ def checked_data(ws: Workspace, settings: Settings, tenant: str):
         report = dataclasses.replace(report, data_docs=page,
                                      data_docs_index=str(ws.data_docs_dir / "index.html"))
     return frame, report
+
+
+@task(name="record-pipeline-stage", cache_policy=NO_CACHE)
+def record_stage(root: str, stage: str, payload: dict, lock: bool = True) -> None:
+    """Write the pipeline stage's record (and, outside ``dvc repro``, its dvc.lock entry)."""
+    ws, _ = open_workspace(root)
+    problem = pipeline.record(ws, stage, payload, lock)
+    if problem:
+        say(f"note: {problem}")

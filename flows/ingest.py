@@ -30,8 +30,8 @@ def validate_file(root: str, tenant: str, file: str) -> dict:
 
 @task(name="version-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
 def version_data(root: str, tenant: str, file: str) -> dict:
-    ws, _ = open_workspace(root)
-    return versioning.track(ws, tenant, Path(file)).to_dict()
+    ws, settings = open_workspace(root)
+    return versioning.track(ws, tenant, Path(file), settings.stores).to_dict()
 
 
 @task(name="quarantine-file", cache_policy=NO_CACHE, retries=1, retry_condition_fn=io_retry)

@@ -1,15 +1,13 @@
 """Meta-train the base on the meta-training tenants and register it in MLflow as tailor-base."""
 from __future__ import annotations
 
-import json
 import random
 from datetime import datetime, timezone
-from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import checked_data, open_workspace, say, tenants_with_data
+from flows.common import checked_data, open_workspace, record_stage, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.encoder import load_encoder
@@ -38,16 +36,25 @@ def choose_tenants(available: list[str], settings) -> tuple[list[str], list[str]
 
 
 @task(name="load-tenant-data", cache_policy=NO_CACHE)
-def load_tenants(root: str, tenants: list[str]) -> dict:
+def load_tenants(root: str, tenants: list[str]) -> tuple[dict, dict]:
+    """(tenant -> (texts, labels), tenant -> data version) of the tenants whose data is valid.
+
+    The version is checked against the file's bytes before and after reading, so the base
+    model's record of its inputs cannot name data it did not see.
+    """
     ws, settings = open_workspace(root)
-    data = {}
+    data, versions = {}, {}
     for tenant in tenants:
+        before = versioning.verified_version(ws, tenant)
         frame, report = checked_data(ws, settings, tenant)
+        if versioning.verified_version(ws, tenant).md5 != before.md5:
+            raise UserError(f"{tenant}'s data changed while meta-training read it: run `tailor meta-train` again")
         if report.passed:
             data[tenant] = (frame["text"].tolist(), frame["label"].tolist())
+            versions[tenant] = before.md5
         else:
             say(f"  skipping {tenant}: its data fails validation ({report.failures[0]})")
-    return data
+    return data, versions
 
 
 @task(name="meta-train", cache_policy=NO_CACHE)
@@ -61,15 +68,11 @@ def train_task(root: str, algorithm: str | None, train: dict, val: dict):
 
 
 @task(name="register-base", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def register_task(root: str, result, algorithm: str) -> dict:
+def register_task(root: str, result, algorithm: str, data_versions: dict) -> dict:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
-    info = json.loads((Path(result.base_dir) / "base.json").read_text(encoding="utf-8"))
-    used = [*info.get("train_tenants", []), *info.get("val_tenants", [])]
-    versions = {t: {"md5": v.md5, "git_commit": v.git_commit}
-                for t in used if (v := versioning.current_version(ws, t)) is not None}
     ref = base_model.register_base(result.base_dir, params=result.params, metrics=result.metrics,
-                                   history=result.history, data_versions=versions,
+                                   history=result.history, data_versions=data_versions,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
                                          "algorithm": algorithm})
     return {"name": ref.name, "version": ref.version, "digest": ref.digest, "metrics": result.metrics}
@@ -78,13 +81,20 @@ def register_task(root: str, result, algorithm: str) -> dict:
 @flow(name="tailor-meta-train", log_prints=False)
 def meta_train_flow(root: str, algorithm: str | None = None) -> dict:
     ws, settings = open_workspace(root)
+    configured = settings.meta_train.algorithm  # a different --algorithm is not what dvc.yaml reproduces
     if algorithm:
         settings = settings.replace("meta_train", algorithm=algorithm)
     train_ids, val_ids = choose_tenants(tenants_with_data(ws), settings)
     say(f"meta-training {settings.meta_train.algorithm} on {len(train_ids)} tenants, "
         f"early-stopping on {len(val_ids)} held-out: {', '.join(val_ids)}")
-    train, val = load_tenants(root, train_ids), load_tenants(root, val_ids)
+    (train, train_versions), (val, val_versions) = load_tenants(root, train_ids), load_tenants(root, val_ids)
     if not train or not val:
         raise UserError("no valid meta-training or held-out tenant data left after validation")
     result = train_task(root, algorithm, train, val)
-    return register_task(root, result, settings.meta_train.algorithm)
+    data_versions = {**train_versions, **val_versions}
+    ref = register_task(root, result, settings.meta_train.algorithm, data_versions)
+    record_stage(root, "meta-train", {
+        "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,
+        "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions},
+        lock=algorithm in (None, configured))
+    return ref

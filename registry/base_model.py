@@ -6,6 +6,7 @@ approved champion serves; it only changes what the next adaptation starts from.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -57,14 +58,24 @@ def _metrics(c, run_id: str, metrics: dict, history: list[dict] | None) -> None:
         c.log_batch(run_id, metrics=rows[start:start + 1000])
 
 
+def input_tags(data_versions: dict[str, str] | None) -> dict[str, str]:
+    """Tags naming the data version of every tenant a base was meta-trained on, and their digest."""
+    if data_versions is None:
+        return {}
+    digest = hashlib.sha256(json.dumps(data_versions, sort_keys=True).encode()).hexdigest()
+    return {"inputs_sha256": digest, **{f"data_version.{t}": v for t, v in sorted(data_versions.items())}}
+
+
 def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[dict] | None = None,
                   tags: dict | None = None, actor: str = "service:meta-train",
-                  data_versions: dict | None = None) -> BaseRef:
+                  data_versions: dict[str, str] | None = None) -> BaseRef:
     """Log ``base_dir`` in one run of "tailor-meta-train", register it and make it ``@current``.
 
-    ``data_versions`` (tenant -> DVC data version) records what the base was trained on, so an
-    auditor can follow a tenant's lineage down to those files. Registering the same base (same
-    digest) again returns the existing version: a retried flow task never creates a duplicate.
+    ``data_versions`` (tenant -> md5 of the data it was meta-trained on) go into the version's
+    and run's tags and into ``inputs.json`` beside the weights, so an auditor can follow a tenant's
+    lineage down to those files. Registering the same base (same digest, same inputs) again returns
+    the existing version: a retried flow task never creates a duplicate, while the same weights
+    from other data are a new version with their own lineage.
     """
     from mlflow.entities import Param, RunTag
 
@@ -73,12 +84,15 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
     c = store.client()
     ws = store.workspace()
     store.ensure_registered_model(BASE_MODEL_NAME, "Tailor's meta-learned base (shared by every tenant)")
-    existing = [mv for mv in store.versions(BASE_MODEL_NAME) if mv.tags.get("digest") == digest]
+    inputs = input_tags(data_versions)
+    same = lambda mv: mv.tags.get("digest") == digest and mv.tags.get("inputs_sha256") == inputs.get("inputs_sha256")  # noqa: E731
+    existing = [mv for mv in store.versions(BASE_MODEL_NAME) if same(mv)]
     create = None
     if not existing:
-        tags = {k: str(v) for k, v in (tags or {}).items()}
-        if data_versions:
-            tags["train_data_versions"] = json.dumps(data_versions, sort_keys=True)[:7000]
+        tags = {**{k: str(v) for k, v in (tags or {}).items()}, **inputs}
+        if data_versions is not None:
+            (base_dir / "inputs.json").write_text(json.dumps({"data_versions": data_versions}, indent=2,
+                                                             sort_keys=True) + "\n", encoding="utf-8")
         run = c.create_run(store.experiment_id(EXPERIMENT), run_name=f"base-{digest[7:19]}",
                            tags={**tags, "digest": digest})
         run_id = run.info.run_id
@@ -101,7 +115,7 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
 
     def make():
         previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
-        found = [mv for mv in store.versions(BASE_MODEL_NAME) if mv.tags.get("digest") == digest]
+        found = [mv for mv in store.versions(BASE_MODEL_NAME) if same(mv)]
         if found and previous is not None and str(previous.version) == str(found[-1].version):
             raise _NoChange()
         target = str(found[-1].version) if found else transitions.NEW

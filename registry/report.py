@@ -3,7 +3,6 @@ the tenant's data version, the base it was adapted from, and the data versions t
 meta-trained on. One registry read of versions and one of the audit log, whatever the tenant count."""
 from __future__ import annotations
 
-import json
 
 from registry import audit, store
 from registry.candidates import PREFIX
@@ -16,10 +15,7 @@ from workspace.tenants import BASE_MODEL_NAME
 def _bases(log: list[dict]) -> dict[str, dict]:
     out = {}
     for mv in store.versions(BASE_MODEL_NAME) if store.has_model(BASE_MODEL_NAME) else []:
-        try:
-            trained_on = json.loads(mv.tags.get("train_data_versions") or "{}")
-        except ValueError:
-            trained_on = {}
+        trained_on = {k.removeprefix("data_version."): v for k, v in mv.tags.items() if k.startswith("data_version.")}
         out[str(mv.version)] = {
             "version": str(mv.version), "digest": mv.tags.get("digest", ""), "run_id": mv.run_id or "",
             "algorithm": mv.tags.get("algorithm", ""), "code_version": mv.tags.get("code_version", ""),

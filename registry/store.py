@@ -15,6 +15,7 @@ from workspace.settings import Settings
 _QUIET_ENV = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # "View run at http://..." after each run on a server
 }
 _QUIET_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3", "git")
 
@@ -42,13 +43,32 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> str:
     uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    root = settings.stores.artifact_location or Path(ws.artifacts_dir).resolve().as_uri()
+    root = settings.stores.artifact_location
+    if not root and not is_server(uri):
+        root = Path(ws.artifacts_dir).resolve().as_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if uri != _state["uri"]:
         _state["client"] = None
-    _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/"), lock=settings.stores.lock)
+    _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/") if root else None,
+                  lock=settings.stores.lock)
     return uri
+
+
+def is_server(uri: str) -> bool:
+    """A tracking server (``http(s)://``, ``databricks``) rather than a database or folder that
+    MLflow opens itself (sqlite, postgresql, ...: artifacts then need a root of their own)."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def _check_shared_artifacts(experiment) -> None:
+    """On a tracking server, refuse an artifact root that is a path on one machine's disk:
+    versions registered there could not be loaded from any other clone."""
+    where = experiment.artifact_location or ""
+    if is_server(_state["uri"]) and (where.startswith("file:") or "://" not in where and ":" not in where[:20]):
+        raise UserError(f"MLflow experiment {experiment.name!r} on {_state['uri']} keeps artifacts at "
+                        f"{where!r}, a local path other machines cannot read: start the server with "
+                        "`mlflow server --serve-artifacts`, or set stores.artifact_location (e.g. s3://...)")
 
 
 def _require() -> None:
@@ -101,14 +121,19 @@ def experiment_id(name: str) -> str:
 
     c = client()
     found = c.get_experiment_by_name(name)
-    if found is not None:
-        if found.lifecycle_stage == "deleted":
-            c.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    try:
-        return c.create_experiment(name, artifact_location=f"{_state['artifact_root']}/{name}")
-    except MlflowException:  # created meanwhile by another process
-        return c.get_experiment_by_name(name).experiment_id
+    if found is None:
+        # no root configured on a tracking server: the server's own (mlflow-artifacts: when it
+        # serves artifacts), so every clone reads the same artifacts through it
+        root = _state["artifact_root"]
+        try:
+            c.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        except MlflowException:  # created meanwhile by another process
+            pass
+        found = c.get_experiment_by_name(name)
+    if found.lifecycle_stage == "deleted":
+        c.restore_experiment(found.experiment_id)
+    _check_shared_artifacts(found)
+    return found.experiment_id
 
 
 def ensure_registered_model(name: str, description: str = "") -> None:

@@ -41,9 +41,10 @@ def _ctx() -> commands.Context:
 
 
 @app.command()
-def init(directory: Path = typer.Argument(Path("."), help="folder to create or complete")) -> None:
-    """Create a workspace: params.yaml, git + DVC, embedded MLflow/Prefect stores."""
-    commands.init(directory)
+def init(directory: Optional[Path] = typer.Argument(
+        None, help="folder to create or complete (default: --workspace, else the current directory)")) -> None:
+    """Create a workspace: params.yaml, dvc.yaml, git + DVC, embedded MLflow/Prefect stores."""
+    commands.init(directory or STATE["workspace"] or Path("."))
 
 
 @app.command()

@@ -27,6 +27,9 @@ class Context:
             raise UserError(f"{ws.root} is not a Tailor workspace: run `tailor init {ws.root}` "
                             "or pass --workspace DIR")
         settings = load_settings(ws.params_file)
+        from workspace import pipeline
+
+        pipeline.sync(ws, settings)  # dvc.yaml: added if missing, tenant data deps kept current
         if prefect:
             from flows import runtime
 
@@ -39,6 +42,7 @@ class Context:
 
 
 def init(directory: Path) -> None:
+    """``directory``: the folder to create or complete (the CLI passes -w DIR when no argument)."""
     from workspace.create import init_workspace
 
     ws = init_workspace(directory)
@@ -53,6 +57,7 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
     from flows.ingest import ingest_flow
 
     result = ingest_flow(str(ws.root), tenant, str(file.resolve()))
+    _sync_pipeline(ws)
     if json_out:
         emit_json(result)
     elif result["passed"]:
@@ -97,9 +102,9 @@ def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None) -> 
 
     requested_by = resolve(requested_by, "--requested-by")
     ws, _ = ctx.open(prefect=True)
-    from flows.adaptation import adapt_flow
+    from flows.adaptation import run_adapt
 
-    outcomes = adapt_flow(str(ws.root), tenants, requested_by)
+    outcomes = run_adapt(str(ws.root), tenants, requested_by)
     registered = [o for o in outcomes if o.get("version")]
     print(f"{len(registered)} candidate(s) registered, pending review "
           f"({len(outcomes) - len(registered)} not registered)")
@@ -293,10 +298,11 @@ def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
 
 
 def data_checkout(ctx: Context, tenant: str, rev: str) -> dict:
-    ws, _ = ctx.open(mlflow=False)
+    ws, settings = ctx.open(mlflow=False)
     from workspace import versioning
 
-    version = versioning.checkout(ws, check_tenant_id(tenant), rev)
+    version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)
+    _sync_pipeline(ws)
     print(f"{tenant}: data version {version.md5} is current again; `tailor adapt {tenant}` to use it")
     return version.to_dict()
 
@@ -306,3 +312,10 @@ def serve(ctx: Context, once: bool) -> None:
     from flows.schedule import serve as serve_flows
 
     serve_flows(ws, settings, once=once)
+
+
+def _sync_pipeline(ws: Workspace) -> None:
+    """After a tenant's data file appeared or changed type, list it in dvc.yaml."""
+    from workspace import pipeline
+
+    pipeline.sync(ws, load_settings(ws.params_file))

@@ -14,7 +14,9 @@ from pathlib import Path
 from tailor import cli, commands
 from tailor.output import table
 from workspace.errors import UserError
+from workspace.paths import Workspace
 from workspace.settings import Settings
+from workspace.pipeline import dvc_cli
 
 REVIEWER = "alice"
 
@@ -108,6 +110,8 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
     _step("5. Adapt every tenant and register each delta as a pending candidate in MLflow")
     _as("service:scheduler")
     outcomes = commands.adapt(ctx, None, None)
+    print("$ dvc status   # both runs are recorded in dvc.lock: `dvc repro` would skip them")
+    print(dvc_cli(Workspace.find(root), "status").strip())
     rows = _comparison(outcomes, evaluation)
     _step("6. Evaluation tenants (classes never seen in meta-training): held-out accuracy")
     print(table(rows, ["tenant", "labels", "support", "query", "tailor", "no_meta", "prototypes", "logreg", "gain"],

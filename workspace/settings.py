@@ -125,9 +125,13 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    tracking_uri: str = _f("", "MLflow tracking URI; empty = sqlite in .tailor/mlflow.db")
-    artifact_location: str = _f("", "MLflow artifact root; empty = .tailor/mlartifacts")
-    dvc_remote: str = _f("", "DVC remote URL; empty = .tailor/dvc-remote")
+    tracking_uri: str = _f("", "MLflow tracking URI (e.g. http://mlflow:5000); empty = sqlite in .tailor/mlflow.db")
+    artifact_location: str = _f("", "MLflow artifact root; empty = .tailor/mlartifacts, or the tracking "
+                                    "server's artifact proxy (mlflow-artifacts:) when tracking_uri is a server")
+    dvc_remote: str = _f("", "DVC remote: s3://bucket/path, gs://..., azure://..., or a folder; empty = "
+                             ".tailor/dvc-remote. Credentials come from the environment, never from here")
+    dvc_endpoint_url: str = _f("", "endpoint of an S3-compatible server (MinIO, Ceph, ...) for an s3:// "
+                                   "dvc_remote; empty = AWS")
     prefect_api_url: str = _f("", "Prefect API URL; empty = Prefect's embedded server")
     lock: str = _f("auto", "transition locks: 'file' (.tailor/locks), 'registry' (a row in MLflow's database), "
                            "'auto' = registry with a tracking server, file otherwise")
@@ -135,15 +139,33 @@ class StoreSettings:
     def __post_init__(self) -> None:
         _need(self.lock in ("auto", "file", "registry"), f"stores.lock {self.lock!r}: use auto, file or registry")
 
+    def __post_init__(self) -> None:
+        _need(not self.dvc_endpoint_url or self.dvc_remote.startswith("s3://"),
+              "stores.dvc_endpoint_url applies to an s3:// dvc_remote only")
+        _need(not self.dvc_endpoint_url or self.dvc_endpoint_url.startswith(("http://", "https://")),
+              "stores.dvc_endpoint_url must start with http:// or https://")
+
 
 @dataclass(frozen=True)
 class ScheduleSettings:
     adapt_cron: str = _f("0 2 * * *", "when `tailor serve` re-adapts every tenant")
     timezone: str = _f("UTC", "timezone of the cron schedules")
     chunk_size: int = _f(25, "tenants per Prefect task when adapting many")
+    task_runner: str = _f("thread", "where adaptation chunks run: thread (this process) | dask")
+    workers: int = _f(1, "chunks at once: threads (thread), or processes of the local Dask cluster "
+                         "(dask without dask_address)")
+    dask_address: str = _f("", "a running Dask scheduler, e.g. tcp://10.0.0.5:8786; empty = start a local "
+                               "cluster of `workers` processes for each run")
 
     def __post_init__(self) -> None:
         _need(self.chunk_size >= 1, "schedule.chunk_size must be >= 1")
+        _need(self.task_runner in ("thread", "dask"),
+              f"schedule.task_runner {self.task_runner!r}: use thread or dask")
+        _need(self.workers >= 1, "schedule.workers must be >= 1")
+        _need(not self.dask_address or "://" in self.dask_address,
+              f"schedule.dask_address {self.dask_address!r}: give a scheduler address such as tcp://host:8786")
+        _need(not self.dask_address or self.task_runner == "dask",
+              "schedule.dask_address needs schedule.task_runner: dask")
 
 
 @dataclass(frozen=True)
