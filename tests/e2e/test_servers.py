@@ -3,6 +3,7 @@
 on free local ports. Fleet adaptation runs its chunks on both workers; candidates registered from
 one workspace load and predict from a fresh clone that never saw their files."""
 import importlib
+import os
 import json
 import subprocess
 
@@ -38,7 +39,11 @@ def team(tmp_path_factory):
         wait(warming)
         assert cli.main(["-w", str(root), "meta-train"]) == 0
         client.get_task_stream()  # starts the scheduler's record of which worker ran what
-        assert cli.main(["-w", str(root), "adapt", "--all", "--requested-by", "ci-bot"]) == 0
+        os.environ["TAILOR_USER"] = "ci-bot"  # who requests the candidates (identities, issue 10)
+        try:
+            assert cli.main(["-w", str(root), "adapt", "--all"]) == 0
+        finally:
+            os.environ.pop("TAILOR_USER", None)
         ran_on = {t["worker"] for t in client.get_task_stream() if str(t["key"]).startswith("adapt_chunk-")}
         yield {"root": root, "tracking": server.url, "ran_on": ran_on, "workers": set(client.scheduler_info()["workers"])}
 
@@ -66,8 +71,12 @@ def test_artifacts_go_through_the_servers_proxy(team):
 
 def test_a_clone_predicts_with_candidates_registered_elsewhere(team, tmp_path, capsys):
     root = team["root"]
-    assert cli.main(["-w", str(root), "review", "approve", "acme", "1", "--reviewer", "alice", "--reason", "ok",
-                     "--override-reason", "tiny test model"]) == 0
+    os.environ["TAILOR_USER"] = "alice"
+    try:
+        assert cli.main(["-w", str(root), "review", "approve", "acme", "1", "--reason", "ok",
+                         "--override-reason", "tiny test model"]) == 0
+    finally:
+        os.environ.pop("TAILOR_USER", None)
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
     assert cli.main(["init", str(clone)]) == 0
@@ -75,5 +84,5 @@ def test_a_clone_predicts_with_candidates_registered_elsewhere(team, tmp_path, c
     assert cli.main(["-w", str(clone), "predict", "acme", "dog cat horse", "bread rice soup", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["label"] for r in rows} <= {"Animal", "Food", "Tool"}
-    downloaded = list((clone / ".tailor" / "cache" / "models" / "acme").iterdir())
+    downloaded = [d for d in (clone / ".tailor" / "cache" / "models").iterdir() if (d / "delta").is_dir()]
     assert downloaded, "the clone loaded the champion through the tracking server"

@@ -71,7 +71,7 @@ def test_audit_verify_names_drift_and_repairs_interrupted_work(gov, capsys):
 
 
 def test_lineage_all_exports_every_tenant_down_to_the_bases_training_data(gov, capsys, tmp_path):
-    trained_on = {"acme": {"md5": "md5:aaa", "git_commit": "c0ffee"}}
+    trained_on = {"acme": "md5:aaa"}
     ref, base_dir = g.make_base(gov["ws"], "trained-on-data", data_versions=trained_on)
     for tenant in ("la", "lb"):
         v = g.register(gov["ws"], ref, base_dir, tenant, seed=1)
