@@ -58,6 +58,16 @@ def _metrics(c, run_id: str, metrics: dict, history: list[dict] | None) -> None:
         c.log_batch(run_id, metrics=rows[start:start + 1000])
 
 
+def training_logger(run_name: str):
+    """Lightning's MLflow logger for meta-training curves, in the base models' experiment of this
+    workspace's tracking store (``register_base`` links the base's run to it)."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    store.experiment_id(EXPERIMENT)   # created with the workspace's artifact root if it is new
+    return MLFlowLogger(experiment_name=EXPERIMENT, run_name=run_name, tracking_uri=store.tracking_uri(),
+                        tags={"kind": "meta-training curves"})
+
+
 def input_tags(data_versions: dict[str, str] | None) -> dict[str, str]:
     """Tags naming the data version of every tenant a base was meta-trained on, and their digest."""
     if data_versions is None:

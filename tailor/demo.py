@@ -83,7 +83,7 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
     root = root.resolve()
     if fresh and root.exists():
         shutil.rmtree(root)
-    _step("1. Build demo tenants from WordNet 3.0 glosses and Home Assistant intents")
+    _step("1. Build demo tenants from real text: WordNet glosses, Home Assistant intents, fortunes, the Bible, FOLDOC")
     catalog = build_demo_tenants(root / "inbox")
     evaluation = {t.id for t in catalog.evaluation()}
     print(table([{"tenant": t.id, "role": t.role, "labels": len(t.labels), "rows": t.n_rows,
