@@ -1,120 +1,107 @@
-"""The benchmark's classes, split by seed into meta-training, validation (early stopping) and
-evaluation groups that never share a class or a text, and the fixed evaluation episodes.
+"""The benchmark's data: six text sources, each turned into pseudo-tenants with human label names,
+and the leave-one-source-out folds over them.
 
-In-domain: meta-train on most classes of every source, evaluate on held-out classes of every source.
-Cross-domain: meta-train on the WordNet sources only, evaluate on held-out Home Assistant intents.
+A fold leaves one source S out: meta-training sees four other sources, early stopping a fifth (V,
+the next source in ``SOURCES`` order), and evaluation only S's classes. A text sampled into two
+sources is dropped from both (the WordNet topic domains are glosses of the lexicographer classes
+too), so no evaluated text is ever seen in meta-training or validation. Each source's tenants are
+the same in every fold, so their cached frozen features serve every fold.
 """
 from __future__ import annotations
 
 import random
+from collections import Counter
 from dataclasses import dataclass
 
-from lightning_modules.episodes import EpisodeSampler, Task, TenantPool, pools_from_labels
+from lightning_modules.episodes import EpisodeSampler, Task, TenantPool
+from tailor.demo_data import SOURCES
+from tailor.demo_sources import label_name
 
-SOURCES = ("wordnet-lex", "wordnet-topic", "ha-intents")
-HELD_OUT_SOURCE = "ha-intents"   # the unseen domain of the cross-domain evaluation
-WAYS, QUERY = 5, 10               # evaluation episodes: 5-way, 10 query texts per class
+WAYS, QUERY = 5, 10          # evaluation episodes: 5-way, 10 query texts per class
+PER_TENANT = 8               # classes per pseudo-tenant (a short last group joins the one before)
+MIN_TEXTS = 10               # a class needs this many texts to be kept (meta-training: 5 shots + 5 query)
 
-Pools = dict[str, dict[str, list[str]]]       # source -> class key -> texts
-TenantData = dict[str, tuple[list[str], list[str]]]   # tenant -> (texts, labels)
+Pools = dict[str, dict[str, list[str]]]               # source -> class key -> texts
+TenantData = dict[str, tuple[list[str], list[str]]]   # tenant -> (texts, label names)
 
 
 @dataclass(frozen=True)
-class ClassSplit:
-    """Per source: class keys for meta-training, validation and evaluation (disjoint)."""
+class Fold:
+    """Evaluate on ``test``; early-stop on ``val``; meta-train on ``train``."""
 
-    train: dict[str, list[str]]
-    val: dict[str, list[str]]
-    eval: dict[str, list[str]]
-
-
-def split_classes(pools: Pools, seed: int, eval_share: float = 0.25, val_share: float = 0.15) -> ClassSplit:
-    train, val, held = {}, {}, {}
-    for source in SOURCES:
-        keys = sorted(pools[source])
-        random.Random(f"{seed}:{source}:split").shuffle(keys)
-        n_eval = max(WAYS, round(len(keys) * eval_share))
-        n_val = max(WAYS, round(len(keys) * val_share))
-        held[source], val[source], train[source] = keys[:n_eval], keys[n_eval:n_eval + n_val], keys[n_eval + n_val:]
-    return ClassSplit(train, val, held)
+    test: str
+    val: str
+    train: tuple[str, ...]
 
 
-def clean_pools(pools: Pools, split: ClassSplit, per_class: int, seed: int, min_train: int = 10,
-                min_eval: int = 20) -> Pools:
-    """At most ``per_class`` texts per class; a text in two classes of one source is dropped (its
-    label would be ambiguous), and no meta-training or validation text is an evaluation text.
-    Classes left with too few texts for an episode (``min_train``, ``min_eval``) are dropped."""
-    ambiguous, eval_texts, val_texts = set(), set(), set()
-    for source in SOURCES:
-        seen: dict[str, int] = {}
-        for texts in pools[source].values():
-            for t in set(texts):
-                seen[t] = seen.get(t, 0) + 1
-        ambiguous |= {t for t, n in seen.items() if n > 1}
-        eval_texts |= {t for k in split.eval[source] for t in pools[source][k]}
-        val_texts |= {t for k in split.val[source] for t in pools[source][k]}
-    out: Pools = {}
-    for source in SOURCES:
-        out[source] = {}
-        for group, banned in ((split.eval, ambiguous), (split.val, ambiguous | eval_texts),
-                              (split.train, ambiguous | eval_texts | val_texts)):
-            for key in group[source]:
-                texts = sorted(t for t in set(pools[source][key]) if t not in banned)
-                random.Random(f"{seed}:{key}:texts").shuffle(texts)
-                if len(texts) >= (min_eval if group is split.eval else min_train):
-                    out[source][key] = texts[:per_class]
+def folds(sources: tuple[str, ...] = SOURCES) -> list[Fold]:
+    """One fold per source, the validation source the next one round ``SOURCES``."""
+    out = []
+    for i, test in enumerate(SOURCES):
+        if test in sources:
+            val = SOURCES[(i + 1) % len(SOURCES)]
+            out.append(Fold(test, val, tuple(s for s in SOURCES if s not in (test, val))))
     return out
 
 
-def kept(split: ClassSplit, pools: Pools) -> ClassSplit:
-    """The split restricted to the classes ``clean_pools`` kept."""
-    only = lambda group: {s: [k for k in group[s] if k in pools[s]] for s in SOURCES}  # noqa: E731
-    return ClassSplit(only(split.train), only(split.val), only(split.eval))
+def clean_pools(raw: Pools, per_class: int, seed: int, min_texts: int = MIN_TEXTS) -> Pools:
+    """At most ``per_class`` texts per class, seeded. A text in two classes of one source is dropped
+    (its label would be ambiguous), and so is a text drawn for two sources (it would leak across
+    folds). Classes left with fewer than ``min_texts`` texts are dropped."""
+    drawn: Pools = {}
+    for source in SOURCES:
+        count = Counter(t for texts in raw[source].values() for t in set(texts))
+        drawn[source] = {}
+        for key in sorted(raw[source]):
+            texts = sorted(t for t in set(raw[source][key]) if count[t] == 1)
+            random.Random(f"{seed}:{key}:texts").shuffle(texts)
+            drawn[source][key] = texts[:per_class]
+    owners = Counter(t for source in SOURCES for t in {t for ts in drawn[source].values() for t in ts})
+    return {s: {k: kept for k, ts in drawn[s].items() if len(kept := [t for t in ts if owners[t] == 1]) >= min_texts}
+            for s in SOURCES}
 
 
-def tenants(pools: Pools, keys: dict[str, list[str]], sources: tuple[str, ...], per_tenant: int,
-            prefix: str, seed: int) -> TenantData:
-    """Classes grouped into pseudo-tenants of one source, ``per_tenant`` classes each (a short last
-    group joins the one before), so the product's ``meta_train`` runs on them as is."""
+def source_tenants(pools: Pools, source: str, seed: int, per_tenant: int = PER_TENANT) -> TenantData:
+    """A source's classes grouped into pseudo-tenants of ``per_tenant`` classes, each class labelled
+    with its human name (what a tenant would call it; the names are texts the adaptation uses)."""
+    keys = sorted(pools[source])
+    random.Random(f"{seed}:{source}:tenants").shuffle(keys)
+    groups = [keys[i:i + per_tenant] for i in range(0, len(keys), per_tenant)]
+    if len(groups) > 1 and len(groups[-1]) < per_tenant // 2 + 1:
+        groups[-2] += groups.pop()
     out: TenantData = {}
-    for source in sources:
-        ks = sorted(keys[source])
-        random.Random(f"{seed}:{source}:{prefix}").shuffle(ks)
-        groups = [ks[i:i + per_tenant] for i in range(0, len(ks), per_tenant)]
-        if len(groups) > 1 and len(groups[-1]) < per_tenant // 2 + 1:
-            groups[-2] += groups.pop()
-        for i, group in enumerate(groups):
-            texts = [t for k in group for t in pools[source][k]]
-            labels = [k for k in group for _ in pools[source][k]]
-            out[f"{prefix}-{source}-{i}"] = (texts, labels)
+    for i, group in enumerate(groups):
+        names = [label_name(k) for k in group]
+        if len(set(names)) != len(names):
+            raise ValueError(f"{source}: two classes share a label name in {names}")
+        out[f"{source}-{i:02d}"] = ([t for k in group for t in pools[source][k]],
+                                    [n for k, n in zip(group, names) for _ in pools[source][k]])
     return out
 
 
-@dataclass
-class EvalSet:
-    """Every evaluation text in one table (one row each), and one pool of classes per source."""
+def all_tenants(pools: Pools, seed: int) -> dict[str, TenantData]:
+    return {s: source_tenants(pools, s, seed) for s in SOURCES}
 
-    texts: list[str]
-    labels: list[str]
-    pools: dict[str, TenantPool]
 
-    @classmethod
-    def build(cls, pools: Pools, split: ClassSplit) -> "EvalSet":
-        texts, labels, by_source = [], [], {}
-        for source in SOURCES:
-            mine = [(t, k) for k in split.eval[source] for t in pools[source][k]]
-            by_source[source] = pools_from_labels(f"eval-{source}", [k for _, k in mine], len(texts))
-            texts += [t for t, _ in mine]
-            labels += [k for _, k in mine]
-        return cls(texts, labels, by_source)
+def fold_data(tenants: dict[str, TenantData], fold: Fold) -> tuple[TenantData, TenantData]:
+    """(meta-training tenants, validation tenants) of a fold; nothing of ``fold.test`` in either."""
+    train = {t: v for s in fold.train for t, v in tenants[s].items()}
+    return train, dict(tenants[fold.val])
 
-    def episodes(self, setting: str, shots: int, n: int, seed: int) -> list[Task]:
-        """The same ``n`` episodes for every method (paired comparison); in-domain episodes draw a
-        source uniformly, cross-domain episodes come from the held-out source only."""
-        sources = SOURCES if setting == "in-domain" else (HELD_OUT_SOURCE,)
-        sampler = EpisodeSampler([self.pools[s] for s in sources], (WAYS, WAYS), shots, QUERY,
-                                 seed=hash_seed(seed, setting, shots))
-        return sampler.fixed(n)
+
+def merged_pool(pools: list[TenantPool], name: str) -> TenantPool:
+    """One pool of every class of a source's tenants (their label names are unique in a source)."""
+    by_label, name_rows = {}, {}
+    for p in pools:
+        by_label.update(p.by_label)
+        name_rows.update(p.name_rows or {})
+    return TenantPool(name, by_label, name_rows or None)
+
+
+def episodes(pool: TenantPool, source: str, shots: int, n: int, seed: int) -> list[Task]:
+    """The first ``n`` evaluation episodes of a source at ``shots``: the same for every method
+    (paired), and the first k of n are the k episodes a shorter run draws."""
+    return EpisodeSampler([pool], (WAYS, WAYS), shots, QUERY, seed=hash_seed(seed, source, shots)).fixed(n)
 
 
 def hash_seed(*parts) -> int:

@@ -1,4 +1,5 @@
-"""Means with 95% confidence intervals (Student t over episodes), plain and paired."""
+"""Means with 95% confidence intervals (Student t over episodes): plain, paired, and stratified
+over left-out sources."""
 from __future__ import annotations
 
 import math
@@ -18,7 +19,7 @@ class Estimate:
         if self.n == 0 or not math.isfinite(self.mean):
             return "–"
         body = f"{100 * self.mean:+.1f}" if signed else f"{100 * self.mean:.1f}"
-        return f"{body} ± {100 * self.half:.1f}" if self.n > 1 else body
+        return f"{body} ± {100 * self.half:.1f}" if self.n > 1 and math.isfinite(self.half) else body
 
 
 def estimate(values: list[float]) -> Estimate:
@@ -36,3 +37,22 @@ def paired(a: dict[int, float], b: dict[int, float]) -> Estimate:
     """Mean of a - b over the episodes both scored."""
     common = sorted(set(a) & set(b))
     return estimate([a[i] - b[i] for i in common])
+
+
+def stratified(groups: list[list[float]]) -> Estimate:
+    """Mean over groups, each group's mean weighing the same (e.g. left-out sources with their own
+    episodes), with a 95% interval from the groups' own variances (Welch-Satterthwaite degrees of
+    freedom): the spread between sources is what the mean is over, not noise."""
+    groups = [g for g in groups if g]
+    if not groups:
+        return Estimate(float("nan"), float("nan"), 0)
+    k, n = len(groups), sum(map(len, groups))
+    mean = sum(sum(g) / len(g) for g in groups) / k
+    if any(len(g) < 2 for g in groups):
+        return Estimate(mean, float("nan"), n)
+    var = [sum((v - sum(g) / len(g)) ** 2 for v in g) / (len(g) - 1) / len(g) / k**2 for g in groups]
+    total = sum(var)
+    if total == 0:
+        return Estimate(mean, 0.0, n)
+    df = total**2 / sum(v**2 / (len(g) - 1) for v, g in zip(var, groups))
+    return Estimate(mean, stats.t.ppf(0.975, df) * math.sqrt(total), n)
