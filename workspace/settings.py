@@ -137,6 +137,34 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    max_file_mb: float = _f(20.0, "largest tenant file read, checked while reading, before anything is copied")
+    max_rows: int = _f(100000, "most rows in a tenant file, counted while parsing")
+    max_adapt_rows: int = _f(2000, "most rows of one tenant that adaptation and meta-training use; a larger "
+                             "tenant is sampled, stratified by label and seeded, and its candidate says so")
+    quarantine_kb: int = _f(1024, "most bytes of a refused file kept in quarantine (its prefix); the report "
+                            "records the whole file's size and sha256")
+
+    def __post_init__(self) -> None:
+        _need(0 < self.max_file_mb <= 4096, "limits.max_file_mb must be within 0..4096")
+        _need(self.max_rows >= 1, "limits.max_rows must be >= 1")
+        _need(self.max_adapt_rows >= 20, "limits.max_adapt_rows must be >= 20")
+        _need(0 <= self.quarantine_kb <= 1 << 20, "limits.quarantine_kb must be within 0..1048576")
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    batch_size: int = _f(64, "texts encoded at once by `tailor predict`; peak memory grows with it")
+
+    def __post_init__(self) -> None:
+        _need(1 <= self.batch_size <= 4096, "predict.batch_size must be within 1..4096")
+
+
+@dataclass(frozen=True)
 class Settings:
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
@@ -145,6 +173,8 @@ class Settings:
     gates: GateSettings = field(default_factory=GateSettings)
     stores: StoreSettings = field(default_factory=StoreSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    predict: PredictSettings = field(default_factory=PredictSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
