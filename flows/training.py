@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import checked_data, open_workspace, say, tenants_with_data
+from flows.common import checked_data, open_workspace, sampled, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.encoder import load_encoder
@@ -41,6 +41,7 @@ def load_tenants(root: str, tenants: list[str]) -> dict:
     for tenant in tenants:
         frame, report = checked_data(ws, settings, tenant)
         if report.passed:
+            frame, _ = sampled(frame, settings)  # no tenant's features may exhaust memory
             data[tenant] = (frame["text"].tolist(), frame["label"].tolist())
         else:
             say(f"  skipping {tenant}: its data fails validation ({report.failures[0]})")

@@ -124,6 +124,11 @@ class StoreSettings:
     artifact_location: str = _f("", "MLflow artifact root; empty = .tailor/mlartifacts")
     dvc_remote: str = _f("", "DVC remote URL; empty = .tailor/dvc-remote")
     prefect_api_url: str = _f("", "Prefect API URL; empty = Prefect's embedded server")
+    prefect_idle_seconds: float = _f(20.0, "the embedded Prefect server stops this long after its last "
+                                      "command ends (killed ones too); commands meanwhile reuse it")
+
+    def __post_init__(self) -> None:
+        _need(0 <= self.prefect_idle_seconds <= 86400, "stores.prefect_idle_seconds must be within 0..86400")
 
 
 @dataclass(frozen=True)
