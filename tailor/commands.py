@@ -139,6 +139,7 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
     from registry.serving import labels, predict_batches
 
     source = texts if texts else _file_texts(file)
+    names = labels(tenant)  # loads the champion: start-up, not part of the rows/s
     batches = predict_batches(tenant, source, settings.predict.batch_size)
     start, n, empty = time.perf_counter(), 0, 0
     if out is not None:
@@ -156,7 +157,7 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
                 n, empty = n + 1, empty + (row["label"] is None)
         print("\n]" if n else "]")
     else:
-        width = max([5, *(len(printable(x)) for x in labels(tenant))])
+        width = max([5, *(len(printable(x)) for x in names)])
         print(f"{'label':<{width}}  score   text")
         for rows in batches:
             for row in rows:
