@@ -73,6 +73,8 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:
         os.environ["PREFECT_API_URL"] = settings.stores.prefect_api_url
     else:
         os.environ["PREFECT_API_URL"] = embedded_server(ws, settings.stores.prefect_idle_seconds)
+    if "prefect.context" in sys.modules:  # imported already (a second workspace in one process)
+        sys.modules["prefect.context"].refresh_global_settings_context()
 
 
 def embedded_server(ws: Workspace, idle_seconds: float) -> str:

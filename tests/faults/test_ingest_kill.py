@@ -104,3 +104,17 @@ def test_kill_during_checkout_leaves_the_current_version(ws, tmp_path, point, ca
     assert_agree(ws, tenant, md5(second.read_bytes()), capsys)
     assert versioning.checkout(ws, tenant, old.md5).md5 == old.md5
     assert_agree(ws, tenant, old.md5, capsys)
+
+
+def test_two_ingests_at_once_both_land(ws, tmp_path, capsys):
+    """Two processes changing data at once queue on the data lock (DVC's own lock would fail one)."""
+    procs, files = [], {}
+    for tenant in ("both-a", "both-b", "both-c"):
+        files[tenant] = tmp_path / f"{tenant}.csv"
+        files[tenant].write_text(f"text,label\n{tenant} text,a\n")
+        procs.append(subprocess.Popen([sys.executable, "-c", TRACK, str(ws.root), tenant, str(files[tenant])],
+                                      stderr=subprocess.PIPE, text=True))
+    for proc in procs:
+        assert proc.wait(timeout=120) == 0, proc.stderr.read()[-500:]
+    for tenant, src in files.items():
+        assert_agree(ws, tenant, md5(src.read_bytes()), capsys)
