@@ -53,6 +53,10 @@ loggers:
 
 
 def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:
+    if "prefect.context" in sys.modules and os.environ.get("PREFECT_API_URL"):
+        # Prefect fixed its settings (and its events client) when it was imported: a second
+        # workspace in the same process (tests) keeps using the first one's server and home
+        return
     ws.prefect_home.mkdir(parents=True, exist_ok=True)
     logging_yml = ws.prefect_home / "logging.yml"
     if not logging_yml.exists() or logging_yml.read_text() != _LOGGING:
@@ -73,7 +77,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:
         os.environ["PREFECT_API_URL"] = settings.stores.prefect_api_url
     else:
         os.environ["PREFECT_API_URL"] = embedded_server(ws, settings.stores.prefect_idle_seconds)
-    if "prefect.context" in sys.modules:  # imported already (a second workspace in one process)
+    if "prefect.context" in sys.modules:  # imported before this first configure: read the env again
         sys.modules["prefect.context"].refresh_global_settings_context()
 
 

@@ -186,8 +186,8 @@ def main(argv: list[str] | None = None) -> int:
 def _fail(args: list[str], exc: Exception, debug: bool) -> int:
     usage = hasattr(exc, "format_message") and hasattr(exc, "exit_code")  # click's usage errors
     user = None if usage else user_error(exc)
-    logged = logs.record(_workspace(), args, exc, user_error=usage or user is not None)
-    if debug:
+    logged = logs.record(_workspace(), args, exc, user_error=usage or user is not None, debug=debug)
+    if debug and logged is None:  # with a log, --debug showed the record (and traceback) already
         traceback.print_exception(exc, file=sys.stderr)
     if usage:
         print(f"error: {one_line(exc.format_message())} (see `tailor --help`)", file=sys.stderr)

@@ -35,18 +35,37 @@ def setup(ws: Workspace, debug: bool = False) -> Path | None:
         root.addHandler(handler)
         _installed["file"] = handler
     if debug and "console" not in _installed:
-        console = logging.StreamHandler(sys.stderr)
+        console = _Stderr()
         console.setFormatter(logging.Formatter(_FORMAT))
         root.addHandler(console)
         _installed["console"] = console
+    elif not debug and "console" in _installed:  # a later command of the same process (tests)
+        root.removeHandler(_installed.pop("console"))
     logging.getLogger("tailor").setLevel(logging.INFO)
     logging.captureWarnings(True)
     return path
 
 
-def record(ws: Workspace | None, argv: list[str], exc: BaseException, user_error: bool) -> Path | None:
-    """Write ``exc``'s traceback to the log file; the file, or None if there is no workspace."""
-    if ws is None or setup(ws) is None:
+class _Stderr(logging.StreamHandler):
+    """A handler on whatever ``sys.stderr`` is when a record arrives (it may be replaced)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value) -> None:
+        pass
+
+
+def record(ws: Workspace | None, argv: list[str], exc: BaseException, user_error: bool,
+           debug: bool = False) -> Path | None:
+    """Write ``exc``'s traceback to the log file (and, with ``debug``, to stderr); the log file,
+    or None if there is no workspace to hold one."""
+    if ws is None or setup(ws, debug) is None:
         return None
     logging.getLogger("tailor").log(logging.INFO if user_error else logging.ERROR,
                                     "command %r failed (%s)", argv, "user error" if user_error else "internal error",
