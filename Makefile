@@ -3,18 +3,30 @@ PY ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-WORDNET := /usr/share/wordnet/data.noun
+# One file of each Debian text package the demo and benchmark tenants are built from
+TEXTS := /usr/share/wordnet/data.noun /usr/share/games/fortunes/people /usr/bin/bible /usr/share/dictd/foldoc.dict.dz
+TEXT_PACKAGES := wordnet-base fortunes bible-kjv bible-kjv-text dict-foldoc
+CHROMEDRIVER := /usr/bin/chromedriver
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
 .PHONY: setup demo test test-slow test-gpu bench clean
 
-setup: $(STAMP) $(WORDNET)
+setup: $(STAMP) $(TEXTS) $(CHROMEDRIVER)
 
-# Debian's WordNet 3.0 database: the demo tenants are built from its glosses.
-$(WORDNET):
-	@echo "installing Debian package wordnet-base (WordNet 3.0 database)"
+# Real text, read offline: WordNet 3.0 glosses, fortunes by category, the King James Bible by book
+# and the FOLDOC computing dictionary by subject (with Home Assistant intents from PyPI, six sources
+# the demo and the meta-learning benchmark build tenants from).
+$(TEXTS):
+	@echo "installing Debian packages $(TEXT_PACKAGES) (text sources of the demo tenants)"
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq wordnet-base >/dev/null
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(TEXT_PACKAGES) >/dev/null
+
+# Debian's Chromium and its driver: the review page's end-to-end test drives a real browser
+# (selenium; a browser download at run time does not work on CI).
+$(CHROMEDRIVER):
+	@echo "installing Debian packages chromium and chromium-driver (browser test of the review page)"
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first time: several minutes)"

@@ -40,9 +40,12 @@ def _write_csv(path: Path, rows: list[tuple], header: tuple) -> Path:
     return path
 
 
-def _tailor(ws: Path, *argv: str) -> None:
+def _tailor(ws: Path, *argv: str, who: str | None = None) -> None:
+    """Run a command; ``who``: the identity it acts as (TAILOR_USER), as a shell would set it."""
     from tailor import cli
 
+    if who:
+        os.environ["TAILOR_USER"] = who
     code = cli.main(["--workspace", str(ws), *argv])
     if code != 0:
         raise SystemExit(f"setup step failed: tailor {' '.join(argv)} (exit {code})")
@@ -64,9 +67,10 @@ def build_workspace(root: Path, classes: dict[str, list[str]], seed: int) -> Pat
                 for text in rng.sample(classes[f"wordnet-lex:{key}"], 20)]
         _tailor(ws, "ingest", tenant, str(_write_csv(root / f"{tenant}.csv", rows, ("text", "label"))))
     _tailor(ws, "meta-train")
-    _tailor(ws, "adapt", "bench", "--requested-by", "benchmark")
+    _tailor(ws, "adapt", "bench", "--requested-by", "benchmark", who="benchmark")
     _tailor(ws, "review", "approve", "bench", "1", "--reviewer", "benchmark-reviewer", "--reason", "benchmark",
-            "--override-reason", "throughput and memory benchmark; accuracy is not measured here")
+            "--override-reason", "throughput and memory benchmark; accuracy is not measured here",
+            who="benchmark-reviewer")
     params = yaml.safe_load((ws / "params.yaml").read_text())
     assert params["encoder"]["name"] == "all-MiniLM-L6-v2"
     return ws

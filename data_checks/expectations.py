@@ -2,6 +2,7 @@
 the same declared rules and a reviewer can read them (and their results) in Data Docs."""
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import warnings
@@ -29,14 +30,19 @@ class ValidationReport:
     suite: str
     gx_version: str
     checked_at: str
-    data_docs: str | None = field(default=None)  # index.html of the Data Docs site, if built
+    data_docs: str | None = field(default=None)  # this run's validation page in Data Docs, if kept
+    data_docs_index: str | None = field(default=None)  # the site's index.html
+    leakage: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
-                   docs_dir: Path | None = None) -> ValidationReport:
+                   docs_dir: Path | None = None, *, run_name: str | None = None,
+                   others: dict[str, list[str]] | None = None,
+                   split: tuple[list[int], list[int]] | None = None) -> ValidationReport:
     """Run the suite ``tailor-<tenant>`` on ``df`` in an ephemeral GX context.
 
     Rules: columns text and label exist; neither is null or blank; texts are at most
@@ -53,17 +59,23 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
     with ``min = 1 - max_duplicate_fraction`` (duplicate fraction = 1 - unique/rows).
     Column rules are only declared for columns that exist; a missing column is its own failure.
 
-    With ``docs_dir``, GX Data Docs (HTML) for this run are built in ``docs_dir/<tenant>/``
-    through a Checkpoint's ``UpdateDataDocsAction`` (about 0.3 s on a small frame).
+    With ``docs_dir`` (the workspace's Data Docs site) the run uses the workspace's file-backed
+    GX context: the suite is saved, the result kept, and a page for this run (named ``run_name``)
+    is added to the site with its index (``UpdateDataDocsAction``; about 0.6 s on a small frame).
+
+    Leakage checks run as part of validation: ``others`` (tenant -> texts of other tenants'
+    current data) gives the cross-tenant overlap, failing above ``max_cross_tenant_fraction``;
+    ``split`` (support rows, query rows of the measuring split) gives support/query leakage,
+    reported as a warning (duplicates are allowed up to ``max_duplicate_fraction``).
     """
     check_tenant_id(tenant)
     gx = _import_gx()
     frame = _prepare(df)
     present = [c for c in COLUMNS if c in frame.columns]
     suite_name = f"tailor-{tenant}"
-    site = Path(docs_dir) / tenant if docs_dir is not None else None
+    site = Path(docs_dir) if docs_dir is not None else None
     rules = _expectations(gx.expectations, present, settings)
-    outcome = _run_checkpoint(gx, suite_name, tenant, frame, rules, site)
+    outcome, page = _run_checkpoint(gx, suite_name, tenant, frame, rules, site, run_name)
 
     stats = _stats(frame, present)
     failures = []
@@ -73,44 +85,115 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
                 failures.extend(_describe(result, frame, settings, stats))
     if len(frame) == 0:  # with no rows, "0 labels" and "0% duplicates" would only add noise
         failures = [f for f in failures if f.startswith(("column ", "the file has no rows"))]
+    leakage, warnings_ = _leakage(frame, present, others, split, settings)
+    failures += [w for w in warnings_ if w.startswith("cross-tenant")
+                 and leakage["cross_tenant_fraction"] > settings.max_cross_tenant_fraction]
     index = site / "index.html" if site is not None else None
     return ValidationReport(
         passed=bool(outcome.success) and not failures, failures=failures, stats=stats,
         suite=suite_name, gx_version=gx.__version__,
         checked_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        data_docs=str(index) if index is not None and index.exists() else None)
+        data_docs=page, data_docs_index=str(index) if index is not None and index.exists() else None,
+        leakage=leakage, warnings=warnings_)
 
 
-def _run_checkpoint(gx, suite_name: str, tenant: str, frame: pd.DataFrame, rules: list, site: Path | None):
+def _leakage(frame: pd.DataFrame, present: list[str], others: dict | None, split, s: ValidationSettings):
+    """Cross-tenant overlap (texts also in another tenant's current data) and support/query
+    leakage (the same normalised text on both sides of the measuring split)."""
+    from data_checks.leakage import check_leakage, cross_tenant_overlap
+
+    texts = frame["text"].dropna().astype(str).tolist() if "text" in present else []
+    shared = cross_tenant_overlap(texts, others or {})
+    fraction = max(shared.values(), default=0) / len(texts) if texts else 0.0
+    leaked = []
+    if split is not None and texts:
+        support, query = split
+        leaked = check_leakage([texts[i] for i in support if i < len(texts)],
+                               [texts[i] for i in query if i < len(texts)])
+    found = []
+    if shared:
+        worst = max(shared, key=shared.get)
+        found.append(f"cross-tenant: {shared[worst]} of {len(texts)} texts also in tenant {worst}'s data "
+                     f"({fraction:.0%}; at most {s.max_cross_tenant_fraction:.0%} allowed)")
+    if leaked:
+        found.append(f"support/query leakage: {len(leaked)} held-out text(s) also in the support split "
+                     "(accuracy is inflated): remove duplicates")
+    return {"cross_tenant": shared, "cross_tenant_fraction": round(fraction, 4),
+            "support_query": len(leaked), "support_query_examples": leaked[:5],
+            "checked_split": split is not None, "checked_tenants": len(others or {})}, found
+
+
+def _run_checkpoint(gx, suite_name: str, tenant: str, frame: pd.DataFrame, rules: list, site: Path | None,
+                    run_name: str | None = None):
     """Context → pandas source → dataframe asset → batch definition → suite → validation
-    definition → checkpoint (with a Data Docs action when ``site`` is given), all in memory."""
+    definition → checkpoint. Without ``site``: an ephemeral context, nothing kept. With it: the
+    workspace's one file-backed context (``site``/../gx), so suites are saved, every validation
+    result is kept and the Data Docs site gets a page per run plus one index; runs are named
+    ``run_name`` (the file's md5, so a data version finds its page)."""
     from great_expectations.checkpoint import UpdateDataDocsAction
     from great_expectations.data_context.types.base import ProgressBarsConfig
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _gx_lock(site):
         warnings.simplefilter("ignore")  # GX's deprecation notices are for us, not the user
-        context = gx.get_context(mode="ephemeral")
+        if site is None:
+            context = gx.get_context(mode="ephemeral")
+        else:
+            context = gx.get_context(mode="file", project_root_dir=str(Path(site).parent))
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
         actions = []
         if site is not None:
-            context.add_data_docs_site("tailor", {
-                "class_name": "SiteBuilder",
-                "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
-                "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-            })
-            # only our site: the ephemeral context's default site would litter /tmp on every run
+            if "tailor" not in (context.variables.data_docs_sites or {}):
+                context.add_data_docs_site("tailor", {
+                    "class_name": "SiteBuilder",
+                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
+                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+                })
             actions.append(UpdateDataDocsAction(name="data-docs", site_names=["tailor"]))
-        batch = (context.data_sources.add_pandas("tailor").add_dataframe_asset(tenant)
-                 .add_batch_definition_whole_dataframe("whole-file"))
-        suite = context.suites.add(gx.ExpectationSuite(name=suite_name))
-        for rule in rules:
-            suite.add_expectation(rule)
-        definition = context.validation_definitions.add(
+        source = _get_or_add(lambda: context.data_sources.get("tailor"), lambda: context.data_sources.add_pandas("tailor"))
+        asset = _get_or_add(lambda: source.get_asset(tenant), lambda: source.add_dataframe_asset(tenant))
+        batch = _get_or_add(lambda: asset.get_batch_definition("whole-file"),
+                            lambda: asset.add_batch_definition_whole_dataframe("whole-file"))
+        suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, expectations=rules))
+        definition = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
-        checkpoint = context.checkpoints.add(gx.Checkpoint(
+        checkpoint = context.checkpoints.add_or_update(gx.Checkpoint(
             name=suite_name, validation_definitions=[definition], actions=actions,
             result_format={"result_format": "SUMMARY"}))
-        return checkpoint.run(batch_parameters={"dataframe": frame})
+        run_id = gx.RunIdentifier(run_name=run_name) if run_name else None
+        outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+        page = None
+        if site is not None:
+            for identifier in outcome.run_results:
+                urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=["tailor"])
+                page = urls[0]["site_url"] if urls else None
+        return outcome, page
+
+
+def _get_or_add(get, add):
+    try:
+        return get()
+    except Exception:  # noqa: BLE001 - GX raises several types for "not found"
+        return add()
+
+
+@contextlib.contextmanager
+def _gx_lock(site: Path | None):
+    """One writer of the workspace's GX project at a time (its YAML and stores are plain files)."""
+    if site is None:
+        yield
+        return
+    from filelock import FileLock
+
+    folder = Path(site).parent / "locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(folder / "gx.lock"), timeout=300):
+        yield
+
+
+def docs_page(site: Path, tenant: str, data_md5: str) -> str | None:
+    """The newest validation page of ``tenant``'s data version ``data_md5`` (bare hex), if any."""
+    pages = sorted((Path(site) / "validations" / f"tailor-{tenant}" / data_md5).glob("*/*.html"))
+    return pages[-1].resolve().as_uri() if pages else None
 
 
 def _import_gx():

@@ -1,4 +1,5 @@
-"""Leakage check: a text in both the support (train) and query (eval) split would inflate accuracy."""
+"""Leakage checks: a text in both the support (train) and query (eval) split would inflate
+accuracy; a tenant's texts found in another tenant's data suggest a mixed-up export."""
 from __future__ import annotations
 
 import unicodedata
@@ -21,3 +22,15 @@ def check_leakage(train_texts: Iterable[str], eval_texts: Iterable[str]) -> list
             reported.add(key)
             leaked.append(text)
     return leaked
+
+
+def cross_tenant_overlap(texts: Iterable[str], others: dict[str, Iterable[str]]) -> dict[str, int]:
+    """tenant -> how many of ``texts`` (normalised, distinct) also occur in that tenant's texts;
+    tenants sharing none are left out."""
+    mine = {normalise(t) for t in texts}
+    out = {}
+    for tenant, theirs in others.items():
+        n = len(mine & {normalise(t) for t in theirs})
+        if n:
+            out[tenant] = n
+    return out

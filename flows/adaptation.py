@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import checked_version, open_workspace, sampled, say, tenants_with_data
+from flows import runtime
+from flows.common import checked_version, open_workspace, record_stage, sampled, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.adaptation import AdaptationRejected, adapt_tenant
@@ -40,7 +41,8 @@ def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str) -> dict:
                 "adaptation": {**result.adaptation, "sampled": sample}, "metrics": result.metrics,
                 "code_version": code_version()}
     delta_dir = save_delta(ws.runs_dir / "deltas" / tenant / stamp, result.delta, manifest)
-    return {**outcome, "status": "adapted", "delta_dir": str(delta_dir), "metrics": result.metrics}
+    return {**outcome, "status": "adapted", "delta_dir": str(delta_dir), "metrics": result.metrics,
+            "held_out": result.held_out}
 
 
 @task(name="adapt-chunk", cache_policy=NO_CACHE)
@@ -67,11 +69,12 @@ def register(root: str, outcome: dict, base_dir: str, base: dict, requested_by: 
     store.configure(ws, settings)
     return candidates.register_candidate(ws, outcome["tenant"], outcome["delta_dir"], base_dir,
                                          base=base_model.BaseRef(**base), validation=outcome["validation"],
-                                         requested_by=requested_by, flow_run_id=flow_run_id())
+                                         requested_by=requested_by, flow_run_id=flow_run_id(),
+                                         held_out=outcome.get("held_out"))
 
 
 @flow(name="tailor-adapt", log_prints=False)
-def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = "scheduler") -> list[dict]:
+def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = "service:scheduler") -> list[dict]:
     """Adapt ``tenants`` (None = every tenant with data) and register candidates."""
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
@@ -83,7 +86,8 @@ def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = 
     base = {"name": ref.name, "version": ref.version, "digest": ref.digest, "run_id": ref.run_id}
     say(f"adapting {len(chosen)} tenant(s) to {ref.name} v{ref.version}")
     size = settings.schedule.chunk_size
-    outcomes = [o for i in range(0, len(chosen), size) for o in adapt_chunk(root, chosen[i:i + size], base_dir, base)]
+    chunks = [adapt_chunk.submit(root, chosen[i:i + size], base_dir, base) for i in range(0, len(chosen), size)]
+    outcomes = [o for chunk in chunks for o in chunk.result()]
     for outcome in outcomes:
         if outcome["status"] == "adapted":
             done = _contained(outcome["tenant"], register, root, outcome, base_dir, base, requested_by)
@@ -91,7 +95,19 @@ def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = 
                 outcome.update(done)
             else:
                 outcome["version"] = done
+    if tenants is None:  # the whole fleet: what the pipeline's adapt stage stands for
+        record_stage(root, "adapt", {
+            "base": {k: base[k] for k in ("name", "version", "digest")},
+            "tenants": {o["tenant"]: {k: o[k] for k in ("status", "version", "reason", "data_version") if k in o}
+                        for o in outcomes}})
     return outcomes
+
+
+def run_adapt(root: str, tenants: list[str] | None = None, requested_by: str = "service:scheduler") -> list[dict]:
+    """``adapt_flow`` with its chunks on the task runner params.yaml's ``schedule`` names."""
+    _, settings = open_workspace(root)
+    with runtime.api_for_workers(settings):
+        return adapt_flow.with_options(task_runner=runtime.task_runner(settings))(root, tenants, requested_by)
 
 
 def _contained(tenant: str, fn, *args):

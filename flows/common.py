@@ -1,13 +1,17 @@
 """Helpers the flows share: the workspace's settings, its tenants, and their checked data."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
-from data_checks.expectations import validate_frame
-from data_checks.reading import load_tenant_file
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+
+from data_checks.expectations import docs_page, validate_frame
+from data_checks.reading import load_tenant_file, read_tenant_file
 from data_checks.sampling import bounded_sample
-from workspace import versioning
+from workspace import pipeline, versioning
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.settings import Settings, load_settings
@@ -26,14 +30,26 @@ def open_workspace(root: str | Path) -> tuple[Workspace, Settings]:
 
 
 def tenants_with_data(ws: Workspace) -> list[str]:
-    if not ws.data_dir.is_dir():
-        return []
-    return sorted(p.name for p in ws.data_dir.iterdir()
-                  if p.is_dir() and versioning.data_file(ws, p.name) is not None)
+    return versioning.tenants_with_data(ws)
+
+
+def other_tenants_texts(ws: Workspace, settings: Settings, tenant: str) -> dict[str, list[str]]:
+    """Every other tenant's current texts, for the cross-tenant leakage check at ingest."""
+    out = {}
+    for other in tenants_with_data(ws):
+        if other != tenant:
+            try:
+                out[other] = read_tenant_file(versioning.data_file(ws, other), settings.validation,
+                                              settings.limits)["text"].tolist()
+            except (UserError, KeyError):
+                continue
+    return out
 
 
 def checked_data(ws: Workspace, settings: Settings, tenant: str):
-    """The tenant's current data and a fresh validation report of it (under today's settings)."""
+    """The tenant's current data and a fresh validation report of it (under today's settings),
+    with the support/query leakage of the measuring split and a link to the data version's
+    validation page kept at ingest."""
     frame, report, _ = checked_version(ws, settings, tenant)
     return frame, report
 
@@ -55,9 +71,30 @@ def checked_version(ws: Workspace, settings: Settings, tenant: str):
         raise UserError(f"{path.relative_to(ws.root)} was changed outside Tailor (md5:{loaded.md5}; {recorded}): "
                         f"`tailor ingest {tenant} FILE` records new data, `tailor data checkout {tenant} "
                         f"{version.md5 if version else 'MD5'}` restores the recorded one")
-    # Data Docs are built at ingest only: rebuilding them on every scheduled run costs disk per tenant
-    report = validate_frame(tenant, loaded.frame, settings.validation, docs_dir=None)
+    # Data Docs pages are kept at ingest (one per data version); this run only links to it
+    report = validate_frame(tenant, loaded.frame, settings.validation, docs_dir=None,
+                            split=measuring_split(loaded.frame, settings))
+    page = docs_page(ws.data_docs_dir, tenant, str(version.md5).removeprefix("md5:"))
+    report = dataclasses.replace(report, data_docs=page, data_docs_index=str(ws.data_docs_dir / "index.html"))
     return loaded.frame, report, version
+
+
+def measuring_split(frame, settings: Settings) -> tuple[list[int], list[int]] | None:
+    """(support rows, query rows) of ``frame`` that adaptation measures on: the split of the rows
+    it uses (``sampled``), as row numbers of the whole file; None when no split can be made."""
+    from lightning_modules.adaptation import AdaptationRejected, stratified_split  # torch: only when needed
+
+    if "label" not in frame.columns:
+        return None
+    numbered = frame.assign(_row=range(len(frame)))
+    used, _ = sampled(numbered, settings)
+    try:
+        support, query = stratified_split(used["label"].astype(str).tolist(), settings.adapt.holdout_fraction,
+                                          settings.adapt.seed)
+    except AdaptationRejected:
+        return None
+    rows = used["_row"].tolist()
+    return [rows[i] for i in support], [rows[i] for i in query]
 
 
 def sampled(frame, settings: Settings):
@@ -65,3 +102,12 @@ def sampled(frame, settings: Settings):
     were chosen (None when the tenant fits)."""
     return bounded_sample(frame, settings.limits.max_adapt_rows, settings.adapt.seed,
                           settings.validation.min_examples_per_label)
+
+
+@task(name="record-pipeline-stage", cache_policy=NO_CACHE)
+def record_stage(root: str, stage: str, payload: dict, lock: bool = True) -> None:
+    """Write the pipeline stage's record (and, outside ``dvc repro``, its dvc.lock entry)."""
+    ws, _ = open_workspace(root)
+    problem = pipeline.record(ws, stage, payload, lock)
+    if problem:
+        say(f"note: {problem}")

@@ -10,7 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from data_checks.expectations import validate_frame
 from data_checks.quarantine import quarantine
 from data_checks.reading import load_tenant_file
-from flows.common import open_workspace
+from flows.common import open_workspace, other_tenants_texts
 from flows.retry import io_retry
 from workspace import versioning
 from workspace.errors import UserError
@@ -22,14 +22,17 @@ def validate_file(root: str, tenant: str, file: str) -> dict:
     """The validation report, and the md5 of exactly the bytes that were validated."""
     ws, settings = open_workspace(root)
     loaded = load_tenant_file(Path(file), settings.limits)
-    report = validate_frame(tenant, loaded.frame, settings.validation, ws.data_docs_dir)
+    # run_name: the md5 DVC will version these bytes under, so the kept validation page is found by it
+    report = validate_frame(tenant, loaded.frame, settings.validation, ws.data_docs_dir, run_name=loaded.md5,
+                            others=other_tenants_texts(ws, settings, tenant))
     return {**report.to_dict(), "file_md5": loaded.md5}
 
 
 @task(name="version-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
 def version_data(root: str, tenant: str, file: str, md5: str) -> dict:
     ws, settings = open_workspace(root)
-    return versioning.track(ws, tenant, Path(file), expected_md5=md5, max_bytes=settings.limits.max_bytes).to_dict()
+    return versioning.track(ws, tenant, Path(file), settings.stores, expected_md5=md5,
+                            max_bytes=settings.limits.max_bytes).to_dict()
 
 
 @task(name="quarantine-file", cache_policy=NO_CACHE, retries=1, retry_condition_fn=io_retry)

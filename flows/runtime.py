@@ -1,5 +1,6 @@
 """Prefect's environment for one command: its home in the workspace, the embedded API server (or a
-configured one), and Prefect's logs in the workspace's log file, on screen only with ``--debug``.
+configured one), where tasks run (threads or a Dask cluster), and Prefect's logs in the workspace's
+log file, on screen only with ``--debug``.
 
 Prefect reads its settings when it is first imported, so ``configure`` runs before any flow module
 is imported (the CLI imports flows lazily for this reason).
@@ -20,6 +21,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 
 from filelock import FileLock
@@ -71,6 +73,8 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
         "PREFECT_TASKS_REFRESH_CACHE": "false",
+        # Dask's scheduler and workers (processes that inherit this) log every start and stop
+        "DASK_LOGGING__DISTRIBUTED": "info" if debug else "error",
     }
     os.environ.update(env)
     if settings.stores.prefect_api_url:
@@ -177,3 +181,45 @@ def flow_run_id() -> str | None:
 
     ctx = FlowRunContext.get()
     return str(ctx.flow_run.id) if ctx and ctx.flow_run else None
+
+
+def task_runner(settings: Settings):
+    """The task runner ``schedule.task_runner`` names, for flows that fan out (``flow.with_options``).
+
+    ``thread``: ``schedule.workers`` threads of this process. ``dask``: the Dask scheduler at
+    ``schedule.dask_address``, or a local cluster of ``schedule.workers`` single-threaded
+    processes started for the run (torch already uses several threads per process).
+    """
+    cfg = settings.schedule
+    if cfg.task_runner == "thread":
+        from prefect.task_runners import ThreadPoolTaskRunner
+
+        return ThreadPoolTaskRunner(max_workers=cfg.workers)
+    from prefect_dask import DaskTaskRunner
+
+    if cfg.dask_address:
+        return DaskTaskRunner(address=cfg.dask_address)
+    return DaskTaskRunner(cluster_kwargs={"n_workers": cfg.workers, "threads_per_worker": 1,
+                                          "processes": True, "dashboard_address": None})
+
+
+@contextmanager
+def api_for_workers(settings: Settings):
+    """Run flows against one Prefect API that task runs in other processes can reach too.
+
+    Without one, each Dask worker process would start its own embedded Prefect server (seconds
+    each, one more writer on the same database). ``configure`` already points every command at
+    one API (``stores.prefect_api_url`` or the workspace's shared embedded server), which task
+    runs sent to workers inherit; only a process that skipped ``configure`` needs a server here.
+    """
+    if (settings.schedule.task_runner != "dask" or settings.stores.prefect_api_url
+            or os.environ.get("PREFECT_API_URL")):
+        yield
+        return
+    from prefect.server.api.server import SubprocessASGIServer
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    server = SubprocessASGIServer()  # the same one Prefect would start for this process
+    server.start(timeout=STARTUP_SECONDS)
+    with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
+        yield

@@ -40,10 +40,11 @@ def _start_local_server(ws) -> subprocess.Popen:
 
 
 def serve(ws, settings, once: bool = False) -> None:
-    from flows.adaptation import adapt_flow
+    from flows.adaptation import adapt_flow, run_adapt
+    from flows.runtime import task_runner
 
     if once:
-        adapt_flow(str(ws.root), None, "scheduler")
+        run_adapt(str(ws.root), None, "service:scheduler")
         return
     server = None
     if not settings.stores.prefect_api_url:
@@ -52,9 +53,9 @@ def serve(ws, settings, once: bool = False) -> None:
     try:
         from prefect import serve as prefect_serve
 
-        deployment = adapt_flow.to_deployment(
+        deployment = adapt_flow.with_options(task_runner=task_runner(settings)).to_deployment(
             name="nightly-adapt", cron=settings.schedule.adapt_cron, timezone=settings.schedule.timezone,
-            parameters={"root": str(ws.root), "tenants": None, "requested_by": "scheduler"},
+            parameters={"root": str(ws.root), "tenants": None, "requested_by": "service:scheduler"},
             description="Re-adapt every tenant to the current base; candidates wait for review.")
         say(f"serving tailor-adapt/nightly-adapt on cron '{settings.schedule.adapt_cron}' "
             f"({settings.schedule.timezone}); Ctrl-C to stop")

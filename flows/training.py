@@ -1,13 +1,16 @@
 """Meta-train the base on the meta-training tenants and register it in MLflow as tailor-base."""
 from __future__ import annotations
 
+import hashlib
+import json
 import random
+import sys
 from datetime import datetime, timezone
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import checked_data, open_workspace, sampled, say, tenants_with_data
+from flows.common import checked_version, open_workspace, record_stage, sampled, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.encoder import load_encoder
@@ -35,50 +38,82 @@ def choose_tenants(available: list[str], settings) -> tuple[list[str], list[str]
 
 
 @task(name="load-tenant-data", cache_policy=NO_CACHE)
-def load_tenants(root: str, tenants: list[str]) -> dict:
+def load_tenants(root: str, tenants: list[str]) -> tuple[dict, dict]:
+    """(tenant -> (texts, labels), tenant -> data version) of the tenants whose data is valid.
+
+    The version is that of exactly the bytes read (read under the data lock, and a file edited
+    outside Tailor is refused), so the base model's record of its inputs cannot name data it did
+    not see.
+    """
     ws, settings = open_workspace(root)
-    data = {}
+    data, versions = {}, {}
     for tenant in tenants:
-        frame, report = checked_data(ws, settings, tenant)
+        frame, report, version = checked_version(ws, settings, tenant)
         if report.passed:
             frame, _ = sampled(frame, settings)  # no tenant's features may exhaust memory
             data[tenant] = (frame["text"].tolist(), frame["label"].tolist())
+            versions[tenant] = version.md5
         else:
             say(f"  skipping {tenant}: its data fails validation ({report.failures[0]})")
-    return data
+    return data, versions
+
+
+def _checkpoint_key(settings, algorithm: str, data_versions: dict) -> str:
+    """Names the checkpoint folder after everything that decides the run: a rerun with the same
+    inputs resumes where an interrupted one stopped; other inputs start afresh."""
+    raw = json.dumps({"encoder": settings.to_dict()["encoder"], "meta_train": settings.to_dict()["meta_train"],
+                      "adapt": settings.to_dict()["adapt"], "algorithm": algorithm, "data": data_versions,
+                      "max_adapt_rows": settings.limits.max_adapt_rows},  # it decides which rows are seen
+                     sort_keys=True)
+    return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
 @task(name="meta-train", cache_policy=NO_CACHE)
-def train_task(root: str, algorithm: str | None, train: dict, val: dict):
+def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_versions: dict):
     ws, settings = open_workspace(root)
     if algorithm:
         settings = settings.replace("meta_train", algorithm=algorithm)
+    store.configure(ws, settings)
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     out = ws.runs_dir / f"base-{stamp}"
-    return meta_train(load_encoder(settings.encoder), settings, train, val, out, ws.cache_dir, say=say)
+    key = _checkpoint_key(settings, settings.meta_train.algorithm, data_versions)
+    logger = base_model.training_logger(f"meta-train-{stamp}")
+    result = meta_train(load_encoder(settings.encoder), settings, train, val, out, ws.cache_dir, say=say,
+                        logger=logger, checkpoint_dir=ws.runs_dir / "meta-train-checkpoints" / key,
+                        progress=sys.stdout.isatty())
+    result.metrics["training_run_id"] = logger.run_id
+    return result
 
 
 @task(name="register-base", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def register_task(root: str, result, algorithm: str) -> dict:
+def register_task(root: str, result, algorithm: str, data_versions: dict) -> dict:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
     ref = base_model.register_base(result.base_dir, params=result.params, metrics=result.metrics,
-                                   history=result.history,
+                                   history=result.history, data_versions=data_versions,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
-                                         "algorithm": algorithm})
+                                         "algorithm": algorithm,
+                                         "training_run_id": str(result.metrics.get("training_run_id", ""))})
     return {"name": ref.name, "version": ref.version, "digest": ref.digest, "metrics": result.metrics}
 
 
 @flow(name="tailor-meta-train", log_prints=False)
 def meta_train_flow(root: str, algorithm: str | None = None) -> dict:
     ws, settings = open_workspace(root)
+    configured = settings.meta_train.algorithm  # a different --algorithm is not what dvc.yaml reproduces
     if algorithm:
         settings = settings.replace("meta_train", algorithm=algorithm)
     train_ids, val_ids = choose_tenants(tenants_with_data(ws), settings)
     say(f"meta-training {settings.meta_train.algorithm} on {len(train_ids)} tenants, "
         f"early-stopping on {len(val_ids)} held-out: {', '.join(val_ids)}")
-    train, val = load_tenants(root, train_ids), load_tenants(root, val_ids)
+    (train, train_versions), (val, val_versions) = load_tenants(root, train_ids), load_tenants(root, val_ids)
     if not train or not val:
         raise UserError("no valid meta-training or held-out tenant data left after validation")
-    result = train_task(root, algorithm, train, val)
-    return register_task(root, result, settings.meta_train.algorithm)
+    data_versions = {**train_versions, **val_versions}
+    result = train_task(root, algorithm, train, val, data_versions)
+    ref = register_task(root, result, settings.meta_train.algorithm, data_versions)
+    record_stage(root, "meta-train", {
+        "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,
+        "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions},
+        lock=algorithm in (None, configured))
+    return ref

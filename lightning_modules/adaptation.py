@@ -1,7 +1,10 @@
 """Adapt the base to one tenant: measure on a held-out split against baselines that need no
-meta-learning, then re-adapt on all the tenant's data; the result is a small delta."""
+meta-learning, keep the best (a candidate is never worse there than what no meta-learning gives),
+then refit it on all the tenant's data; the result is a small delta (adapters and a head, or a head
+alone when a frozen-encoder head won)."""
 from __future__ import annotations
 
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -12,8 +15,8 @@ from lightning_modules import baselines
 from lightning_modules.algorithms import AdaptationDiverged
 from lightning_modules.encoder import Encoder, frozen_layer_count
 from lightning_modules.features import FeatureTable, lower_features
-from lightning_modules.model import HEAD, init_meta_params, top_model
-from lightning_modules.tasks import TaskData, accuracy, adapt_task
+from lightning_modules.model import HEAD, init_meta_params, prototype_head, top_model
+from lightning_modules.tasks import TaskData, accuracy, adapt_task, logreg_head, predictions
 from workspace.settings import Settings
 
 
@@ -51,51 +54,87 @@ def stratified_split(labels: list[str], fraction: float, seed: int) -> tuple[lis
     return sorted(support), sorted(query)
 
 
-def _task(feats: FeatureTable, y: torch.Tensor, support: list[int], query: list[int], n_way: int) -> TaskData:
+def _task(feats: FeatureTable, y: torch.Tensor, support: list[int], query: list[int], n_way: int,
+          names: FeatureTable | None) -> TaskData:
     s, q = torch.tensor(support), torch.tensor(query)
-    return TaskData(feats.rows(s), y[s], feats.rows(q), y[q], n_way)
+    data = TaskData(feats.rows(s), y[s], feats.rows(q), y[q], n_way)
+    return data.with_names((names.states, names.mask)) if names is not None else data
+
+
+# On a tie, the first in this order is kept: the product's own adaptation before a frozen head.
+METHODS = ("meta-learned", "no-meta", "logreg-frozen", "prototypes-frozen")
+BASELINES = ("no-meta", "prototypes-frozen", "logreg-frozen")   # what the gate compares with
+
+
+def _fit(method: str, top, metas: dict, data: TaskData, frozen_z: torch.Tensor, rows: list[int], cfg, mt):
+    """Fast weights of one method fitted on ``data``'s support (``rows``: its example rows in the
+    tenant's table, for the frozen heads, which see no label names: they are the baselines)."""
+    if method in ("meta-learned", "no-meta"):
+        params, losses = adapt_task(top, metas[method], data, cfg.inner_steps, cfg.max_loss,
+                                    optimizer=mt.optimizer, head=cfg.head)
+        return params, losses
+    z, y = frozen_z[rows], data.support_y[:len(rows)]
+    if method == "logreg-frozen":
+        return logreg_head(z, y, data.n_way), []
+    return prototype_head(z, y, data.n_way, torch.tensor(math.log(10.0))), []
+
+
+def layout(meta: dict) -> tuple[int, int]:
+    """(adapted layers, LoRA rank) of a base's meta-parameters."""
+    layers = {k.split(".", 1)[0] for k in meta if k.startswith("L") and ".lora_A" in k}
+    rank = next(v.shape[0] for k, v in meta.items() if k.endswith(".lora_A"))
+    return len(layers), rank
 
 
 def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: str, texts: list[str],
                  labels: list[str], cache_dir=None) -> AdaptationResult:
-    """Measure, then re-adapt on everything. Raises ``AdaptationRejected`` with the reason."""
-    cfg = settings.adapt
+    """Measure every method on a held-out split, keep the best (the meta-learned adaptation unless a
+    method without meta-learning beats it there), then refit that method on all the tenant's data.
+
+    Raises ``AdaptationRejected`` with the reason."""
+    cfg, mt = settings.adapt, settings.meta_train
     names = sorted(set(labels))
     index = {name: i for i, name in enumerate(names)}
     y = torch.tensor([index[label] for label in labels])
-    top = top_model(encoder, settings.encoder.adapted_layers, settings.encoder.lora_rank)
-    feats = lower_features(encoder, texts, frozen_layer_count(encoder, settings.encoder.adapted_layers), cache_dir)
+    adapted_layers, rank = layout(base_meta)
+    top = top_model(encoder, adapted_layers, rank)
+    frozen = frozen_layer_count(encoder, adapted_layers)
+    feats = lower_features(encoder, texts, frozen, cache_dir)
+    name_feats = lower_features(encoder, names, frozen, cache_dir) if cfg.label_names else None
     support, query = stratified_split(labels, cfg.holdout_fraction, cfg.seed)
-    held_out = _task(feats, y, support, query, len(names))
-    no_meta = init_meta_params(top, settings.meta_train.inner_lr, settings.meta_train.seed)
+    held_out = _task(feats, y, support, query, len(names), name_feats)
+    no_meta = init_meta_params(top, mt.inner_lr, mt.seed, mt.head_lr, mt.name_weight if cfg.label_names else 0.0)
+    metas = {"meta-learned": base_meta, "no-meta": no_meta}
+    frozen_z = baselines.frozen_embeddings(top, no_meta, feats)
+    fitted, accs, seconds = {}, {}, 0.0
     try:
-        start = time.perf_counter()
-        params, losses = adapt_task(top, base_meta, held_out, cfg.inner_steps, cfg.max_loss)
-        seconds = time.perf_counter() - start
-        plain, _ = adapt_task(top, no_meta, held_out, cfg.inner_steps, cfg.max_loss)
-        everything = _task(feats, y, list(range(len(texts))), query, len(names))
-        final, final_losses = adapt_task(top, base_meta, everything, cfg.inner_steps, cfg.max_loss)
+        for method in METHODS:
+            start = time.perf_counter()
+            fitted[method], _ = _fit(method, top, metas, held_out, frozen_z, support, cfg, mt)
+            if method == "meta-learned":
+                seconds = time.perf_counter() - start
+            accs[method] = accuracy(top, fitted[method], held_out.query, held_out.query_y)
+        chosen = max(METHODS, key=lambda m: (accs[m], -METHODS.index(m)))
+        everything = _task(feats, y, list(range(len(texts))), query, len(names), name_feats)
+        final, final_losses = _fit(chosen, top, metas, everything, frozen_z, list(range(len(texts))), cfg, mt)
     except AdaptationDiverged as exc:
         raise AdaptationRejected(f"adaptation diverged: {exc}") from None
-    frozen_emb = baselines.frozen_embeddings(top, no_meta, feats)
+    baseline_method = max(BASELINES, key=lambda m: (accs[m], -BASELINES.index(m)))
     metrics = {
-        "query_accuracy": accuracy(top, params, held_out.query, held_out.query_y),
-        "no_meta_accuracy": accuracy(top, plain, held_out.query, held_out.query_y),
-        "prototype_accuracy": baselines.prototype_accuracy(frozen_emb, y, support, query),
-        "logreg_accuracy": baselines.logreg_accuracy(frozen_emb, y, support, query),
+        "query_accuracy": accs[chosen], "meta_accuracy": accs["meta-learned"],
+        "no_meta_accuracy": accs["no-meta"], "prototype_accuracy": accs["prototypes-frozen"],
+        "logreg_accuracy": accs["logreg-frozen"],
+        # the approval gate's baseline: the best of what needs no meta-learning, on the same split
+        "baseline_accuracy": accs[baseline_method], "baseline_method": baseline_method,
         "n_support": len(support), "n_query": len(query), "n_labels": len(names),
-        "adapt_seconds": seconds, "final_support_loss": final_losses[-1],
+        "adapt_seconds": seconds, "final_support_loss": final_losses[-1] if final_losses else None,
     }
-    # The approval gate's baseline: the best of what needs no meta-learning, on the same split.
-    baselines_ = {"no-meta": metrics["no_meta_accuracy"], "prototypes": metrics["prototype_accuracy"],
-                  "logreg": metrics["logreg_accuracy"]}
-    metrics["baseline_method"] = max(baselines_, key=baselines_.get)
-    metrics["baseline_accuracy"] = baselines_[metrics["baseline_method"]]
-    with torch.no_grad():
-        y_pred = top.logits(params, *held_out.query).argmax(1).tolist()
     delta = {k: v for k, v in final.items() if k.startswith("L") or k in HEAD}
-    adaptation = {"algorithm": "sgd-inner-loop", "inner_steps": cfg.inner_steps,
-                  "holdout_fraction": cfg.holdout_fraction, "seed": cfg.seed,
-                  "measured_on": "held-out split", "registered_on": "all data", "head": "meta-learned"}
+    y_pred = predictions(top, fitted[chosen], held_out.query).tolist()
+    adaptation = {"algorithm": f"{mt.optimizer}-inner-loop", "inner_steps": cfg.inner_steps, "head": chosen,
+                  "head_fit": cfg.head, "label_names": cfg.label_names, "adapted_layers": adapted_layers,
+                  "lora_rank": rank, "holdout_fraction": cfg.holdout_fraction, "seed": cfg.seed,
+                  "measured_on": "held-out split", "registered_on": "all data",
+                  "accuracies": {m: round(a, 4) for m, a in accs.items()}}
     return AdaptationResult(tenant, names, delta, metrics, adaptation,
                             {"y_true": held_out.query_y.tolist(), "y_pred": y_pred})

@@ -17,6 +17,7 @@ class Task:
     support_y: torch.Tensor
     query: torch.Tensor
     query_y: torch.Tensor
+    name_rows: torch.Tensor | None = None   # row of each class's label name in a names table
 
     @property
     def n_way(self) -> int:
@@ -29,16 +30,18 @@ class TenantPool:
 
     tenant: str
     by_label: dict[str, list[int]]
+    name_rows: dict[str, int] | None = None   # label -> row of its name in a names table
 
     def usable_labels(self, need: int) -> list[str]:
         return sorted(label for label, rows in self.by_label.items() if len(rows) >= need)
 
 
-def pools_from_labels(tenant: str, labels: list[str], offset: int = 0) -> TenantPool:
+def pools_from_labels(tenant: str, labels: list[str], offset: int = 0,
+                      name_rows: dict[str, int] | None = None) -> TenantPool:
     by_label: dict[str, list[int]] = {}
     for i, label in enumerate(labels):
         by_label.setdefault(label, []).append(offset + i)
-    return TenantPool(tenant, by_label)
+    return TenantPool(tenant, by_label, name_rows)
 
 
 class EpisodeSampler:
@@ -65,7 +68,9 @@ class EpisodeSampler:
             query += rows[self.shots:]
             query_y += [y] * self.query
         as_long = lambda xs: torch.tensor(xs, dtype=torch.long)
-        return Task(pool.tenant, tuple(classes), as_long(support), as_long(support_y), as_long(query), as_long(query_y))
+        names = as_long([pool.name_rows[c] for c in classes]) if pool.name_rows else None
+        return Task(pool.tenant, tuple(classes), as_long(support), as_long(support_y), as_long(query),
+                    as_long(query_y), names)
 
     def fixed(self, n: int) -> list[Task]:
         """``n`` tasks drawn once, for validation curves that compare like with like."""

@@ -3,8 +3,11 @@
 Above the frozen, cached lower layers sit ``adapted_layers`` BERT layers whose weights stay frozen
 but carry low-rank adapters (LoRA, Hu et al. 2021) on query, value and both output projections,
 then mean pooling, L2 normalisation and a linear head initialised from the support set's class
-prototypes (Proto-MAML, Triantafillou et al. 2020). What is meta-learned: the adapters'
-initialisation, the head's scale, and one inner learning rate per tensor (Meta-SGD, Li et al. 2017).
+prototypes (Proto-MAML, Triantafillou et al. 2020). A tenant's label names are texts too: each
+joins the support set as one more example of its class, weighted by a learned weight (the
+class names carry what five examples may not). What is meta-learned: the adapters'
+initialisation, the head's scale, the label names' weight, and one inner learning rate per tensor
+(Meta-SGD, Li et al. 2017).
 """
 from __future__ import annotations
 
@@ -86,12 +89,19 @@ def top_model(encoder, adapted_layers: int, rank: int) -> TopModel:
                     eps=encoder.model.config.layer_norm_eps)
 
 
-def init_meta_params(top: TopModel, inner_lr: float, seed: int = 0) -> dict[str, torch.Tensor]:
+NAME_WEIGHT = "log_name_weight"
+
+
+def init_meta_params(top: TopModel, inner_lr: float, seed: int = 0, head_lr: float | None = None,
+                     name_weight: float = 1.0) -> dict[str, torch.Tensor]:
     """The no-meta-learning start: adapters whose product is zero (the frozen encoder exactly),
-    a head scale of 10 on unit-length embeddings, and one log inner learning rate per fast tensor."""
+    a head scale of 10 on unit-length embeddings, label names weighing ``name_weight`` examples
+    each, and one log inner learning rate per fast tensor (``inner_lr`` for the adapters,
+    ``head_lr`` for the head)."""
     gen = torch.Generator().manual_seed(seed)
-    params: dict[str, torch.Tensor] = {"log_scale": torch.tensor(math.log(10.0))}
-    h, r = top.hidden, top.rank
+    params: dict[str, torch.Tensor] = {"log_scale": torch.tensor(math.log(10.0)),
+                                       NAME_WEIGHT: torch.tensor(math.log(max(name_weight, 1e-6)))}
+    r = top.rank
     for name in top.lora_names():
         if name.endswith("lora_A"):
             out_in = (r, top.frozen[name.replace(".lora_A", ".weight")].shape[1])
@@ -99,30 +109,47 @@ def init_meta_params(top: TopModel, inner_lr: float, seed: int = 0) -> dict[str,
         else:
             out = top.frozen[name.replace(".lora_B", ".weight")].shape[0]
             params[name] = torch.zeros(out, r)
-    for name in [*top.lora_names(), *HEAD]:
+    for name in top.lora_names():
         params[f"log_lr.{name}"] = torch.tensor(math.log(inner_lr))
+    for name in HEAD:
+        params[f"log_lr.{name}"] = torch.tensor(math.log(head_lr if head_lr is not None else inner_lr))
     return params
 
 
 def split_meta(meta: dict) -> tuple[dict, dict]:
     """(initial fast weights shared by every task, per-tensor inner learning rates)."""
-    fast = {k: v for k, v in meta.items() if not k.startswith("log_lr.") and k != "log_scale"}
+    fast = {k: v for k, v in meta.items() if not k.startswith("log_lr.") and k not in ("log_scale", NAME_WEIGHT)}
     lrs = {k[len("log_lr."):]: v.exp() for k, v in meta.items() if k.startswith("log_lr.")}
     return fast, lrs
 
 
-def prototype_head(z: torch.Tensor, y: torch.Tensor, n_way: int, log_scale: torch.Tensor):
-    """Linear head equal to scaled negative squared distance to each class mean (Proto-MAML)."""
-    protos = torch.zeros(n_way, z.shape[1], dtype=z.dtype, device=z.device).index_add(0, y, z)
-    protos = protos / torch.bincount(y, minlength=n_way).clamp_min(1).unsqueeze(1).to(z.dtype)
+def example_weights(meta: dict, is_name: torch.Tensor | None, n: int, device=None) -> torch.Tensor:
+    """Weight of each support row: 1 for an example, the learned name weight for a label name."""
+    ones = torch.ones(n, device=device)
+    if is_name is None or NAME_WEIGHT not in meta:
+        return ones
+    return torch.where(is_name, meta[NAME_WEIGHT].exp().to(ones.dtype), ones)
+
+
+def prototype_head(z: torch.Tensor, y: torch.Tensor, n_way: int, log_scale: torch.Tensor,
+                   weight: torch.Tensor | None = None):
+    """Linear head equal to scaled negative squared distance to each class's (weighted) mean
+    (Proto-MAML)."""
+    w = torch.ones(len(y), dtype=z.dtype, device=z.device) if weight is None else weight.to(z.dtype)
+    protos = torch.zeros(n_way, z.shape[1], dtype=z.dtype, device=z.device).index_add(0, y, z * w[:, None])
+    total = torch.zeros(n_way, dtype=z.dtype, device=z.device).index_add(0, y, w)
+    protos = protos / total.clamp_min(1e-6).unsqueeze(1)
     scale = log_scale.exp()
     return {"head.weight": 2 * scale * protos, "head.bias": -scale * (protos ** 2).sum(1)}
 
 
-def task_init(top: TopModel, meta: dict, states, mask, y, n_way: int) -> tuple[dict, dict]:
-    """Initial fast weights for one task (adapters from ``meta``, head from support prototypes),
-    differentiable with respect to ``meta``; and the inner learning rates."""
+def task_init(top: TopModel, meta: dict, states, mask, y, n_way: int,
+              is_name: torch.Tensor | None = None) -> tuple[dict, dict, torch.Tensor]:
+    """Initial fast weights for one task (adapters from ``meta``, head from the support prototypes,
+    label names included with their weight), differentiable with respect to ``meta``; the inner
+    learning rates; and each support row's weight."""
     fast, lrs = split_meta(meta)
+    weight = example_weights(meta, is_name, len(y), y.device)
     z = top.embed(fast, states, mask)
-    fast = {**fast, **prototype_head(z, y, n_way, meta["log_scale"])}
-    return fast, lrs
+    fast = {**fast, **prototype_head(z, y, n_way, meta["log_scale"], weight)}
+    return fast, lrs, weight

@@ -2,10 +2,9 @@
 
 All maths lives in ``tasks.meta_learn_task`` (and below it ``algorithms``); this class routes
 training and validation batches of tasks there, in the style of learn2learn's episodic modules.
+Precision (bf16 on a GPU), devices and DDP are Lightning's, set on the Trainer.
 """
 from __future__ import annotations
-
-import copy
 
 import pytorch_lightning as pl
 import torch
@@ -22,34 +21,37 @@ def _key(name: str) -> str:  # ParameterDict keys may not contain dots
 
 class MetaLearner(pl.LightningModule):
     def __init__(self, top: TopModel, meta: dict, train: FeatureTable, val: FeatureTable,
-                 algorithm: str, inner_steps: int, meta_lr: float, max_loss: float = 50.0):
+                 algorithm: str, inner_steps: int, meta_lr: float, max_loss: float = 50.0,
+                 optimizer: str = "sgd", head: str = "inner", names: FeatureTable | None = None):
         super().__init__()
-        self.top, self.train_feats, self.val_feats = top, train, val
+        self.top, self.train_feats, self.val_feats, self.names = top, train, val, names
         self.algorithm, self.inner_steps, self.meta_lr, self.max_loss = algorithm, inner_steps, meta_lr, max_loss
+        self.inner_optimizer, self.head = optimizer, head
         self.meta = torch.nn.ParameterDict({_key(k): torch.nn.Parameter(v.clone()) for k, v in meta.items()})
-        self.names = {_key(k): k for k in meta}
+        self.names_of = {_key(k): k for k in meta}
         self.automatic_optimization = False
         self.history: list[dict] = []
-        self.best: tuple[float, int, dict] | None = None
 
     def meta_params(self) -> dict[str, torch.Tensor]:
-        return {self.names[k]: v for k, v in self.meta.items()}
+        return {self.names_of[k]: v for k, v in self.meta.items()}
 
     def on_fit_start(self) -> None:
         self.top.to(self.device)
         self.train_feats, self.val_feats = self.train_feats.to(self.device), self.val_feats.to(self.device)
+        if self.names is not None:
+            self.names = self.names.to(self.device)
 
-    def _autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+    def _data(self, feats: FeatureTable, task: Task) -> TaskData:
+        return TaskData.from_task(feats, task, self.names)
 
     def training_step(self, batch: list[Task], batch_idx: int) -> None:
         opt = self.optimizers()
         opt.zero_grad()
         losses = []
         for task in batch:
-            with self._autocast():
-                surrogate, query_loss = meta_learn_task(self.top, self.meta_params(), TaskData.from_task(
-                    self.train_feats, task), self.algorithm, self.inner_steps, self.max_loss)
+            surrogate, query_loss = meta_learn_task(self.top, self.meta_params(), self._data(self.train_feats, task),
+                                                    self.algorithm, self.inner_steps, self.max_loss,
+                                                    optimizer=self.inner_optimizer)
             self.manual_backward(surrogate / len(batch))
             losses.append(query_loss)
         opt.step()
@@ -58,17 +60,29 @@ class MetaLearner(pl.LightningModule):
         self.history.append({"step": self.global_step, "train_loss": loss})
 
     def validation_step(self, batch: list[Task], batch_idx: int) -> None:
-        with torch.enable_grad(), self._autocast():
-            accs = [evaluate_task(self.top, self.meta_params(), TaskData.from_task(self.val_feats, t),
-                                  self.inner_steps) for t in batch]
-        # averaged over DDP ranks, so early stopping and the best weights agree on every rank
+        with torch.enable_grad():
+            accs = [evaluate_task(self.top, self.meta_params(), self._data(self.val_feats, t), self.inner_steps,
+                                  optimizer=self.inner_optimizer, head=self.head) for t in batch]
+        # averaged over DDP ranks, so early stopping and the checkpointed best agree on every rank
         self.log("val_acc", sum(accs) / len(accs), prog_bar=True, batch_size=len(batch), sync_dist=True)
 
     def on_validation_epoch_end(self) -> None:
-        acc = float(self.trainer.callback_metrics.get("val_acc", float("nan")))
-        self.history.append({"step": self.global_step, "val_acc": acc})
-        if self.best is None or acc > self.best[0]:  # keep the early-stopping winner's weights
-            self.best = (acc, self.global_step, copy.deepcopy({k: v.detach().cpu() for k, v in self.meta_params().items()}))
+        if not self.trainer.sanity_checking:
+            self.history.append({"step": self.global_step,
+                                 "val_acc": float(self.trainer.callback_metrics.get("val_acc", float("nan")))})
+
+    # the curve survives an interruption: it travels in the checkpoint
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["tailor_history"] = self.history
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.history = list(checkpoint.get("tailor_history", []))
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.meta.parameters(), lr=self.meta_lr)
+
+
+def meta_from_checkpoint(path, like: dict) -> dict[str, torch.Tensor]:
+    """The meta-parameters stored in a Lightning checkpoint of ``MetaLearner``, keyed as ``like``."""
+    state = torch.load(path, map_location="cpu", weights_only=False)["state_dict"]
+    return {k: state[f"meta.{_key(k)}"].detach().clone() for k in like}

@@ -1,19 +1,23 @@
 """One task, end to end: build the losses, meta-learn on it, or adapt and score it.
 
 Shared by the LightningModule, the tenant adaptation and the benchmark, so all three run the
-same maths.
+same maths. A task's support set may end with its label names (``support_is_name``): texts like
+any other, weighted by the meta-learned name weight.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
 from lightning_modules import algorithms as alg
 from lightning_modules.episodes import Task
 from lightning_modules.features import FeatureTable
-from lightning_modules.model import TopModel, task_init
+from lightning_modules.model import HEAD, TopModel, task_init
+
+LOGREG_C = 10.0  # the same regularisation as the frozen logistic-regression baseline
 
 
 @dataclass
@@ -23,27 +27,46 @@ class TaskData:
     query: tuple[torch.Tensor, torch.Tensor]
     query_y: torch.Tensor
     n_way: int
+    support_is_name: torch.Tensor | None = None   # bool per support row; None: no label names
 
     @classmethod
-    def from_task(cls, feats: FeatureTable, task: Task) -> "TaskData":
+    def from_task(cls, feats: FeatureTable, task: Task, names: FeatureTable | None = None) -> "TaskData":
+        """Rows of ``feats``; with ``names`` (a table of label-name texts) and ``task.name_rows``,
+        each class's label name joins its support set."""
         device = feats.states.device
-        return cls(feats.rows(task.support.to(device)), task.support_y.to(device),
+        data = cls(feats.rows(task.support.to(device)), task.support_y.to(device),
                    feats.rows(task.query.to(device)), task.query_y.to(device), task.n_way)
+        if names is not None and task.name_rows is not None:
+            data = data.with_names(names.rows(task.name_rows.to(names.states.device)))
+        return data
+
+    def with_names(self, name_rows: tuple[torch.Tensor, torch.Tensor]) -> "TaskData":
+        """This task with one label-name row per class (class i's name is row i) added to the support."""
+        states, mask = name_rows
+        both = FeatureTable.concat([FeatureTable(*self.support), FeatureTable(states.to(self.support[0].device),
+                                                                              mask.to(self.support[1].device))])
+        y = torch.cat([self.support_y, torch.arange(self.n_way, device=self.support_y.device)])
+        flag = torch.cat([torch.zeros(len(self.support_y), dtype=torch.bool),
+                          torch.ones(self.n_way, dtype=torch.bool)]).to(y.device)
+        return TaskData((both.states, both.mask), y, self.query, self.query_y, self.n_way, flag)
 
 
-def loss_fn(top: TopModel, data: tuple, y: torch.Tensor):
+def loss_fn(top: TopModel, data: tuple, y: torch.Tensor, weight: torch.Tensor | None = None):
     states, mask = data
-    return lambda params: F.cross_entropy(top.logits(params, states, mask), y)
+    if weight is None:
+        return lambda params: F.cross_entropy(top.logits(params, states, mask), y)
+    w = weight.detach()
+    return lambda params: (F.cross_entropy(top.logits(params, states, mask), y, reduction="none") * w).sum() / w.sum()
 
 
 def meta_learn_task(top: TopModel, meta: dict, data: TaskData, algorithm: str, steps: int,
-                    max_loss: float | None = None) -> tuple[torch.Tensor, float]:
+                    max_loss: float | None = None, optimizer: str = "sgd") -> tuple[torch.Tensor, float]:
     """Surrogate loss whose gradient w.r.t. ``meta`` is this task's meta-gradient, and the query loss."""
-    init, lrs = task_init(top, meta, *data.support, data.support_y, data.n_way)
-    support = loss_fn(top, data.support, data.support_y)
+    init, lrs, weight = task_init(top, meta, *data.support, data.support_y, data.n_way, data.support_is_name)
+    support = loss_fn(top, data.support, data.support_y, weight)
     query = loss_fn(top, data.query, data.query_y)
     if algorithm == "fomaml":
-        grad = alg.fomaml_meta_grad(support, query, init, lrs, steps, max_loss)
+        grad = alg.fomaml_meta_grad(support, query, init, lrs, steps, max_loss, optimizer=optimizer)
     elif algorithm == "maml":
         # second-order needs the double backward of attention, which only the math kernel has
         from torch.nn.attention import SDPBackend, sdpa_kernel
@@ -51,29 +74,73 @@ def meta_learn_task(top: TopModel, meta: dict, data: TaskData, algorithm: str, s
         with sdpa_kernel(SDPBackend.MATH):
             grad = alg.maml_meta_grad(support, query, init, lrs, steps, max_loss)
     elif algorithm == "reptile":
-        # .float(): the cache is float16, and cat under bf16 autocast refuses mixed inputs
-        both = (torch.cat([data.support[0].float(), data.query[0].float()]),
-                torch.cat([data.support[1], data.query[1]]))
-        task = loss_fn(top, both, torch.cat([data.support_y, data.query_y]))
-        grad = alg.reptile_meta_grad(task, init, lrs, steps, max_loss)
+        both = FeatureTable.concat([FeatureTable(*data.support), FeatureTable(*data.query)])
+        task = loss_fn(top, (both.states, both.mask), torch.cat([data.support_y, data.query_y]),
+                       torch.cat([weight, torch.ones(len(data.query_y), device=weight.device)]))
+        grad = alg.reptile_meta_grad(task, init, lrs, steps, max_loss, optimizer=optimizer)
     else:
         raise ValueError(f"unknown algorithm {algorithm!r}")
     return alg.backprop_meta_grad(init, lrs, grad), grad.query_loss
 
 
-def adapt_task(top: TopModel, meta: dict, data: TaskData, steps: int, max_loss: float | None = None):
-    """Adapt from ``meta`` on the support set; returns (adapted fast weights, support losses)."""
+@torch.no_grad()
+def embed(top: TopModel, params: dict, data: tuple, batch: int = 256) -> torch.Tensor:
+    states, mask = data
+    return torch.cat([top.embed(params, states[i:i + batch], mask[i:i + batch])
+                      for i in range(0, len(states), batch)]) if len(states) else torch.zeros(0, top.hidden)
+
+
+def logreg_head(z: torch.Tensor, y: torch.Tensor, n_way: int, weight: torch.Tensor | None = None,
+                c: float = LOGREG_C) -> dict:
+    """A logistic-regression head on embeddings ``z`` as ``head.weight``/``head.bias`` of the model's
+    linear head (softmax over its logits gives scikit-learn's probabilities)."""
+    from sklearn.linear_model import LogisticRegression
+
+    w = None if weight is None else weight.detach().cpu().double().numpy()
+    clf = LogisticRegression(max_iter=1000, C=c).fit(z.detach().cpu().double().numpy(), y.cpu().numpy(), sample_weight=w)
+    coef, bias = np.zeros((n_way, z.shape[1])), np.zeros(n_way)
+    if len(clf.classes_) == 2:   # one row: sigmoid(w.x + b) == softmax([-w.x/2 - b/2, w.x/2 + b/2])
+        for sign, c_ in zip((-0.5, 0.5), clf.classes_):
+            coef[c_], bias[c_] = sign * clf.coef_[0], sign * clf.intercept_[0]
+    else:
+        coef[clf.classes_], bias[clf.classes_] = clf.coef_, clf.intercept_
+    missing = sorted(set(range(n_way)) - set(clf.classes_.tolist()))
+    bias[missing] = -1e4   # a class with no example can never win
+    dev, dt = z.device, z.dtype
+    return {"head.weight": torch.tensor(coef, dtype=dt, device=dev), "head.bias": torch.tensor(bias, dtype=dt, device=dev)}
+
+
+def adapt_task(top: TopModel, meta: dict, data: TaskData, steps: int, max_loss: float | None = None,
+               optimizer: str = "sgd", head: str = "inner", on_step=None):
+    """Adapt from ``meta`` on the support set; returns (adapted fast weights, support losses).
+
+    ``head="logreg"`` then replaces the inner loop's head by logistic regression on the adapted
+    embeddings of the support set (label names included, with their weight): a second-stage head
+    fit on what the adapters learned."""
     with torch.no_grad():
-        init, lrs = task_init(top, meta, *data.support, data.support_y, data.n_way)
-    result = alg.adapt(loss_fn(top, data.support, data.support_y), init, lrs, steps, max_loss)
-    return result.params, result.losses
+        init, lrs, weight = task_init(top, meta, *data.support, data.support_y, data.n_way, data.support_is_name)
+    result = alg.adapt(loss_fn(top, data.support, data.support_y, weight), init, lrs, steps, max_loss,
+                       optimizer=optimizer, on_step=on_step)
+    params = result.params
+    if head == "logreg":
+        z = embed(top, params, data.support)
+        params = {**{k: v for k, v in params.items() if k not in HEAD},
+                  **logreg_head(z, data.support_y, data.n_way, weight)}
+    return params, result.losses
 
 
 @torch.no_grad()
+def predictions(top: TopModel, params: dict, data: tuple) -> torch.Tensor:
+    states, mask = data
+    return torch.cat([top.logits(params, states[i:i + 256], mask[i:i + 256]).argmax(1)
+                      for i in range(0, len(states), 256)]) if len(states) else torch.zeros(0, dtype=torch.long)
+
+
 def accuracy(top: TopModel, params: dict, data: tuple, y: torch.Tensor) -> float:
-    return (top.logits(params, *data).argmax(1) == y).float().mean().item()
+    return (predictions(top, params, data) == y).float().mean().item()
 
 
-def evaluate_task(top: TopModel, meta: dict, data: TaskData, steps: int) -> float:
-    params, _ = adapt_task(top, meta, data, steps)
+def evaluate_task(top: TopModel, meta: dict, data: TaskData, steps: int, optimizer: str = "sgd",
+                  head: str = "inner") -> float:
+    params, _ = adapt_task(top, meta, data, steps, optimizer=optimizer, head=head)
     return accuracy(top, params, data.query, data.query_y)

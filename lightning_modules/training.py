@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass
@@ -13,10 +16,10 @@ import torch
 
 from lightning_modules.delta import save_base
 from lightning_modules.encoder import Encoder, frozen_layer_count
-from lightning_modules.episodes import EpisodeSampler, TaskStream, collate_tasks, pools_from_labels
+from lightning_modules.episodes import EpisodeSampler, TaskStream, TenantPool, collate_tasks, pools_from_labels
 from lightning_modules.features import FeatureTable, lower_features
 from lightning_modules.model import init_meta_params, top_model
-from lightning_modules.module import MetaLearner
+from lightning_modules.module import MetaLearner, meta_from_checkpoint
 from lightning_modules.tasks import TaskData, evaluate_task
 from workspace.settings import Settings
 
@@ -33,26 +36,37 @@ class MetaTrainResult:
     rank: int = 0  # under DDP every process returns; only rank 0 wrote the base
 
 
-def feature_table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Path | None):
-    """One feature table for several tenants, and each tenant's label -> row indices in it."""
-    tables, pools, offset = [], [], 0
+def feature_table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Path | None, names: bool = False):
+    """One feature table for several tenants, each tenant's label -> row indices in it, and (with
+    ``names``) a table of every tenant's label names, each pool knowing its names' rows."""
+    tables, pools, name_texts, offset = [], [], [], 0
     for tenant, (texts, labels) in sorted(data.items()):
         tables.append(lower_features(encoder, texts, frozen, cache_dir))
-        pools.append(pools_from_labels(tenant, labels, offset))
+        rows = None
+        if names:
+            own = sorted(set(labels))
+            rows = {label: len(name_texts) + i for i, label in enumerate(own)}
+            name_texts += own
+        pools.append(pools_from_labels(tenant, labels, offset, rows))
         offset += len(texts)
-    return FeatureTable.concat(tables), pools
+    name_table = lower_features(encoder, name_texts, frozen, cache_dir) if name_texts else None
+    return FeatureTable.concat(tables), pools, name_table
 
 
 class _Progress(pl.Callback):
-    def __init__(self, say: Callable[[str], None], total: int):
-        self.say, self.total = say, total
+    """One line per validation for logs and the demo (a progress bar is Lightning's RichProgressBar)."""
 
-    def on_validation_end(self, trainer, module) -> None:  # after the module has updated its best
+    def __init__(self, say: Callable[[str], None], total: int, start_acc: float):
+        self.say, self.total, self.best = say, total, start_acc
+        self.start_acc = start_acc
+
+    def on_validation_end(self, trainer, module) -> None:
         if trainer.sanity_checking or not trainer.is_global_zero:
             return
-        best = module.best
-        self.say(f"meta-step {trainer.global_step:>4}/{self.total}  held-out acc "
-                 f"{float(trainer.callback_metrics['val_acc']):.3f}  (best {best[0]:.3f} at step {best[1]})")
+        acc = float(trainer.callback_metrics["val_acc"])
+        self.best = max(self.best, acc)
+        self.say(f"meta-step {trainer.global_step:>4}/{self.total}  held-out acc {acc:.3f}  "
+                 f"(best {self.best:.3f}; {self.start_acc:.3f} without meta-learning)")
 
 
 def _quiet_lightning() -> None:
@@ -62,68 +76,128 @@ def _quiet_lightning() -> None:
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
 
 
-def _trainer(cfg, say: Callable[[str], None], devices: int | str, strategy: str) -> pl.Trainer:
+def _precision(cfg) -> str:
+    if cfg.precision != "auto":
+        return cfg.precision
+    return "bf16-mixed" if torch.cuda.is_available() else "32-true"
+
+
+def _trainer(cfg, say, start_acc: float, ckpt_dir: Path, devices, strategy, logger, progress: bool) -> pl.Trainer:
     stop = pl.callbacks.EarlyStopping("val_acc", mode="max", patience=cfg.patience, check_on_train_epoch_end=False)
-    return pl.Trainer(max_steps=cfg.meta_steps, val_check_interval=cfg.val_every,
-                      check_val_every_n_epoch=None, limit_val_batches=1, num_sanity_val_steps=0,
-                      accelerator="auto", devices=devices, strategy=strategy, logger=False,
-                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                      inference_mode=False, callbacks=[stop, _Progress(say, cfg.meta_steps)])
+    # the best validated weights are kept by Lightning's checkpointing (and `last.ckpt` resumes a run)
+    best = pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-{step}", monitor="val_acc", mode="max",
+                                        save_top_k=1, save_last=True, auto_insert_metric_name=False)
+    callbacks = [stop, best, _Progress(say, cfg.meta_steps, start_acc)]
+    if progress:
+        callbacks.append(pl.callbacks.RichProgressBar(leave=True))
+    return pl.Trainer(max_steps=cfg.meta_steps, val_check_interval=cfg.val_every, check_val_every_n_epoch=None,
+                      limit_val_batches=1, num_sanity_val_steps=0, accelerator="auto", devices=devices,
+                      strategy=strategy, precision=_precision(cfg), logger=logger if logger is not None else False,
+                      log_every_n_steps=1, enable_checkpointing=True, enable_progress_bar=progress,
+                      enable_model_summary=False, inference_mode=False, callbacks=callbacks,
+                      max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None)
+
+
+def adapted_layers(settings: Settings) -> int:
+    """Layers the base adapts: more when meta-training finds a GPU (the base records which)."""
+    enc = settings.encoder
+    return enc.gpu_adapted_layers if torch.cuda.is_available() and enc.gpu_adapted_layers else enc.adapted_layers
 
 
 def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: TenantData, out_dir: Path,
                cache_dir: Path | None = None, say: Callable[[str], None] = print,
-               devices: int | str = 1, strategy: str = "auto") -> MetaTrainResult:
+               devices: int | str | list | None = None, strategy: str | None = None, logger=None,
+               checkpoint_dir: Path | None = None, progress: bool = False) -> MetaTrainResult:
     """Meta-train with ``settings.meta_train.algorithm``; the weights with the best held-out accuracy
     (possibly the untrained start, step 0) become the base, written to ``out_dir``.
 
-    ``devices``/``strategy`` go to Lightning: ``strategy="ddp", devices=N`` runs N processes (gloo on
-    CPU, NCCL on GPUs) by re-running the calling command, so every rank runs this function; each
-    samples its own tasks (seed + rank), DDP averages the meta-gradients, validation is averaged
-    across ranks, and only rank 0 speaks and writes the base (``result.rank`` says which one returned).
+    ``checkpoint_dir`` keeps Lightning's checkpoints: a run interrupted there resumes from its
+    ``last.ckpt`` when called again with the same inputs (the caller names the folder after them).
+    ``logger``: a Lightning logger (the flows pass MLflow's) for the curves. ``devices``/``strategy``
+    default to ``meta_train.devices``/``strategy``; ``strategy="ddp"`` runs one process per device by
+    re-running the calling command, so every rank runs this function; each samples its own tasks
+    (seed + rank), DDP averages the meta-gradients, validation is averaged across ranks, and only
+    rank 0 speaks and writes the base (``result.rank`` says which one returned).
     """
+    cfg, enc = settings.meta_train, settings.encoder
+    devices = cfg.lightning_devices() if devices is None else devices
+    strategy = cfg.strategy if strategy is None else strategy
     if any(word in str(strategy) for word in ("spawn", "fork", "notebook")):
-        # those run fit() in child processes: the best weights kept by the module and the ranks'
-        # seeds would not come back to, or differ from, the process that writes the base
+        # those run fit() in child processes: the best weights and the ranks' seeds would not come
+        # back to, or differ from, the process that writes the base
         raise ValueError(f"strategy {strategy!r} is not supported: use 'ddp'")
     _quiet_lightning()
-    cfg, enc = settings.meta_train, settings.encoder
-    trainer = _trainer(cfg, say, devices, strategy) if cfg.meta_steps > 0 else None
-    rank = trainer.global_rank if trainer is not None else 0
-    if rank:
-        say = lambda message: None  # noqa: E731
+    layers = adapted_layers(settings)
+    own_ckpt = checkpoint_dir is None
+    ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="tailor-meta-ckpt-"))
     torch.manual_seed(cfg.seed)
-    frozen = frozen_layer_count(encoder, enc.adapted_layers)
-    top = top_model(encoder, enc.adapted_layers, enc.lora_rank)
+    frozen = frozen_layer_count(encoder, layers)
+    top = top_model(encoder, layers, enc.lora_rank)
     start = time.perf_counter()
-    train_feats, train_pools = feature_table(encoder, train, frozen, cache_dir)
-    val_feats, val_pools = feature_table(encoder, val, frozen, cache_dir)
+    use_names = settings.adapt.label_names and cfg.name_weight > 0
+    train_feats, train_pools, train_names = feature_table(encoder, train, frozen, cache_dir, use_names)
+    val_feats, val_pools, val_names = feature_table(encoder, val, frozen, cache_dir, use_names)
+    names = FeatureTable.concat([t for t in (train_names, val_names) if t is not None]) if use_names else None
+    if names is not None:   # val names follow the train names in the shared table
+        shift = len(train_names) if train_names is not None else 0
+        val_pools = [p if p.name_rows is None else
+                     TenantPool(p.tenant, p.by_label, {k: v + shift for k, v in p.name_rows.items()}) for p in val_pools]
     say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in {time.perf_counter() - start:.1f}s")
     ways = (cfg.ways_min, cfg.ways_max)
-    train_sampler = EpisodeSampler(train_pools, ways, cfg.shots, cfg.query, cfg.seed + rank)
+    rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))  # DDP sets these before fit
     val_tasks = EpisodeSampler(val_pools, ways, cfg.shots, cfg.query, cfg.seed + 1).fixed(cfg.val_tasks)
+    no_names = 0.0 if not use_names else cfg.name_weight
+    meta0 = init_meta_params(top, cfg.inner_lr, cfg.seed, cfg.head_lr, no_names)
+    head = settings.adapt.head
 
-    meta0 = init_meta_params(top, cfg.inner_lr, cfg.seed)
-    start_acc = sum(evaluate_task(top, meta0, TaskData.from_task(val_feats, t), cfg.inner_steps)
-                    for t in val_tasks) / len(val_tasks)
-    say(f"meta-step    0/{cfg.meta_steps}  held-out acc {start_acc:.3f}  (no meta-learning)")
+    def score(meta: dict) -> float:
+        return sum(evaluate_task(top, meta, TaskData.from_task(val_feats, t, names), cfg.inner_steps,
+                                 optimizer=cfg.optimizer, head=head) for t in val_tasks) / len(val_tasks)
+
+    start_acc = score(meta0)
     module = MetaLearner(top, meta0, train_feats, val_feats, cfg.algorithm, cfg.inner_steps, cfg.meta_lr,
-                         settings.adapt.max_loss)
-    module.best = (start_acc, 0, {k: v.clone() for k, v in meta0.items()})
+                         settings.adapt.max_loss, cfg.optimizer, head, names)
+    trainer = None
+    if cfg.meta_steps > 0:
+        trainer = _trainer(cfg, say if rank == 0 else (lambda m: None), start_acc, ckpt_dir, devices, strategy,
+                           logger, progress)
+        rank = trainer.global_rank
+    if rank:
+        say = lambda message: None  # noqa: E731
+    say(f"meta-step    0/{cfg.meta_steps}  held-out acc {start_acc:.3f}  (no meta-learning)")
     module.history.append({"step": 0, "val_acc": start_acc})
+    best_acc, best_step, best_meta = start_acc, 0, {k: v.clone() for k, v in meta0.items()}
     if trainer is not None:
-        loader = torch.utils.data.DataLoader(TaskStream(train_sampler), batch_size=cfg.meta_batch,
-                                             collate_fn=collate_tasks)
+        last = ckpt_dir / "last.ckpt"
+        resume = str(last) if last.is_file() else None
+        if resume:
+            say(f"resuming meta-training from {last}")
+        sampler = EpisodeSampler(train_pools, ways, cfg.shots, cfg.query, cfg.seed + rank + _resumed_step(last))
+        loader = torch.utils.data.DataLoader(TaskStream(sampler), batch_size=cfg.meta_batch, collate_fn=collate_tasks)
         val_loader = torch.utils.data.DataLoader(val_tasks, batch_size=len(val_tasks), collate_fn=collate_tasks)
-        trainer.fit(module, loader, val_loader)
-    best_acc, best_step, best_meta = module.best
+        trainer.fit(module, loader, val_loader, ckpt_path=resume)
+        ckpt = trainer.checkpoint_callback
+        if ckpt.best_model_score is not None and float(ckpt.best_model_score) > start_acc:
+            best_acc, best_meta = float(ckpt.best_model_score), meta_from_checkpoint(ckpt.best_model_path, meta0)
+            best_step = int(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["global_step"])
     seconds = time.perf_counter() - start
     metrics = {"val_accuracy": best_acc, "val_accuracy_start": start_acc, "best_step": best_step,
                "steps_run": module.global_step, "train_seconds": seconds}
     say(f"base = weights at meta-step {best_step} (held-out acc {best_acc:.3f} vs {start_acc:.3f} "
         f"without meta-learning), {seconds:.0f}s")
-    info = {"encoder": {"name": encoder.name, "digest": encoder.digest}, "encoder_settings": settings.to_dict()["encoder"],
-            "meta_train": settings.to_dict()["meta_train"], "metrics": metrics,
+    enc_info = {**settings.to_dict()["encoder"], "adapted_layers": layers}
+    info = {"encoder": {"name": encoder.name, "digest": encoder.digest}, "encoder_settings": enc_info,
+            "meta_train": settings.to_dict()["meta_train"], "adapt": settings.to_dict()["adapt"], "metrics": metrics,
             "train_tenants": sorted(train), "val_tenants": sorted(val)}
     base_dir = save_base(out_dir, best_meta, info) if rank == 0 else Path(out_dir)
+    if own_ckpt and rank == 0:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)
     return MetaTrainResult(base_dir, best_meta, metrics, module.history, settings.to_dict()["meta_train"], rank)
+
+
+def _resumed_step(last: Path) -> int:
+    """The step a resumed run starts from (0 for a new run): it shifts the task stream's seed so a
+    resumed run does not replay the tasks it has already seen."""
+    if not last.is_file():
+        return 0
+    return int(torch.load(last, map_location="cpu", weights_only=False).get("global_step", 0))

@@ -1,18 +1,19 @@
 """Review: approve (gates + four-eyes) moves ``@champion``, reject closes a candidate, rollback
-restores the previous approved version. Each state change is tagged on the version and audited."""
+restores the previous approved version. Each is a pure ``plan_*`` function over the versions it
+reads; ``transitions.execute`` applies it under the tenant's lock with an audit intent and commit."""
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
-from pathlib import Path
+import json
 
-from registry import audit, store
+from registry import audit, identity, isolation, store, transitions
 from registry.candidates import APPROVED, CANDIDATE, CHAMPION, PENDING, PREFIX, REJECTED, ROLLED_BACK
+from registry.describe import describe
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.settings import Settings
 from workspace.tenants import check_tenant_id, tenant_model_name
+
+ROLLBACK_REQUEST = "rollback_request"  # registered-model tag: a rollback waiting for a second person
 
 
 def _need_text(value: str | None, what: str, flag: str = "") -> str:
@@ -35,28 +36,6 @@ def _float(tags: dict, key: str) -> float | None:
         return None
 
 
-def summary(mv, aliases: dict[str, list[str]] | None = None) -> dict:
-    """What a reviewer sees of a version (``aliases``: version -> aliases of its model)."""
-    t = mv.tags
-    aliases = store.aliases(mv.name) if aliases is None else aliases
-    acc, base = _float(t, "query_accuracy"), _float(t, "baseline_accuracy")
-    return {"tenant": t.get("tenant") or mv.name.removeprefix(PREFIX), "version": str(mv.version),
-            "status": t.get("status", ""), "aliases": sorted(aliases.get(str(mv.version), [])),
-            "query_accuracy": acc, "baseline_accuracy": base,
-            "metrics": {"query_accuracy": acc, "baseline_accuracy": base},
-            "validation": t.get("validation", ""), "isolation": t.get("isolation", ""),
-            "data_version": t.get("data_version", ""), "base_version": t.get("base_version", ""),
-            "requested_by": t.get("requested_by", ""), "created": audit.iso_ms(mv.creation_timestamp)}
-
-
-def list_reviews(status: str | None = PENDING) -> list[dict]:
-    """Versions of every tenant (with ``status``, or all when None), by tenant then version."""
-    chosen = [mv for mv in store.versions(f"{PREFIX}%", like=True)
-              if mv.name.startswith(PREFIX) and (status is None or mv.tags.get("status") == status)]
-    aliases = {name: store.aliases(name) for name in {mv.name for mv in chosen}}
-    return [summary(mv, aliases[mv.name]) for mv in chosen]
-
-
 def gate_failures(mv, champion_mv, settings: Settings) -> list[str]:
     """The gates ``mv`` fails, each named first (validation, isolation, champion, baseline)."""
     t, g = mv.tags, settings.gates
@@ -75,30 +54,56 @@ def gate_failures(mv, champion_mv, settings: Settings) -> list[str]:
             failed.append(f"champion ({acc:.3f} < champion v{champion_mv.version} {champ:.3f} "
                           f"- tolerance {g.champion_tolerance})")
     if base is not None and acc < base - g.baseline_tolerance:
-        failed.append(f"baseline ({acc:.3f} < no-meta-learning baseline {base:.3f} "
-                      f"- tolerance {g.baseline_tolerance})")
+        method = t.get("baseline_method") or "no-meta"
+        failed.append(f"baseline ({acc:.3f} < {method} baseline {base:.3f} - tolerance {g.baseline_tolerance})")
     return failed
 
 
-def _drop_candidate_alias(name: str, version: str) -> None:
-    current = store.alias_version(name, CANDIDATE)
-    if current is not None and str(current.version) == str(version):
-        store.client().delete_registered_model_alias(name, CANDIDATE)
+def summary(mv, aliases: dict[str, list[str]] | None = None, champion_mv=None, settings: Settings | None = None) -> dict:
+    """What a reviewer sees of a version (``aliases``: version -> aliases of its model)."""
+    t = mv.tags
+    aliases = store.aliases(mv.name) if aliases is None else aliases
+    acc, base = _float(t, "query_accuracy"), _float(t, "baseline_accuracy")
+    out = {"tenant": t.get("tenant") or mv.name.removeprefix(PREFIX), "version": str(mv.version),
+           "status": t.get("status", ""), "aliases": sorted(aliases.get(str(mv.version), [])),
+           "query_accuracy": acc, "baseline_accuracy": base, "baseline_method": t.get("baseline_method", ""),
+           "head": t.get("head", ""),
+           "metrics": {"query_accuracy": acc, "baseline_accuracy": base},
+           "validation": t.get("validation", ""), "isolation": t.get("isolation", ""),
+           "data_version": t.get("data_version", ""), "base_version": t.get("base_version", ""),
+           "requested_by": t.get("requested_by", ""), "created": audit.iso_ms(mv.creation_timestamp),
+           "data_docs": t.get("data_docs", "")}
+    if settings is not None:
+        failed = gate_failures(mv, champion_mv, settings)
+        out.update(gates="passed" if not failed else "FAILS " + ", ".join(f.split(" (")[0] for f in failed),
+                   gates_failed=failed,
+                   champion_version=None if champion_mv is None else str(champion_mv.version),
+                   champion_accuracy=None if champion_mv is None else _float(champion_mv.tags, "query_accuracy"))
+    return out
 
 
-def _set_tags(name: str, version: str, tags: dict) -> None:
-    c = store.client()
-    for key, value in tags.items():
-        c.set_model_version_tag(name, str(version), key, str(value))
+def list_reviews(status: str | None = PENDING, settings: Settings | None = None) -> list[dict]:
+    """Versions of every tenant (with ``status``, or all when None), by tenant then version, with
+    their gate results and the tenant's champion when ``settings`` are given."""
+    every = [mv for mv in store.versions(f"{PREFIX}%", like=True) if mv.name.startswith(PREFIX)]
+    chosen = [mv for mv in every if status is None or mv.tags.get("status") == status]
+    aliases = {rm.name: rm.aliases for rm in store.registered_models(f"{PREFIX}%")}
+    by_version = {(mv.name, str(mv.version)): mv for mv in every}
+    out = []
+    for mv in chosen:
+        names = aliases.get(mv.name, {})
+        champ = by_version.get((mv.name, str(names.get(CHAMPION)))) if CHAMPION in names else None
+        per_version: dict[str, list[str]] = {}
+        for alias, v in names.items():
+            per_version.setdefault(str(v), []).append(alias)
+        out.append(summary(mv, per_version, champ, settings))
+    return out
 
 
-def approve(ws: Workspace, settings: Settings, tenant: str, version: str, reviewer: str, reason: str,
-            override_reason: str | None = None) -> dict:
-    """Make ``version`` the tenant's ``@champion`` if it passes the gates (or they are overridden)."""
-    reviewer = _need_text(reviewer, "reviewer", "--reviewer")
-    reason = _need_text(reason, "reason", "--reason")
-    mv = _version(tenant, version)
-    name, version, status = mv.name, str(mv.version), mv.tags.get("status")
+def plan_approve(mv, champion_mv, settings: Settings, reviewer: str, reason: str,
+                 override: str, artifact_problems: list[str]) -> transitions.Plan:
+    """Refuse (``UserError``) or plan: tags, ``@champion`` -> version, ``@candidate`` off it."""
+    tenant, name, version, status = mv.tags.get("tenant"), mv.name, str(mv.version), mv.tags.get("status")
     if status != PENDING:
         hint = {APPROVED: "it is already approved; to serve an earlier version use `tailor rollback`",
                 REJECTED: "it was rejected; re-adapt the tenant for a new candidate",
@@ -106,12 +111,13 @@ def approve(ws: Workspace, settings: Settings, tenant: str, version: str, review
         raise UserError(f"{tenant} v{version} is {status or 'untagged'}: "
                         f"{hint.get(status, 'only pending versions can be approved')}")
     requested_by = mv.tags.get("requested_by", "")
-    if settings.gates.four_eyes and reviewer == requested_by:
+    if settings.gates.four_eyes and identity.same_person(reviewer, requested_by):
         raise UserError(f"four-eyes: {reviewer} requested {tenant} v{version} and cannot also approve it; "
                         "ask another reviewer")
-    champion_mv = store.alias_version(name, CHAMPION)
+    if artifact_problems:
+        raise UserError(f"{tenant} v{version} refused: its stored artifacts fail isolation "
+                        f"({'; '.join(artifact_problems)}); re-adapt the tenant")
     failed = gate_failures(mv, champion_mv, settings)
-    override = (override_reason or "").strip()
     if failed and not override:
         raise UserError(f"{tenant} v{version} fails gate(s): {'; '.join(failed)}. "
                         "Fix it, or approve with --override-reason TEXT")
@@ -120,82 +126,117 @@ def approve(ws: Workspace, settings: Settings, tenant: str, version: str, review
             "gates": "passed" if not failed else "overridden: " + "; ".join(failed)}
     if failed:
         tags["override_reason"] = override
-    _set_tags(name, version, tags)
-    store.client().set_registered_model_alias(name, CHAMPION, version)
-    _drop_candidate_alias(name, version)
     previous = None if champion_mv is None else str(champion_mv.version)
-    record = audit.append(ws, actor=reviewer, action="approve", tenant=tenant, frm=previous, to=version,
-                          reason=reason, details={"gates_failed": failed, "override_reason": override or None,
-                                                  "requested_by": requested_by})
-    return {"tenant": tenant, "version": version, "previous": previous, "approved_by": reviewer,
-            "approved_at": at, "gates_failed": failed, "override_reason": override or None,
-            "audit_seq": record["seq"]}
+    plan_tags = {version: tags}
+    descriptions = {version: describe({**mv.tags, **tags}, "approved")}
+    if previous and previous != version:
+        descriptions[previous] = describe(champion_mv.tags, f"replaced as champion by v{version} at {at}")
+    return transitions.Plan(
+        action="approve", model=name, tenant=tenant, actor=reviewer, reason=reason, frm=previous, to=version,
+        tags=plan_tags, aliases=[(CHAMPION, version, None), (CANDIDATE, None, version)],
+        descriptions=descriptions,
+        details={"gates_failed": failed, "override_reason": override or None, "requested_by": requested_by})
+
+
+def approve(ws: Workspace, settings: Settings, tenant: str, version: str, reviewer: str, reason: str,
+            override_reason: str | None = None) -> dict:
+    """Make ``version`` the tenant's ``@champion`` if it passes the gates (or they are overridden)."""
+    reviewer = identity.require_person(reviewer, "approve")
+    reason = _need_text(reason, "reason", "--reason")
+    override = (override_reason or "").strip()
+    check_tenant_id(tenant)
+
+    def make():
+        mv = _version(tenant, version)
+        champion_mv = store.alias_version(mv.name, CHAMPION)
+        problems = isolation.verify_stored(mv) if mv.tags.get("status") == PENDING else []
+        return plan_approve(mv, champion_mv, settings, reviewer, reason, override, problems)
+
+    plan, commit = transitions.execute(ws, tenant, make)
+    return {"tenant": tenant, "version": plan.to, "previous": plan.frm, "approved_by": reviewer,
+            "approved_at": plan.tags[plan.to]["approved_at"], "gates_failed": plan.details["gates_failed"],
+            "override_reason": override or None, "audit_seq": commit["seq"]}
+
+
+def plan_reject(mv, reviewer: str, reason: str) -> transitions.Plan:
+    tenant, version, status = mv.tags.get("tenant"), str(mv.version), mv.tags.get("status")
+    if status != PENDING:
+        hint = " (to stop serving it use `tailor rollback`)" if status == APPROVED else ""
+        raise UserError(f"{tenant} v{version} is {status or 'untagged'}, not pending{hint}")
+    tags = {"status": REJECTED, "rejected_by": reviewer, "rejected_at": audit.now(), "rejection_reason": reason}
+    return transitions.Plan(
+        action="reject", model=mv.name, tenant=tenant, actor=reviewer, reason=reason, frm=version, to=None,
+        tags={version: tags}, aliases=[(CANDIDATE, None, version)],
+        descriptions={version: describe({**mv.tags, **tags}, "rejected")},
+        details={"requested_by": mv.tags.get("requested_by", "")})
 
 
 def reject(ws: Workspace, tenant: str, version: str, reviewer: str, reason: str) -> dict:
     """Close a pending version: it can never be approved; ``@candidate`` leaves it."""
-    reviewer = _need_text(reviewer, "reviewer", "--reviewer")
-    reason = _need_text(reason, "reason", "--reason")
-    mv = _version(tenant, version)
-    name, version, status = mv.name, str(mv.version), mv.tags.get("status")
-    if status != PENDING:
-        hint = " (to stop serving it use `tailor rollback`)" if status == APPROVED else ""
-        raise UserError(f"{tenant} v{version} is {status or 'untagged'}, not pending{hint}")
-    at = audit.now()
-    _set_tags(name, version, {"status": REJECTED, "rejected_by": reviewer, "rejected_at": at,
-                              "rejection_reason": reason})
-    _drop_candidate_alias(name, version)
-    record = audit.append(ws, actor=reviewer, action="reject", tenant=tenant, frm=version, to=None,
-                          reason=reason, details={"requested_by": mv.tags.get("requested_by", "")})
-    return {"tenant": tenant, "version": version, "rejected_by": reviewer, "rejected_at": at,
-            "audit_seq": record["seq"]}
-
-
-def rollback(ws: Workspace, tenant: str, actor: str, reason: str) -> dict:
-    """Point ``@champion`` at the previously approved version; the current one becomes rolled_back."""
-    actor = _need_text(actor, "who rolls back (actor)")
+    reviewer = identity.require_person(reviewer, "reject")
     reason = _need_text(reason, "reason", "--reason")
     check_tenant_id(tenant)
-    name = tenant_model_name(tenant)
-    current = store.alias_version(name, CHAMPION)
+    plan, commit = transitions.execute(ws, tenant, lambda: plan_reject(_version(tenant, version), reviewer, reason))
+    tags = plan.tags[plan.frm]
+    return {"tenant": tenant, "version": plan.frm, "rejected_by": reviewer, "rejected_at": tags["rejected_at"],
+            "audit_seq": commit["seq"]}
+
+
+def plan_rollback(name: str, tenant: str, current, earlier: list, actor: str, reason: str,
+                  settings: Settings, request: dict | None) -> transitions.Plan:
+    """Refuse, plan a rollback request (a second person must confirm), or plan the rollback."""
     if current is None:
         raise UserError(f"tenant {tenant} has no approved champion to roll back")
-    earlier = [mv for mv in store.versions(name)
-               if mv.tags.get("status") == APPROVED and str(mv.version) != str(current.version)]
     if not earlier:
         raise UserError(f"tenant {tenant} has no earlier approved version to roll back to "
                         f"(v{current.version} is the only one)")
+    alone = identity.may_rollback_alone(actor, settings.gates.rollback_alone)
+    if not alone and identity.is_service(actor):
+        raise UserError(f"{actor} is a service identity: it may not roll back (gates.rollback_alone)")
+    if not alone and (request is None or identity.same_person(request.get("by"), actor)):
+        if request is not None:
+            raise UserError(f"rollback of {tenant} already requested by {actor}: another person must confirm "
+                            f"it with `tailor rollback {tenant}`")
+        at = audit.now()
+        return transitions.Plan(
+            action="request-rollback", model=name, tenant=tenant, actor=actor, reason=reason,
+            frm=str(current.version), model_tags={ROLLBACK_REQUEST: json.dumps({"by": actor, "at": at, "reason": reason}, sort_keys=True)},
+            details={"needs": "a second person (gates.rollback_alone)"})
     target = max(earlier, key=lambda mv: (mv.tags.get("approved_at", ""), int(mv.version)))
     at = audit.now()
-    _set_tags(name, current.version, {"status": ROLLED_BACK, "rolled_back_by": actor,
-                                      "rolled_back_at": at, "rollback_reason": reason})
-    store.client().set_registered_model_alias(name, CHAMPION, target.version)
-    record = audit.append(ws, actor=actor, action="rollback", tenant=tenant, frm=current.version,
-                          to=target.version, reason=reason)
-    return {"tenant": tenant, "from": str(current.version), "to": str(target.version), "by": actor,
-            "at": at, "audit_seq": record["seq"]}
+    tags = {"status": ROLLED_BACK, "rolled_back_by": actor, "rolled_back_at": at, "rollback_reason": reason}
+    details = {"alone": alone}
+    if request is not None and not alone:
+        details.update(requested_by=request.get("by"), request_reason=request.get("reason"))
+    return transitions.Plan(
+        action="rollback", model=name, tenant=tenant, actor=actor, reason=reason, frm=str(current.version),
+        to=str(target.version), tags={str(current.version): tags}, aliases=[(CHAMPION, str(target.version), None)],
+        descriptions={str(current.version): describe({**current.tags, **tags}, "rolled back"),
+                      str(target.version): describe(target.tags, f"champion again after rollback at {at}")},
+        model_tags={ROLLBACK_REQUEST: None} if request is not None else {}, details=details)
 
 
-def champion(tenant: str) -> tuple[str, Path]:
-    """(version, local folder holding ``delta/`` and ``base/``) of the tenant's champion, cached."""
-    import mlflow
-
+def rollback(ws: Workspace, settings: Settings, tenant: str, actor: str, reason: str) -> dict:
+    """Point ``@champion`` at the previously approved version; the current one becomes rolled_back.
+    Someone ``gates.rollback_alone`` does not name only requests it; a second person completes it."""
+    actor = identity.normalise(actor)
+    if not actor:
+        raise UserError("rollback needs an identity: set TAILOR_USER")
+    reason = _need_text(reason, "reason", "--reason")
     check_tenant_id(tenant)
     name = tenant_model_name(tenant)
-    mv = store.alias_version(name, CHAMPION)
-    if mv is None:
-        raise UserError(f"tenant {tenant} has no approved champion: run `tailor review approve "
-                        f"{tenant} VERSION --reviewer NAME --reason TEXT`")
-    version = str(mv.version)
-    # Keyed by the delta's checksum too: a new MLflow store restarting at v1 never hits a stale copy.
-    folder = store.workspace().cache_dir / "models" / tenant / f"v{version}-{mv.tags.get('delta_sha256', '')[:12]}"
-    if not ((folder / "artifacts" / "delta").is_dir() and (folder / "artifacts" / "base").is_dir()):
-        folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".download-"))
-        try:
-            mlflow.artifacts.download_artifacts(artifact_uri=f"models:/{name}/{version}", dst_path=str(tmp))
-            shutil.rmtree(folder, ignore_errors=True)
-            os.replace(tmp, folder)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return version, folder / "artifacts"
+
+    def make():
+        if not store.has_model(name):
+            raise UserError(f"tenant {tenant} has no approved champion to roll back")
+        current = store.alias_version(name, CHAMPION)
+        earlier = [] if current is None else [
+            mv for mv in store.versions(name)
+            if mv.tags.get("status") == APPROVED and str(mv.version) != str(current.version)]
+        raw = store.client().get_registered_model(name).tags.get(ROLLBACK_REQUEST)
+        return plan_rollback(name, tenant, current, earlier, actor, reason, settings,
+                             json.loads(raw) if raw else None)
+
+    plan, commit = transitions.execute(ws, tenant, make)
+    return {"tenant": tenant, "action": plan.action, "from": plan.frm, "to": plan.to, "by": actor,
+            "at": commit["at"], "audit_seq": commit["seq"], "details": plan.details}

@@ -1,25 +1,33 @@
-"""The audit log: one hash-chained JSON line per state change, so an auditor can replay and trust it.
+"""The audit log: one hash-chained record per state change, kept in the MLflow backend beside the
+models it describes (experiment ``tailor-audit``, one run per record), so it travels with a shared
+registry instead of living on one machine.
 
 Each record's ``hash`` is the sha256 of its canonical JSON (sorted keys, without ``hash``), and
-``prev_hash`` is the hash of the record before it, so editing, deleting or reordering a line
-breaks the chain from there on. Truncating the *last* lines cannot be detected from the file
-alone: anchor the latest hash elsewhere (e.g. print it in a report) to catch that too.
+``prev_hash`` is the hash of the record before it: editing, deleting or reordering a record breaks
+the chain. Deleting the *last* records leaves a valid shorter chain, so the head (count and hash)
+is anchored twice outside the records: as a tag of the experiment and in the workspace
+(``.tailor/audit-head.json``). ``verify`` compares the chain with both.
+
+A state change writes two records (``transitions``): an ``intent`` holding the plan, then a
+``commit`` naming the intent. An intent without a commit is open work the next command finishes.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from registry import store
 from workspace.errors import UserError
 from workspace.paths import Workspace
 
 GENESIS = "0" * 64
+EXPERIMENT = "tailor-audit"
 CHAMPION_ACTIONS = ("approve", "rollback")  # the records that move a tenant's @champion
+_CHUNK = 7000  # MLflow tag values hold 8,000 characters: longer records are split over tags
+BASE_KEY = "_base"  # the lock/record key of tailor-base's transitions
 
 
 def now() -> str:
@@ -39,7 +47,7 @@ def parse_time(value: str | datetime) -> datetime:
     """A timezone-aware datetime; a naive one (or string) is taken as UTC."""
     if isinstance(value, str):
         try:
-            value = datetime.fromisoformat(value.strip())
+            value = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
         except ValueError:
             raise UserError(f"{value!r} is not a time: use ISO 8601, e.g. 2026-03-01T12:00:00Z") from None
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
@@ -51,101 +59,208 @@ def record_hash(record: dict) -> str:
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-@contextmanager
-def _locked(path: Path):
-    """The log opened for reading and appending under an exclusive lock (one writer at a time)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+def lock(ws: Workspace, key: str, timeout: float = 120.0):
+    """A lock across processes (``key``: "audit", a tenant id, or BASE_KEY): see ``registry.locks``."""
+    from registry.locks import lock as make
+
+    return make(ws, key, timeout)
+
+
+def _experiment() -> str:
+    return store.experiment_id(EXPERIMENT)
+
+
+def _anchor_file(ws: Workspace) -> Path:
+    return ws.state_dir / "audit-head.json"
+
+
+def _remote_head(exp_id: str) -> dict:
+    tags = store.client().get_experiment(exp_id).tags
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-        yield fd
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
+        return json.loads(tags["head"])
+    except (KeyError, ValueError):
+        return {"count": 0, "hash": GENESIS}
 
 
-def _last_line(fd: int) -> bytes:
-    """The last non-empty line, read backwards from the end (the log may grow large)."""
-    end = os.lseek(fd, 0, os.SEEK_END)
-    pos, tail = end, b""
-    while pos > 0:
-        step = min(4096, pos)
-        pos -= step
-        tail = os.pread(fd, step, pos) + tail
-        lines = tail.rstrip(b"\n").split(b"\n")
-        if len(lines) > 1 or pos == 0:
-            return lines[-1]
-    return b""
+def _local_head(ws: Workspace) -> dict | None:
+    try:
+        return json.loads(_anchor_file(ws).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
-def append(ws: Workspace, *, actor: str, action: str, tenant: str | None, frm: str | None,
-           to: str | None, reason: str, details: dict | None = None) -> dict:
-    """Append one record, chained to the last one, and fsync it before returning it."""
-    with _locked(ws.audit_log) as fd:
-        last = _last_line(fd)
-        if last:
-            try:
-                prev = json.loads(last)
-                seq, prev_hash = int(prev["seq"]) + 1, prev["hash"]
-            except (ValueError, KeyError, TypeError):
-                raise UserError(f"{ws.audit_log}: the last line is not an audit record; "
-                                "run `tailor audit verify` and restore the log") from None
-        else:
-            seq, prev_hash = 1, GENESIS
-        record = {"seq": seq, "at": now(), "actor": actor, "action": action, "tenant": tenant,
-                  "from": None if frm is None else str(frm), "to": None if to is None else str(to),
-                  "reason": reason, "details": details or {}, "prev_hash": prev_hash}
-        record["hash"] = record_hash(record)
-        line = json.dumps(record, sort_keys=True, ensure_ascii=False) + "\n"
-        os.write(fd, line.encode("utf-8"))
-        os.fsync(fd)
+def _write_local_head(ws: Workspace, head: dict) -> None:
+    path = _anchor_file(ws)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({**head, "store": store.tracking_uri()}) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def _tags_of(record: dict) -> dict[str, str]:
+    text = json.dumps(record, sort_keys=True, ensure_ascii=False)
+    tags = {"seq": f"{record['seq']:09d}", "tenant": record.get("tenant") or BASE_KEY,
+            "action": record["action"], "phase": record.get("phase") or "event"}
+    for i in range(0, len(text), _CHUNK):
+        tags[f"record_{i // _CHUNK}"] = text[i:i + _CHUNK]
+    if record.get("phase") == "intent":
+        tags["open"] = "yes"
+    if record.get("intent") is not None:
+        tags["intent"] = f"{record['intent']:09d}"
+    return tags
+
+
+def _parse(run) -> dict | None:
+    tags, parts, i = run.data.tags, [], 0
+    while f"record_{i}" in tags:
+        parts.append(tags[f"record_{i}"])
+        i += 1
+    try:
+        record = json.loads("".join(parts))
+    except ValueError:
+        return None
+    record["_run_id"] = run.info.run_id
     return record
 
 
-def _lines(ws: Workspace) -> list[str]:
-    if not ws.audit_log.exists():
-        return []
-    return [line for line in ws.audit_log.read_text(encoding="utf-8").splitlines() if line.strip()]
+def _search(filter_string: str = "", max_results: int | None = None) -> list[dict]:
+    """Records matching ``filter_string``, oldest first (unparseable runs are returned as None)."""
+    c, out, token = store.client(), [], None
+    exp = _experiment()
+    while True:
+        page = c.search_runs([exp], filter_string=filter_string, order_by=["tags.seq ASC"],
+                             max_results=min(max_results or 50000, 50000), page_token=token)
+        out.extend(_parse(run) for run in page)
+        token = page.token
+        if not token or (max_results and len(out) >= max_results):
+            return out
 
 
-def verify(ws: Workspace) -> tuple[bool, int, str | None]:
-    """Recompute the chain: (ok, records checked, the first problem found or None)."""
-    prev_hash = GENESIS
-    lines = _lines(ws)
-    for i, line in enumerate(lines, start=1):
-        try:
-            record = json.loads(line)
-            seq, stored, linked = record["seq"], record["hash"], record["prev_hash"]
-        except (ValueError, KeyError, TypeError):
-            return False, len(lines), f"line {i} is not an audit record"
-        if seq != i:
-            return False, len(lines), f"line {i} has seq {seq}: a record was deleted, inserted or moved"
-        if linked != prev_hash:
-            return False, len(lines), f"record {seq} does not follow record {seq - 1}: the chain is broken"
-        if record_hash(record) != stored:
-            return False, len(lines), f"record {seq} was changed after it was written (hash mismatch)"
-        prev_hash = stored
-    return True, len(lines), None
+def _by_seq(seq: int) -> dict | None:
+    found = _search(f"tags.seq = '{seq:09d}'")
+    return found[0] if found else None
 
 
-def records(ws: Workspace, tenant: str | None = None) -> list[dict]:
-    """All records (of one tenant), oldest first. Lines that do not parse are skipped: use ``verify``."""
+def append(ws: Workspace, *, actor: str, action: str, tenant: str | None, frm: str | None,
+           to: str | None, reason: str, details: dict | None = None, phase: str | None = None,
+           intent: int | None = None) -> dict:
+    """Append one record chained to the head, then move both anchors; returns the record."""
+    exp = _experiment()
+    with lock(ws, "audit"):
+        head = _remote_head(exp)
+        # A writer killed after creating its record but before moving the head left a valid next
+        # record: adopt it instead of forking the chain.
+        while (nxt := _by_seq(head["count"] + 1)) is not None and nxt.get("prev_hash") == head["hash"]:
+            head = {"count": head["count"] + 1, "hash": nxt["hash"]}
+        record = {"seq": head["count"] + 1, "at": now(), "actor": actor, "action": action, "tenant": tenant,
+                  "from": None if frm is None else str(frm), "to": None if to is None else str(to),
+                  "reason": reason, "details": details or {}, "prev_hash": head["hash"]}
+        if phase:
+            record["phase"] = phase
+        if intent is not None:
+            record["intent"] = int(intent)
+        record["hash"] = record_hash(record)
+        c = store.client()
+        run = c.create_run(exp, run_name=f"audit-{record['seq']:09d}-{action}", tags=_tags_of(record))
+        c.set_terminated(run.info.run_id, "FINISHED")
+        new_head = {"count": record["seq"], "hash": record["hash"]}
+        c.set_experiment_tag(exp, "head", json.dumps(new_head))
+        _write_local_head(ws, new_head)
+    record["_run_id"] = run.info.run_id
+    return record
+
+
+def close_intent(record: dict) -> None:
+    """Mark an intent done (the ``open`` tag is outside the hashed record)."""
+    store.client().set_tag(record["_run_id"], "open", "no")
+
+
+def open_intents(tenant: str | None, every_tenant: bool = False) -> list[dict]:
+    """Intents not yet marked done (of ``tenant``, None = tailor-base; or of everyone)."""
+    query = "tags.open = 'yes'" + ("" if every_tenant else f" AND tags.tenant = '{tenant or BASE_KEY}'")
+    return [r for r in _search(query) if r]
+
+
+def commit_of(intent_seq: int) -> dict | None:
+    found = [r for r in _search(f"tags.intent = '{intent_seq:09d}'") if r]
+    return found[0] if found else None
+
+
+def all_records() -> list[dict | None]:
+    return _search()
+
+
+def records(ws: Workspace | None = None, tenant: str | None = None) -> list[dict]:
+    """Every record (of one tenant), oldest first; unreadable ones are skipped (``verify`` names them)."""
+    found = _search("" if tenant is None else f"tags.tenant = '{tenant}'")
+    return [r for r in found if r]
+
+
+def effective(recs: list[dict]) -> list[dict]:
+    """What happened: events, and committed intents as one record each (at = the commit's time,
+    ``to`` completed by the commit, e.g. the version a register created); aborted and open
+    intents are left out. Ordered by commit."""
+    intents = {r["seq"]: r for r in recs if r.get("phase") == "intent"}
     out = []
-    for line in _lines(ws):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if tenant is None or record.get("tenant") == tenant:
-            out.append(record)
+    for r in recs:
+        if r.get("phase") == "commit":
+            intent = intents.get(r.get("intent"))
+            if intent is None or r.get("details", {}).get("outcome") == "aborted":
+                continue
+            out.append({**intent, "at": r["at"], "to": r.get("to", intent.get("to")),
+                        "commit_seq": r["seq"], "phase": "committed"})
+        elif r.get("phase") in (None, "event"):
+            out.append(r)
     return out
+
+
+def verify(ws: Workspace) -> dict:
+    """Recompute the chain and compare its head with both anchors.
+
+    Returns {"ok", "records", "problems": [one line each], "head": {"count", "hash"}}.
+    """
+    recs = all_records()
+    problems: list[str] = []
+    prev = GENESIS
+    for i, record in enumerate(recs, start=1):
+        if record is None:
+            problems.append(f"record {i} is not readable JSON")
+            break
+        if record.get("seq") != i:
+            problems.append(f"record at position {i} has seq {record.get('seq')}: a record was deleted, "
+                            "inserted or moved")
+            break
+        if record.get("prev_hash") != prev:
+            problems.append(f"record {i} does not follow record {i - 1}: the chain is broken")
+            break
+        stored = record.get("hash")
+        if record_hash({k: v for k, v in record.items() if k != "_run_id"}) != stored:
+            problems.append(f"record {i} was changed after it was written (hash mismatch)")
+            break
+        prev = stored
+    head = {"count": len(recs), "hash": prev}
+    if not problems:
+        problems += _check_anchor("registry anchor (experiment tag)", _remote_head(_experiment()), recs, head)
+        local = _local_head(ws)
+        if local is not None and local.get("store") == store.tracking_uri():
+            problems += _check_anchor(f"workspace anchor ({_anchor_file(ws).name})", local, recs, head)
+    return {"ok": not problems, "records": len(recs), "problems": problems, "head": head}
+
+
+def _check_anchor(name: str, anchor: dict, recs: list, head: dict) -> list[str]:
+    count = int(anchor.get("count", 0))
+    if count > head["count"]:
+        return [f"{name} says {count} record(s) but the log has {head['count']}: "
+                "records were deleted from the end"]
+    if count and recs[count - 1].get("hash") != anchor.get("hash"):
+        return [f"{name}: record {count} differs from the anchored one: the log was rewritten"]
+    return []
 
 
 def served_at(ws: Workspace, tenant: str, at: str | datetime) -> str | None:
     """The champion version of ``tenant`` at time ``at``, replayed from approve/rollback records."""
     when = parse_time(at)
     version = None
-    for record in records(ws, tenant):
+    for record in effective(records(ws, tenant)):
         if record.get("action") in CHAMPION_ACTIONS and parse_time(record["at"]) <= when:
             version = record.get("to")
     return version

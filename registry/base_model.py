@@ -6,6 +6,7 @@ approved champion serves; it only changes what the next adaptation starts from.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -14,8 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from lightning_modules.delta import sha256_file
-from registry import audit, store
+from registry import store, transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.tenants import BASE_MODEL_NAME
@@ -58,25 +58,51 @@ def _metrics(c, run_id: str, metrics: dict, history: list[dict] | None) -> None:
         c.log_batch(run_id, metrics=rows[start:start + 1000])
 
 
+def training_logger(run_name: str):
+    """Lightning's MLflow logger for meta-training curves, in the base models' experiment of this
+    workspace's tracking store (``register_base`` links the base's run to it)."""
+    from pytorch_lightning.loggers import MLFlowLogger
+
+    store.experiment_id(EXPERIMENT)   # created with the workspace's artifact root if it is new
+    return MLFlowLogger(experiment_name=EXPERIMENT, run_name=run_name, tracking_uri=store.tracking_uri(),
+                        tags={"kind": "meta-training curves"})
+
+
+def input_tags(data_versions: dict[str, str] | None) -> dict[str, str]:
+    """Tags naming the data version of every tenant a base was meta-trained on, and their digest."""
+    if data_versions is None:
+        return {}
+    digest = hashlib.sha256(json.dumps(data_versions, sort_keys=True).encode()).hexdigest()
+    return {"inputs_sha256": digest, **{f"data_version.{t}": v for t, v in sorted(data_versions.items())}}
+
+
 def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[dict] | None = None,
-                  tags: dict | None = None, actor: str = "meta-train") -> BaseRef:
+                  tags: dict | None = None, actor: str = "service:meta-train",
+                  data_versions: dict[str, str] | None = None) -> BaseRef:
     """Log ``base_dir`` in one run of "tailor-meta-train", register it and make it ``@current``.
 
-    Registering the same base (same digest) again returns the existing version: a retried
-    flow task never creates a duplicate.
+    ``data_versions`` (tenant -> md5 of the data it was meta-trained on) go into the version's
+    and run's tags and into ``inputs.json`` beside the weights, so an auditor can follow a tenant's
+    lineage down to those files. Registering the same base (same digest, same inputs) again returns
+    the existing version: a retried flow task never creates a duplicate, while the same weights
+    from other data are a new version with their own lineage.
     """
     from mlflow.entities import Param, RunTag
 
     base_dir = Path(base_dir)
     digest = read_digest(base_dir)
     c = store.client()
+    ws = store.workspace()
     store.ensure_registered_model(BASE_MODEL_NAME, "Tailor's meta-learned base (shared by every tenant)")
-    previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
-    existing = [mv for mv in store.versions(BASE_MODEL_NAME) if mv.tags.get("digest") == digest]
-    if existing:
-        mv = existing[-1]
-    else:
-        tags = {k: str(v) for k, v in (tags or {}).items()}
+    inputs = input_tags(data_versions)
+    same = lambda mv: mv.tags.get("digest") == digest and mv.tags.get("inputs_sha256") == inputs.get("inputs_sha256")  # noqa: E731
+    existing = [mv for mv in store.versions(BASE_MODEL_NAME) if same(mv)]
+    create = None
+    if not existing:
+        tags = {**{k: str(v) for k, v in (tags or {}).items()}, **inputs}
+        if data_versions is not None:
+            (base_dir / "inputs.json").write_text(json.dumps({"data_versions": data_versions}, indent=2,
+                                                             sort_keys=True) + "\n", encoding="utf-8")
         run = c.create_run(store.experiment_id(EXPERIMENT), run_name=f"base-{digest[7:19]}",
                            tags={**tags, "digest": digest})
         run_id = run.info.run_id
@@ -87,21 +113,41 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
                 c.log_batch(run_id, params=rows[start:start + 100])
             _metrics(c, run_id, metrics, history)
             c.log_batch(run_id, tags=[RunTag("mlflow.note.content", "Tailor base model")])
+            if data_versions:
+                c.log_dict(run_id, data_versions, "lineage/train_data_versions.json")
             c.log_artifacts(run_id, str(base_dir), artifact_path="base")
         except BaseException:
             c.set_terminated(run_id, "FAILED")
             raise
         c.set_terminated(run_id, "FINISHED")
-        mv = c.create_model_version(BASE_MODEL_NAME, f"{run.info.artifact_uri}/base", run_id,
-                                    tags={**tags, "digest": digest})
-    c.set_registered_model_alias(BASE_MODEL_NAME, CURRENT, mv.version)
-    ref = _ref(c.get_model_version(BASE_MODEL_NAME, mv.version))
-    if previous is None or str(previous.version) != ref.version:
-        audit.append(store.workspace(), actor=actor, action="register-base", tenant=None,
-                     frm=None if previous is None else previous.version, to=ref.version,
-                     reason="meta-trained base registered as @current",
-                     details={"digest": digest, "run_id": ref.run_id})
-    return ref
+        create = {"source": f"{run.info.artifact_uri}/base", "run_id": run_id, "model_id": None,
+                  "tags": {**tags, "digest": digest}, "description": f"meta-learned base {digest[:19]}"}
+
+    def make():
+        previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
+        found = [mv for mv in store.versions(BASE_MODEL_NAME) if same(mv)]
+        if found and previous is not None and str(previous.version) == str(found[-1].version):
+            raise _NoChange()
+        target = str(found[-1].version) if found else transitions.NEW
+        if not found and create is None:
+            raise UserError(f"{BASE_MODEL_NAME}: the version with digest {digest[:19]} disappeared; meta-train again")
+        return transitions.Plan(
+            action="register-base", model=BASE_MODEL_NAME, tenant=None, actor=actor,
+            reason="meta-trained base registered as @current",
+            frm=None if previous is None else str(previous.version), to=target,
+            create=None if found else create, aliases=[(CURRENT, target, None)],
+            details={"digest": digest, "run_id": (create or {}).get("run_id") or found[-1].run_id,
+                     "train_data_versions": data_versions or {}})
+
+    try:
+        transitions.execute(ws, None, make)
+    except _NoChange:
+        pass
+    return _ref(store.alias_version(BASE_MODEL_NAME, CURRENT))
+
+
+class _NoChange(Exception):
+    """The base is already registered and current: nothing to record."""
 
 
 def get_base(version: str | None = None) -> BaseRef:
@@ -114,16 +160,23 @@ def get_base(version: str | None = None) -> BaseRef:
     return _ref(store.model_version(BASE_MODEL_NAME, version, BASE_MODEL_NAME))
 
 
-def set_current_base(ws: Workspace, version: str, *, actor: str = "unknown", reason: str = "") -> BaseRef:
-    """Point ``@current`` at ``version`` (``tailor rollback --base-version``); audited in ``ws``."""
-    ref = get_base(version)
-    previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
-    store.client().set_registered_model_alias(BASE_MODEL_NAME, CURRENT, ref.version)
-    audit.append(ws, actor=actor, action="set-base", tenant=None,
-                 frm=None if previous is None else previous.version, to=ref.version,
-                 reason=reason or f"base @current set to version {ref.version}",
-                 details={"digest": ref.digest})
-    return ref
+def set_current_base(ws: Workspace, version: str, *, actor: str, reason: str = "") -> BaseRef:
+    """Point ``@current`` at ``version`` (``tailor rollback --base-version``), through a transition."""
+    from registry import identity
+
+    actor = identity.require_person(actor, "roll back the base")
+
+    def make():
+        ref = get_base(version)
+        previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
+        return transitions.Plan(
+            action="set-base", model=BASE_MODEL_NAME, tenant=None, actor=actor,
+            reason=reason or f"base @current set to version {ref.version}",
+            frm=None if previous is None else str(previous.version), to=ref.version,
+            aliases=[(CURRENT, ref.version, None)], details={"digest": ref.digest})
+
+    transitions.execute(ws, None, make)
+    return get_base()
 
 
 def download_base(ref: BaseRef, dst: Path | None = None) -> Path:
@@ -143,6 +196,8 @@ def download_base(ref: BaseRef, dst: Path | None = None) -> Path:
 
         local = Path(mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{ref.name}/{ref.version}", dst_path=str(tmp / "base")))
+        from registry.isolation import sha256_file
+
         if f"sha256:{sha256_file(local / 'base.safetensors')}" != ref.digest:
             raise UserError(f"{ref.name} v{ref.version}: stored base.safetensors does not match its "
                             "digest; refusing to use it")

@@ -1,17 +1,22 @@
 """A tenant's adapted delta becomes a pending version of ``tailor-tenant-<id>`` with ``@candidate``.
 
 The version's tags carry everything a reviewer and an auditor need (status, data version,
-validation, isolation, base, metrics, flow run, code version, requester); the version itself is a
-pyfunc bundling base + delta.
+validation, isolation, base, metrics and which baseline, head, flow run, code version, requester)
+and the digests every later load is checked against (delta bytes, labels, base). Its run holds
+what MLflow's UI shows a reviewer: per-label metrics, a confusion-matrix PNG, the validation
+summary and the tenant's data as a dataset input with its DVC digest.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import tempfile
+import warnings
 from pathlib import Path
 
-from lightning_modules.delta import read_manifest
-from registry import audit, isolation, store
+from registry import audit, evaluation, identity, isolation, store, transitions
 from registry.base_model import BaseRef, read_digest
+from registry.describe import describe
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.tenants import check_tenant_id, tenant_model_name
@@ -27,24 +32,35 @@ def _short_json(value) -> str:
     return text if len(text) <= MAX_TAG else text[:MAX_TAG - 3] + "..."
 
 
+def labels_digest(labels) -> str:
+    """The digest a version records for its label set (order matters: it indexes the head rows)."""
+    text = json.dumps(list(labels or []), ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def _version_tags(tenant: str, manifest: dict, base: BaseRef, validation: dict, iso: tuple,
                   requested_by: str, flow_run_id: str | None) -> dict[str, str]:
     metrics = manifest.get("metrics") or {}
     passed, reasons = iso
+    summary = {k: validation.get(k) for k in ("passed", "failures", "stats", "suite", "checked_at", "leakage")}
     return {
         "status": PENDING,
         "tenant": tenant,
         "data_version": str(manifest.get("data_version", "")),
         "validation": "passed" if validation.get("passed") else "failed",
-        "validation_report": _short_json(validation),
+        "validation_report": _short_json(summary),
+        "data_docs": str(validation.get("data_docs") or ""),
         "isolation": "passed" if passed else "failed: " + "; ".join(reasons)[:MAX_TAG],
         "base_version": str(base.version),
         "base_digest": base.digest,
         "delta_sha256": str(manifest.get("sha256", "")),
         "labels": _short_json(manifest.get("labels", [])),
+        "labels_sha256": labels_digest(manifest.get("labels", [])),
         "metrics": _short_json({k: metrics.get(k) for k in ("query_accuracy", "baseline_accuracy")}),
         "query_accuracy": str(metrics.get("query_accuracy", "")),
         "baseline_accuracy": str(metrics.get("baseline_accuracy", "")),
+        "baseline_method": str(metrics.get("baseline_method", "") or ""),
+        "head": str((manifest.get("adaptation") or {}).get("head", "") or ""),
         "flow_run_id": flow_run_id or "",
         "code_version": str(manifest.get("code_version", "")),
         "requested_by": requested_by,
@@ -62,15 +78,48 @@ def _existing(tenant: str, manifest: dict, base: BaseRef):
     return None
 
 
+def _log_review_artifacts(tenant: str, manifest: dict, validation: dict, held_out: dict | None) -> None:
+    """Into the active run: per-label metrics, confusion matrix PNG, validation summary, dataset input."""
+    import mlflow
+
+    labels = list(manifest.get("labels") or [])
+    y_true, y_pred = list((held_out or {}).get("y_true", [])), list((held_out or {}).get("y_pred", []))
+    rows = evaluation.per_label(labels, y_true, y_pred)
+    matrix = evaluation.confusion(labels, y_true, y_pred)
+    review = {"labels": labels, "per_label": rows, "confusion": matrix, "n_held_out": len(y_true)}
+    mlflow.log_dict(review, "review/per_label.json")
+    mlflow.log_dict(validation, "review/validation.json")
+    for i, row in enumerate(rows):
+        mlflow.log_metrics({f"label.{i}.precision": row["precision"], f"label.{i}.recall": row["recall"]})
+    with tempfile.TemporaryDirectory() as tmp:
+        png = evaluation.confusion_png(labels, matrix, Path(tmp) / "confusion_matrix.png",
+                                       f"{tenant}: held-out confusion ({len(y_true)} texts)")
+        mlflow.log_artifact(str(png), "review")
+    from mlflow.data.dataset_source_registry import resolve_dataset_source
+    from mlflow.data.meta_dataset import MetaDataset
+
+    data_version = str(manifest.get("data_version", ""))
+    with warnings.catch_warnings():  # "can be interpreted in multiple ways": both are local files
+        warnings.simplefilter("ignore")
+        source = resolve_dataset_source(f"data/tenants/{tenant}")
+    dataset = MetaDataset(source=source, name=f"{tenant}@{data_version.removeprefix('md5:')[:12]}",
+                          digest=data_version.removeprefix("md5:")[:36] or None)
+    mlflow.log_input(dataset, context="training", tags={"dvc_md5": data_version,
+                                                        "git_commit": str(manifest.get("data_git_commit") or "")})
+
+
 def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Path, *, base: BaseRef,
-                       validation: dict, requested_by: str, flow_run_id: str | None = None) -> str:
+                       validation: dict, requested_by: str, flow_run_id: str | None = None,
+                       held_out: dict | None = None) -> str:
     """Register ``delta_dir`` (+ ``base_dir``) as a pending version with ``@candidate``; its version.
 
     ``validation`` is the data validation report of the tenant's data (its ``passed`` is the
-    gate). Registering the same delta twice returns the first version instead of a duplicate.
+    gate); ``held_out`` the adaptation's held-out ``y_true``/``y_pred``. Registering the same delta
+    twice returns the first version instead of a duplicate.
     """
     import mlflow
 
+    from lightning_modules.delta import read_manifest
     from registry import pyfunc
 
     check_tenant_id(tenant)
@@ -80,16 +129,18 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         raise UserError(f"{delta_dir} is a delta of tenant {manifest.get('tenant')!r}, not {tenant!r}")
     if read_digest(base_dir) != base.digest:
         raise UserError(f"{base_dir} is not {base.name} v{base.version}: its digest differs")
+    requested_by = identity.normalise(requested_by)
     if not requested_by:
         raise UserError("say who requests the candidate (requested_by)")
     name = tenant_model_name(tenant)
     store.ensure_registered_model(name, f"Tailor tenant {tenant}: base + delta per version")
-    found = _existing(tenant, manifest, base)
+    with audit.lock(ws, tenant):
+        transitions.recover(ws, tenant)
+        found = _existing(tenant, manifest, base)
     if found is not None:
         return str(found.version)
     iso = isolation.check(tenant, delta_dir, base)
     tags = _version_tags(tenant, manifest, base, validation or {}, iso, requested_by, flow_run_id)
-    c = store.client()
     metrics = store.numeric(manifest.get("metrics") or {})
     params = {k: str(v)[:6000] for k, v in store.flatten("", manifest.get("adaptation") or {}).items()}
     params.update(base_version=str(base.version), data_version=tags["data_version"],
@@ -99,28 +150,48 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
                                                             "flow_run_id": flow_run_id or ""}) as run:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
-        info = pyfunc.log_tenant_model(delta_dir, base_dir)
-    mv = c.create_model_version(name, info.model_uri, run.info.run_id, tags=tags, model_id=info.model_id,
-                                description=f"{tenant}: delta on {base.name} v{base.version}")
-    previous = store.alias_version(name, CANDIDATE)
-    c.set_registered_model_alias(name, CANDIDATE, mv.version)
-    audit.append(ws, actor=requested_by, action="register", tenant=tenant,
-                 frm=None if previous is None else previous.version, to=mv.version,
-                 reason="adapted delta registered for review",
-                 details={"data_version": tags["data_version"], "base_version": tags["base_version"],
-                          "validation": tags["validation"], "isolation": tags["isolation"],
-                          "metrics": {k: metrics.get(k) for k in ("query_accuracy", "baseline_accuracy")},
-                          "flow_run_id": flow_run_id, "run_id": run.info.run_id})
-    return str(mv.version)
+        _log_review_artifacts(tenant, manifest, validation or {}, held_out)
+        info = pyfunc.log_tenant_model(delta_dir, base_dir, {
+            "tenant": tenant, "delta_sha256": tags["delta_sha256"], "base_digest": base.digest,
+            "labels_sha256": tags["labels_sha256"]})
+
+    def make():
+        again = _existing(tenant, manifest, base)
+        if again is not None:
+            raise _Already(str(again.version))
+        previous = store.alias_version(name, CANDIDATE)
+        return plan_register(name, tenant, info.model_uri, run.info.run_id, info.model_id, tags, requested_by,
+                             None if previous is None else str(previous.version), base)
+
+    try:
+        _, commit = transitions.execute(ws, tenant, make)
+    except _Already as done:
+        return done.version
+    return str(commit["to"])
+
+
+class _Already(Exception):
+    def __init__(self, version: str):
+        self.version = version
+
+
+def plan_register(name: str, tenant: str, source: str, run_id: str, model_id: str | None, tags: dict,
+                  requested_by: str, previous: str | None, base: BaseRef) -> transitions.Plan:
+    """Create the version (with its tags) and point ``@candidate`` at it."""
+    return transitions.Plan(
+        action="register", model=name, tenant=tenant, actor=requested_by,
+        reason="adapted delta registered for review", frm=previous, to=transitions.NEW,
+        create={"source": source, "run_id": run_id, "model_id": model_id, "tags": tags,
+                "description": describe(tags, "pending review")},
+        aliases=[(CANDIDATE, transitions.NEW, None)],
+        details={"data_version": tags["data_version"], "base_version": tags["base_version"],
+                 "validation": tags["validation"], "isolation": tags["isolation"],
+                 "metrics": {k: tags.get(k) for k in ("query_accuracy", "baseline_accuracy", "baseline_method")},
+                 "head": tags.get("head"), "flow_run_id": tags.get("flow_run_id"), "run_id": run_id,
+                 "delta_sha256": tags["delta_sha256"], "base_digest": base.digest})
 
 
 def list_tenants() -> list[str]:
     """Tenants with a registered model, sorted."""
-    out, token = [], None
-    while True:
-        page = store.client().search_registered_models(f"name LIKE '{PREFIX}%'", max_results=1000,
-                                                       page_token=token)
-        out.extend(rm.name[len(PREFIX):] for rm in page if rm.name.startswith(PREFIX))
-        token = page.token
-        if not token:
-            return sorted(out)
+    return sorted(rm.name[len(PREFIX):] for rm in store.registered_models(f"{PREFIX}%")
+                  if rm.name.startswith(PREFIX))

@@ -14,8 +14,18 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from lightning_modules.delta import DELTA_FORMAT, sha256_file
 from registry.base_model import BaseRef
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file (as lightning_modules.delta computes it; torch is not needed to check)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 ADAPTER = re.compile(r"^L\d+\.[A-Za-z0-9_.]+\.lora_[AB]$")
 HEAD = ("head.weight", "head.bias")
@@ -34,7 +44,7 @@ def allowed_name(name: str) -> bool:
 
 def check(tenant: str, delta_dir: Path, base: BaseRef) -> tuple[bool, list[str]]:
     """(passed, reasons it failed); reasons are short sentences for a reviewer."""
-    from lightning_modules.delta import read_manifest
+    from lightning_modules.delta import DELTA_FORMAT, read_manifest
 
     delta_dir = Path(delta_dir)
     manifest = read_manifest(delta_dir)
@@ -68,3 +78,54 @@ def check(tenant: str, delta_dir: Path, base: BaseRef) -> tuple[bool, list[str]]
     elif "head.weight" in tensors and tensors["head.weight"][0] != len(labels):
         reasons.append(f"head has {tensors['head.weight'][0]} rows for {len(labels)} labels")
     return not reasons, reasons
+
+
+def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
+    """What differs between a version's files (``folder``/delta, ``folder``/base) and what was
+    recorded when it was registered (``recorded``: its tags, or the pyfunc's model config).
+
+    Every load runs this: the delta's bytes against ``delta_sha256``, its manifest's tenant,
+    base digest and label set against the version's, and the base's bytes against ``base_digest``.
+    """
+    import json
+
+    from registry.candidates import labels_digest
+
+    folder = Path(folder)
+    delta, base = folder / "delta" / "delta.safetensors", folder / "base" / "base.safetensors"
+    if not delta.is_file():
+        return ["delta.safetensors is missing"]
+    problems = []
+    digest = sha256_file(delta)
+    if digest != recorded.get("delta_sha256"):
+        problems.append(f"delta bytes (sha256 {digest[:12]}) are not the ones registered "
+                        f"({str(recorded.get('delta_sha256'))[:12]})")
+    try:
+        manifest = json.loads((folder / "delta" / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        manifest = None
+    if not isinstance(manifest, dict):
+        return problems + ["manifest.json is unreadable"]
+    if manifest.get("sha256") != digest:
+        problems.append("manifest checksum does not match delta.safetensors")
+    if manifest.get("tenant") != recorded.get("tenant"):
+        problems.append(f"manifest names tenant {manifest.get('tenant')!r}, the version is {recorded.get('tenant')!r}'s")
+    if (manifest.get("base") or {}).get("digest") != recorded.get("base_digest"):
+        problems.append("manifest names another base than the version")
+    if labels_digest(manifest.get("labels")) != recorded.get("labels_sha256"):
+        problems.append("manifest labels differ from the registered label set")
+    if not base.is_file() or f"sha256:{sha256_file(base)}" != recorded.get("base_digest"):
+        problems.append("base.safetensors is not the registered base")
+    return problems
+
+
+def verify_stored(mv) -> list[str]:
+    """Download (content-cached) and check a version's stored delta and base: [] when intact."""
+    from registry.serving import fetch_version
+    from workspace.errors import UserError
+
+    try:
+        fetch_version(mv)
+    except UserError as exc:
+        return [str(exc).split(": ", 1)[-1]]
+    return []

@@ -61,9 +61,13 @@ def lineage(ws: Workspace, tenant: str, version: str | None = None, at: datetime
         raise UserError(f"tenant {tenant!r} has no registered versions: run `tailor adapt {tenant}` first")
     champion = store.alias_version(name, CHAMPION)
     candidate = store.alias_version(name, CANDIDATE)
-    log = audit.records(ws, tenant)
+    log = audit.effective(audit.records(ws, tenant))
     out = {"tenant": tenant, "champion": None if champion is None else str(champion.version),
            "candidate": None if candidate is None else str(candidate.version)}
+    if champion is not None:
+        from registry.drift import champion_problem
+
+        out["drift"] = champion_problem(tenant, champion)
     if version is not None:
         chosen = [str(store.model_version(name, version, f"tenant {tenant}").version)]
         out["asked"] = {"version": chosen[0]}
@@ -110,12 +114,15 @@ def render(d: dict) -> str:
                      f"isolation {v['isolation'] or '-'}")
         lines.append(f"  base       {v['base']['name']} v{v['base']['version']}   {_short(v['base']['digest'])}")
         m = v["metrics"]
-        lines.append(f"  accuracy   {_acc(m['query_accuracy'])} (baseline {_acc(m['baseline_accuracy'])})")
+        lines.append(f"  accuracy   {_acc(m['query_accuracy'])} (baseline {_acc(m['baseline_accuracy'])} "
+                     f"{v.get('baseline_method') or 'no-meta'})   head {v.get('head') or '-'}")
         lines.append(f"  produced   by {v['requested_by'] or '-'} at {_when(v['created'])}   "
                      f"flow run {v['flow_run_id'] or '-'}   code {v['code_version'] or '-'}")
         for e in v["events"]:
             reason = f': "{e["reason"]}"' if e.get("reason") else ""
             lines.append(f"  {_when(e['at'])}  {e['event']} by {e['actor']}{reason}")
+    if d.get("drift"):
+        lines.append(f"WARNING: {d['drift']} (`tailor audit verify` names every difference)")
     if not d["versions"] and "at" not in asked:
         lines.append("no champion or candidate yet")
     return "\n".join(lines)

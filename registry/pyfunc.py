@@ -43,7 +43,11 @@ class TenantModel(mlflow.pyfunc.PythonModel):
     def load_context(self, context) -> None:
         from lightning_modules.inference import load_predictor
 
-        self._predictor = load_predictor(Path(context.artifacts["base"]), Path(context.artifacts["delta"]))
+        recorded = dict(context.model_config or {})
+        folder = Path(context.artifacts["delta"]).parent
+        _check(recorded, folder)
+        self._predictor = load_predictor(Path(context.artifacts["base"]), Path(context.artifacts["delta"]),
+                                         recorded.get("tenant"))
 
     def predict(self, context, model_input: pd.DataFrame, params=None) -> pd.DataFrame:
         texts = _texts(model_input)
@@ -52,6 +56,42 @@ class TenantModel(mlflow.pyfunc.PythonModel):
         best = proba.argmax(axis=1) if len(texts) else np.zeros(0, dtype=int)
         return pd.DataFrame({"label": [labels[i] for i in best],
                              "score": proba[np.arange(len(texts)), best] if len(texts) else []})
+
+
+class RefusedToLoad(RuntimeError):
+    """The version's files or its place in the registry are not what Tailor recorded."""
+
+
+def _check(recorded: dict, folder: Path) -> None:
+    """The same checks as ``tailor predict``: files against the registration, and, when the
+    registry is reachable, a ``@champion`` holding this delta must be backed by an approval."""
+    from registry import isolation
+
+    if not recorded.get("delta_sha256"):
+        raise RefusedToLoad("this version carries no registered digests (model_config); refusing to load it")
+    problems = isolation.verify_artifacts(recorded, folder)
+    if problems:
+        raise RefusedToLoad(f"tenant {recorded.get('tenant')}: {'; '.join(problems)}")
+    problem = _registry_problem(recorded)
+    if problem:
+        raise RefusedToLoad(f"refusing to serve {recorded.get('tenant')}: {problem}")
+
+
+def _registry_problem(recorded: dict) -> str | None:
+    import mlflow
+
+    from registry import drift, store
+
+    uri = mlflow.get_registry_uri() or mlflow.get_tracking_uri()
+    try:
+        if store._state["uri"] != uri:
+            store.configure_uri(uri)
+        champion = store.alias_version(f"tailor-tenant-{recorded['tenant']}", "champion")
+    except Exception:  # noqa: BLE001 - no registry here (a copied model folder): the file checks stand
+        return None
+    if champion is None or champion.tags.get("delta_sha256") != recorded["delta_sha256"]:
+        return None
+    return drift.champion_problem(recorded["tenant"], champion)
 
 
 def pip_requirements() -> list[str]:
@@ -73,8 +113,10 @@ def signature():
                           outputs=Schema([ColSpec("string", "label"), ColSpec("double", "score")]))
 
 
-def log_tenant_model(delta_dir: Path, base_dir: Path):
-    """Log the pyfunc into the active run; returns MLflow's ``ModelInfo``."""
+def log_tenant_model(delta_dir: Path, base_dir: Path, recorded: dict):
+    """Log the pyfunc into the active run; returns MLflow's ``ModelInfo``. ``recorded`` (tenant,
+    delta_sha256, base_digest, labels_sha256) becomes its model config: every load checks the
+    files against it."""
     staging = Path(tempfile.mkdtemp(prefix="tailor-code-"))
     try:
         # Staged under fixed names so every version's folder reads artifacts/delta and artifacts/base.
@@ -90,6 +132,7 @@ def log_tenant_model(delta_dir: Path, base_dir: Path):
             return mlflow.pyfunc.log_model(
                 name="model", python_model=TenantModel(),
                 artifacts={k: str(staging / "artifacts" / k) for k in ("delta", "base")},
-                code_paths=code, pip_requirements=pip_requirements(), signature=signature())
+                code_paths=code, pip_requirements=pip_requirements(), signature=signature(),
+                model_config=dict(recorded))
     finally:
         shutil.rmtree(staging, ignore_errors=True)

@@ -1,22 +1,101 @@
-"""Predict for a tenant with its approved champion (base + delta), loaded once per process."""
+"""Serve a tenant's approved champion (base + delta), checked on every load.
+
+Before a version's files are used they are compared with what its registration recorded
+(``isolation.verify_artifacts``), and the local copy is cached under its *content* digests, so a
+store restored after tampering is never shadowed by a stale copy and an edited cache is noticed.
+A ``@champion`` that no approval record backs (moved outside Tailor) is refused.
+"""
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from registry.approval import champion
+from registry import audit, drift, isolation, store, transitions
+from registry.candidates import CHAMPION
+from workspace.errors import UserError
+from workspace.tenants import check_tenant_id, tenant_model_name
 
-_loaded: dict[tuple[str, str], object] = {}
+_loaded: dict[str, object] = {}
+
+
+def _cache_root() -> Path:
+    ws = store.workspace()
+    root = (ws.cache_dir if ws is not None else Path(tempfile.gettempdir()) / "tailor-cache") / "models"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def _download(mv, dst: Path) -> None:
+    import mlflow
+
+    uri = store.client().get_model_version_download_uri(mv.name, str(mv.version)).rstrip("/")
+    for part in ("delta", "base"):
+        mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/artifacts/{part}", dst_path=str(dst))
+
+
+def fetch_version(mv) -> Path:
+    """A local folder with ``delta/`` and ``base/`` of ``mv``, verified against its registration."""
+    t = mv.tags
+    what = f"{t.get('tenant') or mv.name} v{mv.version}"
+    if not t.get("delta_sha256") or not t.get("base_digest"):
+        raise UserError(f"{what}: no registered digests to check its files against; refusing to load it")
+    key = f"{t['delta_sha256'][:32]}-{t['base_digest'].removeprefix('sha256:')[:32]}"
+    folder = _cache_root() / key
+    if folder.is_dir():
+        if not isolation.verify_artifacts(t, folder):
+            return folder
+        shutil.rmtree(folder, ignore_errors=True)  # edited on disk: fetch the registered files again
+    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".download-"))
+    try:
+        _download(mv, tmp)
+        problems = isolation.verify_artifacts(t, tmp)
+        if problems:
+            raise UserError(f"{what} refused: {'; '.join(problems)}")
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process put the same content in place meanwhile
+            if isolation.verify_artifacts(t, folder):
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+def champion_version(tenant: str):
+    """The tenant's ``@champion`` after finishing any interrupted transition, refused with one line
+    when no approval record backs it."""
+    check_tenant_id(tenant)
+    name = tenant_model_name(tenant)
+    ws = store.workspace()
+    if ws is not None and audit.open_intents(tenant):
+        transitions.repair(ws, [tenant])
+    mv = store.alias_version(name, CHAMPION)
+    if mv is None:
+        raise UserError(f"tenant {tenant} has no approved champion: run `tailor review approve "
+                        f"{tenant} VERSION --reason TEXT`")
+    problem = drift.champion_problem(tenant, mv)
+    if problem:
+        raise UserError(f"refusing to serve {tenant}: {problem}; run `tailor audit verify`")
+    return mv
+
+
+def champion(tenant: str) -> tuple[str, Path]:
+    """(version, local folder holding ``delta/`` and ``base/``) of the tenant's champion."""
+    mv = champion_version(tenant)
+    return str(mv.version), fetch_version(mv)
 
 
 def predictor(tenant: str) -> tuple[str, object]:
-    """(champion version, its predictor); a new champion is picked up on the next call."""
+    """(champion version, its predictor), keyed by content: a new champion is picked up at once."""
     from lightning_modules.inference import load_predictor
 
     version, folder = champion(tenant)
-    key = (tenant, str(folder))
+    key = str(folder)
     if key not in _loaded:
-        _loaded[key] = load_predictor(Path(folder) / "base", Path(folder) / "delta", tenant)
+        _loaded[key] = load_predictor(folder / "base", folder / "delta", tenant)
     return version, _loaded[key]
 
 

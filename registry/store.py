@@ -15,6 +15,7 @@ from workspace.settings import Settings
 _QUIET_ENV = {
     "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
     "MLFLOW_DISABLE_TELEMETRY": "true",
+    "MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT": "true",  # "View run at http://..." after each run on a server
 }
 _QUIET_LOGGERS = ("mlflow", "alembic", "sqlalchemy", "urllib3", "git")
 
@@ -42,13 +43,32 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> str:
     uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    root = settings.stores.artifact_location or Path(ws.artifacts_dir).resolve().as_uri()
+    root = settings.stores.artifact_location
+    if not root and not is_server(uri):
+        root = Path(ws.artifacts_dir).resolve().as_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if uri != _state["uri"]:
         _state["client"] = None
-    _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/"))
+    _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/") if root else None,
+                  lock=settings.stores.lock)
     return uri
+
+
+def is_server(uri: str) -> bool:
+    """A tracking server (``http(s)://``, ``databricks``) rather than a database or folder that
+    MLflow opens itself (sqlite, postgresql, ...: artifacts then need a root of their own)."""
+    return uri.startswith(("http://", "https://", "databricks"))
+
+
+def _check_shared_artifacts(experiment) -> None:
+    """On a tracking server, refuse an artifact root that is a path on one machine's disk:
+    versions registered there could not be loaded from any other clone."""
+    where = experiment.artifact_location or ""
+    if is_server(_state["uri"]) and (where.startswith("file:") or "://" not in where and ":" not in where[:20]):
+        raise UserError(f"MLflow experiment {experiment.name!r} on {_state['uri']} keeps artifacts at "
+                        f"{where!r}, a local path other machines cannot read: start the server with "
+                        "`mlflow server --serve-artifacts`, or set stores.artifact_location (e.g. s3://...)")
 
 
 def _require() -> None:
@@ -56,10 +76,33 @@ def _require() -> None:
         raise RuntimeError("registry.store.configure(ws, settings) must be called before any registry call")
 
 
-def workspace() -> Workspace:
-    """The workspace ``configure`` was called with (for caches and base-model audit records)."""
+def lock_kind() -> str:
+    """"file" or "registry": ``stores.lock``, where "auto" means the registry's database for a
+    tracking server (machines share no folder) and a file lock for a local store."""
+    _require()
+    kind = _state.get("lock") or "auto"
+    if kind == "auto":
+        return "registry" if str(_state["uri"]).startswith(("http://", "https://", "databricks")) else "file"
+    return kind
+
+
+def tracking_uri() -> str:
+    _require()
+    return _state["uri"]
+
+
+def workspace() -> Workspace | None:
+    """The workspace ``configure`` was called with (caches, locks, the audit anchor); None when
+    only a URI was configured (a pyfunc loaded by ``mlflow models serve``)."""
     _require()
     return _state["workspace"]
+
+
+def configure_uri(uri: str) -> None:
+    """Point at a tracking/registry URI without a workspace (read-only checks in a pyfunc)."""
+    _quiet(False)
+    if uri != _state["uri"]:
+        _state.update(client=None, uri=uri, workspace=None, artifact_root=None)
 
 
 def client():
@@ -78,14 +121,19 @@ def experiment_id(name: str) -> str:
 
     c = client()
     found = c.get_experiment_by_name(name)
-    if found is not None:
-        if found.lifecycle_stage == "deleted":
-            c.restore_experiment(found.experiment_id)
-        return found.experiment_id
-    try:
-        return c.create_experiment(name, artifact_location=f"{_state['artifact_root']}/{name}")
-    except MlflowException:  # created meanwhile by another process
-        return c.get_experiment_by_name(name).experiment_id
+    if found is None:
+        # no root configured on a tracking server: the server's own (mlflow-artifacts: when it
+        # serves artifacts), so every clone reads the same artifacts through it
+        root = _state["artifact_root"]
+        try:
+            c.create_experiment(name, artifact_location=f"{root}/{name}" if root else None)
+        except MlflowException:  # created meanwhile by another process
+            pass
+        found = c.get_experiment_by_name(name)
+    if found.lifecycle_stage == "deleted":
+        c.restore_experiment(found.experiment_id)
+    _check_shared_artifacts(found)
+    return found.experiment_id
 
 
 def ensure_registered_model(name: str, description: str = "") -> None:
@@ -154,6 +202,17 @@ def versions(name: str, like: bool = False) -> list:
         token = page.token
         if not token:
             return sorted(out, key=lambda mv: (mv.name, int(mv.version)))
+
+
+def registered_models(pattern: str) -> list:
+    """Registered models whose name matches the SQL LIKE ``pattern`` (with their aliases)."""
+    out, token = [], None
+    while True:
+        page = client().search_registered_models(f"name LIKE '{pattern}'", max_results=1000, page_token=token)
+        out.extend(page)
+        token = page.token
+        if not token:
+            return out
 
 
 def aliases(name: str) -> dict[str, list[str]]:

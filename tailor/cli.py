@@ -5,7 +5,6 @@ too, and its traceback only with ``--debug``.
 """
 from __future__ import annotations
 
-import os
 import sys
 import traceback
 from datetime import datetime
@@ -26,10 +25,11 @@ audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log."
 data_app = typer.Typer(no_args_is_help=True, help="A tenant's data versions (DVC).")
 app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
+user_app = typer.Typer(no_args_is_help=True, help="Review-page users (hashed passwords in the workspace).")
 app.add_typer(data_app, name="data")
+app.add_typer(user_app, name="user")
 
 STATE = {"workspace": None, "debug": False}
-ACTOR = os.environ.get("TAILOR_USER") or os.environ.get("USER") or "unknown"
 
 
 @app.callback()
@@ -44,9 +44,10 @@ def _ctx() -> commands.Context:
 
 
 @app.command()
-def init(directory: Path = typer.Argument(Path("."), help="folder to create or complete")) -> None:
-    """Create a workspace: params.yaml, git + DVC, embedded MLflow/Prefect stores."""
-    commands.init(directory)
+def init(directory: Optional[Path] = typer.Argument(
+        None, help="folder to create or complete (default: --workspace, else the current directory)")) -> None:
+    """Create a workspace: params.yaml, dvc.yaml, git + DVC, embedded MLflow/Prefect stores."""
+    commands.init(directory or STATE["workspace"] or Path("."))
 
 
 @app.command()
@@ -80,7 +81,7 @@ def meta_train(algorithm: Optional[str] = typer.Option(None, help="fomaml | rept
 @app.command()
 def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
           all_tenants: bool = typer.Option(False, "--all", help="every tenant with data"),
-          requested_by: str = typer.Option(ACTOR, "--requested-by", help="who asks for the candidates")) -> None:
+          requested_by: Optional[str] = typer.Option(None, "--requested-by", help="must be you (TAILOR_USER or the OS user)")) -> None:
     """Adapt tenants to the current base and register candidates (pending review)."""
     if bool(tenants) == all_tenants:
         raise UserError("give tenant ids or --all (not both)")
@@ -99,12 +100,13 @@ def predict(tenant: str, texts: list[str] = typer.Argument(None), file: Optional
 @review_app.command("list")
 def review_list(status: str = typer.Option("pending", help="pending|approved|rejected|rolled_back|all"),
                 json_out: bool = typer.Option(False, "--json")) -> None:
-    """Candidates waiting for review (or with another status)."""
+    """Candidates waiting for review (or with another status), with gate results and the champion."""
     commands.review_list(_ctx(), status, json_out)
 
 
 @review_app.command("approve")
-def review_approve(tenant: str, version: str, reviewer: str = typer.Option(..., help="who approves"),
+def review_approve(tenant: str, version: str,
+                   reviewer: Optional[str] = typer.Option(None, help="must be you (TAILOR_USER or the OS user)"),
                    reason: str = typer.Option(..., help="why"),
                    override: Optional[str] = typer.Option(None, "--override-reason", help="approve despite failed gates, because ...")) -> None:
     """Make a candidate the tenant's champion (gates and four-eyes apply)."""
@@ -112,24 +114,36 @@ def review_approve(tenant: str, version: str, reviewer: str = typer.Option(..., 
 
 
 @review_app.command("reject")
-def review_reject(tenant: str, version: str, reviewer: str = typer.Option(...), reason: str = typer.Option(...)) -> None:
+def review_reject(tenant: str, version: str,
+                  reviewer: Optional[str] = typer.Option(None, help="must be you (TAILOR_USER or the OS user)"),
+                  reason: str = typer.Option(...)) -> None:
     """Reject a candidate."""
     commands.reject(_ctx(), tenant, version, reviewer, reason)
 
 
 @app.command()
 def rollback(tenant: Optional[str] = typer.Argument(None), base_version: Optional[str] = typer.Option(None),
-             reason: str = typer.Option("rollback requested", help="why"), actor: str = typer.Option(ACTOR)) -> None:
-    """Restore a tenant's previous approved version, or make an older base current."""
+             reason: str = typer.Option(..., help="why"),
+             actor: Optional[str] = typer.Option(None, help="must be you (TAILOR_USER or the OS user)")) -> None:
+    """Restore a tenant's previous approved version, or make an older base current. Who may do it
+    alone is gates.rollback_alone; anyone else requests it and a second person completes it."""
     if bool(tenant) == bool(base_version):
         raise UserError("give a TENANT or --base-version X (not both)")
     commands.rollback(_ctx(), tenant, base_version, reason, actor)
 
 
 @app.command()
-def lineage(tenant: str, version: Optional[str] = typer.Option(None), at: Optional[str] = typer.Option(
-            None, help="ISO time: what served then"), json_out: bool = typer.Option(False, "--json")) -> None:
+def lineage(tenant: Optional[str] = typer.Argument(None), version: Optional[str] = typer.Option(None),
+            at: Optional[str] = typer.Option(None, help="ISO time: what served then"),
+            all_tenants: bool = typer.Option(False, "--all", help="every tenant and every version (auditors)"),
+            html: Optional[Path] = typer.Option(None, "--html", help="with --all: write an HTML audit report"),
+            json_out: bool = typer.Option(False, "--json")) -> None:
     """What serves a tenant (or served at a time): data, validation, base, metrics, approvals."""
+    if bool(tenant) == all_tenants:
+        raise UserError("give a TENANT or --all (not both)")
+    if all_tenants:
+        commands.lineage_all(_ctx(), json_out, html)
+        return
     when = None
     if at:
         try:
@@ -140,9 +154,23 @@ def lineage(tenant: str, version: Optional[str] = typer.Option(None), at: Option
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Recompute the audit log's hash chain."""
-    commands.audit_verify(_ctx())
+def audit_verify(repair: bool = typer.Option(False, "--repair", help="finish interrupted transitions first"),
+                 json_out: bool = typer.Option(False, "--json")) -> None:
+    """Recompute the audit chain, check its anchors, and name every change made outside Tailor."""
+    commands.audit_verify(_ctx(), repair, json_out)
+
+
+@review_app.command("serve")
+def review_serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8765)) -> None:
+    """Start the review page (log in with a user from `tailor user add`)."""
+    commands.review_serve(_ctx(), host, port)
+
+
+@user_app.command("add")
+def user_add(name: str, password_stdin: bool = typer.Option(False, "--password-stdin",
+                                                           help="read the password from standard input")) -> None:
+    """Add (or reset) a review-page user; the password is stored hashed (scrypt)."""
+    commands.user_add(_ctx(), name, password_stdin)
 
 
 @data_app.command("show")

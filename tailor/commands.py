@@ -33,6 +33,9 @@ class Context:
 
         logs.setup(ws, self.debug)
         settings = load_settings(ws.params_file)
+        from workspace import pipeline
+
+        pipeline.sync(ws, settings)  # dvc.yaml: added if missing, tenant data deps kept current
         if prefect:
             from flows import runtime
 
@@ -45,6 +48,7 @@ class Context:
 
 
 def init(directory: Path) -> None:
+    """``directory``: the folder to create or complete (the CLI passes -w DIR when no argument)."""
     from workspace.create import init_workspace
 
     ws = init_workspace(directory)
@@ -60,6 +64,7 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
     from flows.ingest import ingest_flow
 
     result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
+    _sync_pipeline(ws)
     if json_out:
         emit_json(result)
     elif result["passed"]:
@@ -99,11 +104,14 @@ def meta_train(ctx: Context, algorithm: str | None) -> dict:
     return ref
 
 
-def adapt(ctx: Context, tenants: list[str] | None, requested_by: str) -> list[dict]:
-    ws, _ = ctx.open(prefect=True)
-    from flows.adaptation import adapt_flow
+def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None) -> list[dict]:
+    from registry.identity import resolve
 
-    outcomes = adapt_flow(str(ws.root), tenants, requested_by)
+    requested_by = resolve(requested_by, "--requested-by")
+    ws, _ = ctx.open(prefect=True)
+    from flows.adaptation import run_adapt
+
+    outcomes = run_adapt(str(ws.root), tenants, requested_by)
     registered = [o for o in outcomes if o.get("version")]
     failed = [o for o in outcomes if o["status"] in ("failed", "error")]
     print(f"{len(registered)} candidate(s) registered, pending review "
@@ -197,50 +205,72 @@ def _check_out(ws: Workspace, out: Path, file: Path | None) -> None:
 
 
 def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
-    ctx.open()
+    _, settings = ctx.open()
     from registry.approval import list_reviews
 
-    rows = list_reviews(None if status == "all" else status)
+    rows = list_reviews(None if status == "all" else status, settings)
     if json_out:
         emit_json(rows)
     elif not rows:
         print(f"no {status} candidates")
     else:
-        print(table(rows, ["tenant", "version", "status", "query_accuracy", "baseline_accuracy", "requested_by"],
-                    ["tenant", "version", "status", "accuracy", "baseline", "requested by"]))
+        for r in rows:
+            r["baseline"] = (f"{r['baseline_accuracy']:.3f} {r['baseline_method']}".strip()
+                             if r["baseline_accuracy"] is not None else "-")
+            r["champion"] = (f"v{r['champion_version']} {r['champion_accuracy']:.3f}"
+                             if r.get("champion_version") and r.get("champion_accuracy") is not None
+                             else (f"v{r['champion_version']}" if r.get("champion_version") else "none"))
+        print(table(rows, ["tenant", "version", "status", "query_accuracy", "baseline", "champion", "head", "gates",
+                           "requested_by"],
+                    ["tenant", "version", "status", "accuracy", "baseline", "champion", "head", "gates",
+                     "requested by"]))
     return rows
 
 
-def approve(ctx: Context, tenant: str, version: str, reviewer: str, reason: str, override: str | None) -> dict:
+def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, override: str | None) -> dict:
+    from registry.identity import resolve
+
+    reviewer = resolve(reviewer, "--reviewer")
     ws, settings = ctx.open()
     from registry.approval import approve as do_approve
 
     result = do_approve(ws, settings, tenant, version, reviewer, reason, override_reason=override)
-    print(f"{tenant} v{version} is now champion (approved by {reviewer})")
+    print(f"{tenant} v{result['version']} is now champion (approved by {reviewer})")
     return result
 
 
-def reject(ctx: Context, tenant: str, version: str, reviewer: str, reason: str) -> dict:
+def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str) -> dict:
+    from registry.identity import resolve
+
+    reviewer = resolve(reviewer, "--reviewer")
     ws, _ = ctx.open()
     from registry.approval import reject as do_reject
 
     result = do_reject(ws, tenant, version, reviewer, reason)
-    print(f"{tenant} v{version} rejected by {reviewer}")
+    print(f"{tenant} v{result['version']} rejected by {reviewer}")
     return result
 
 
-def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason: str, actor: str) -> dict:
-    ws, _ = ctx.open()
+def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason: str, actor: str | None) -> dict:
+    from registry.identity import resolve
+
+    actor = resolve(actor, "--actor")
+    ws, settings = ctx.open()
     if base_version:
         from registry.base_model import set_current_base
 
         result = set_current_base(ws, base_version, actor=actor, reason=reason)
-        print(f"tailor-base v{base_version} is current again; re-adapt tenants with `tailor adapt --all`")
-        return result
+        print(f"tailor-base v{result.version} is current again (by {actor}); re-adapt tenants with "
+              "`tailor adapt --all`")
+        return {"base_version": result.version}
     from registry.approval import rollback as do_rollback
 
-    result = do_rollback(ws, tenant, actor, reason)
-    print(f"{tenant}: champion rolled back from v{result['from']} to v{result['to']}")
+    result = do_rollback(ws, settings, tenant, actor, reason)
+    if result["action"] == "request-rollback":
+        print(f"{tenant}: rollback requested by {actor}; gates.rollback_alone needs a second person to run "
+              f"`tailor rollback {tenant} --reason TEXT`")
+    else:
+        print(f"{tenant}: champion rolled back from v{result['from']} to v{result['to']} by {actor}")
     return result
 
 
@@ -256,14 +286,66 @@ def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None,
     return result
 
 
-def audit_verify(ctx: Context) -> None:
-    ws, _ = ctx.open(mlflow=False)
-    from registry.audit import verify
+def lineage_all(ctx: Context, json_out: bool, html: Path | None) -> dict:
+    ws, _ = ctx.open()
+    from registry.report import audit_report, render_html
 
-    ok, n, problem = verify(ws)
-    if not ok:
-        raise UserError(f"audit log broken after {n} good record(s): {problem}")
-    print(f"audit log intact: {n} record(s), hash chain verified")
+    report = audit_report(ws)
+    if html is not None:
+        html.write_text(render_html(report), encoding="utf-8")
+        print(f"wrote the audit report ({len(report['tenants'])} tenant(s)) to {html}")
+    if json_out:
+        emit_json(report)
+    elif html is None:
+        for t in report["tenants"]:
+            print(f"{t['tenant']}: champion {('v' + t['champion']) if t['champion'] else 'none'}, "
+                  f"{len(t['versions'])} version(s)")
+    return report
+
+
+def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False) -> dict:
+    ws, _ = ctx.open()
+    from registry.verify import verify_all
+
+    result = verify_all(ws, repair=repair)
+    if json_out:
+        emit_json(result)
+    else:
+        for line in result["repaired"]:
+            print(f"repaired: {line}")
+        for line in result["problems"]:
+            print(f"  - {line}")
+    if result["problems"]:
+        raise UserError(f"audit verify found {len(result['problems'])} problem(s) "
+                        f"({result['records']} record(s) checked); see the lines above")
+    if not json_out:
+        print(f"audit log intact: {result['records']} record(s), hash chain and anchors verified, "
+              f"registry matches the log")
+    return result
+
+
+def review_serve(ctx: Context, host: str, port: int) -> None:
+    ws, settings = ctx.open()
+    from tailor.web.app import serve
+
+    serve(ws, settings, host, port)
+
+
+def user_add(ctx: Context, name: str, password_stdin: bool) -> None:
+    import getpass
+    import sys
+
+    ws, _ = ctx.open(mlflow=False)
+    from tailor.web.users import add_user
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = getpass.getpass(f"password for {name}: ")
+        if getpass.getpass("again: ") != password:
+            raise UserError("the passwords differ; nothing changed")
+    who = add_user(ws, name, password)
+    print(f"user {who} can now log in to `tailor review serve`")
 
 
 def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
@@ -282,10 +364,11 @@ def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
 
 
 def data_checkout(ctx: Context, tenant: str, rev: str) -> dict:
-    ws, _ = ctx.open(mlflow=False)
+    ws, settings = ctx.open(mlflow=False)
     from workspace import versioning
 
-    version = versioning.checkout(ws, check_tenant_id(tenant), rev)
+    version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)
+    _sync_pipeline(ws)
     print(f"{tenant}: data version {version.md5} is current again; `tailor adapt {tenant}` to use it")
     return version.to_dict()
 
@@ -295,3 +378,10 @@ def serve(ctx: Context, once: bool) -> None:
     from flows.schedule import serve as serve_flows
 
     serve_flows(ws, settings, once=once)
+
+
+def _sync_pipeline(ws: Workspace) -> None:
+    """After a tenant's data file appeared or changed type, list it in dvc.yaml."""
+    from workspace import pipeline
+
+    pipeline.sync(ws, load_settings(ws.params_file))

@@ -6,6 +6,7 @@ what the demo shows is what a user gets.
 from __future__ import annotations
 
 import csv
+import os
 import shutil
 import time
 from pathlib import Path
@@ -13,7 +14,9 @@ from pathlib import Path
 from tailor import cli, commands
 from tailor.output import table
 from workspace.errors import UserError
+from workspace.paths import Workspace
 from workspace.settings import Settings
+from workspace.pipeline import dvc_cli
 
 REVIEWER = "alice"
 
@@ -22,9 +25,15 @@ def _step(title: str) -> None:
     print(f"\n== {title}", flush=True)
 
 
-def _run(root: Path, *argv: str) -> int:
+def _as(who: str) -> None:
+    """The demo plays several people: each command acts as the identity TAILOR_USER names."""
+    os.environ["TAILOR_USER"] = who
+
+
+def _run(root: Path, *argv: str, who: str = REVIEWER) -> int:
+    _as(who)
     shown = " ".join(a if " " not in a else f'"{a}"' for a in argv)
-    print(f"$ tailor -w {root.name} {shown}", flush=True)
+    print(f"$ TAILOR_USER={who} tailor -w {root.name} {shown}", flush=True)
     return cli.main(["--workspace", str(root), *argv])
 
 
@@ -74,7 +83,7 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
     root = root.resolve()
     if fresh and root.exists():
         shutil.rmtree(root)
-    _step("1. Build demo tenants from WordNet 3.0 glosses and Home Assistant intents")
+    _step("1. Build demo tenants from real text: WordNet glosses, Home Assistant intents, fortunes, the Bible, FOLDOC")
     catalog = build_demo_tenants(root / "inbox")
     evaluation = {t.id for t in catalog.evaluation()}
     print(table([{"tenant": t.id, "role": t.role, "labels": len(t.labels), "rows": t.n_rows,
@@ -99,7 +108,10 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
     commands.meta_train(ctx, None)
 
     _step("5. Adapt every tenant and register each delta as a pending candidate in MLflow")
-    outcomes = commands.adapt(ctx, None, "scheduler")
+    _as("service:scheduler")
+    outcomes = commands.adapt(ctx, None, None)
+    print("$ dvc status   # both runs are recorded in dvc.lock: `dvc repro` would skip them")
+    print(dvc_cli(Workspace.find(root), "status").strip())
     rows = _comparison(outcomes, evaluation)
     _step("6. Evaluation tenants (classes never seen in meta-training): held-out accuracy")
     print(table(rows, ["tenant", "labels", "support", "query", "tailor", "no_meta", "prototypes", "logreg", "gain"],
@@ -111,13 +123,11 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
     registered = {o["tenant"]: o["version"] for o in outcomes if o.get("version")}
     approved = []
     for tenant in [t.id for t in catalog.tenants if t.id in registered][:6]:
-        code = _run(root, "review", "approve", tenant, registered[tenant], "--reviewer", REVIEWER,
-                    "--reason", "held-out accuracy reviewed")
+        code = _run(root, "review", "approve", tenant, registered[tenant], "--reason", "held-out accuracy reviewed")
         if code == 0:
             approved.append(tenant)
         else:
-            _run(root, "review", "reject", tenant, registered[tenant], "--reviewer", REVIEWER,
-                 "--reason", "fails an approval gate")
+            _run(root, "review", "reject", tenant, registered[tenant], "--reason", "fails an approval gate")
 
     if approved:
         tenant = approved[0]
@@ -125,15 +135,16 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         _step(f"8. New data for {tenant}, a second candidate, approval, then a rollback")
         v2 = _second_version(source, root / "inbox" / f"{tenant}-v2.csv")
         _run(root, "ingest", tenant, str(v2))
-        _run(root, "adapt", tenant, "--requested-by", "bob")
+        _run(root, "adapt", tenant, who="bob")
         version = str(_latest_version(tenant))
-        _run(root, "review", "approve", tenant, version, "--reviewer", REVIEWER, "--reason", "new export looks fine",
+        _run(root, "review", "approve", tenant, version, "--reason", "new export looks fine",
              "--override-reason", "demo: ship the new data even if a gate disagrees")
-        _run(root, "rollback", tenant, "--reason", "customer reports worse routing since the new export",
-             "--actor", REVIEWER)
+        _run(root, "rollback", tenant, "--reason", "customer reports worse routing since the new export")
         _step(f"9. Lineage and audit for {tenant}")
         _run(root, "lineage", tenant)
         _run(root, "audit", "verify")
+        _run(root, "lineage", "--all", "--html", str(root / "audit-report.html"))
+        print(f"review page: `tailor -w {root.name} user add NAME`, then `tailor -w {root.name} review serve`")
     print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; workspace: {root}")
     homes = [t.id for t in catalog.tenants if t.id in approved and "ha-intents" in t.sources]
     if homes:

@@ -10,11 +10,14 @@ from pathlib import Path
 from tailor.demo_sources import WORDNET_DIR, intent_classes, label_name, wordnet_classes
 from workspace.tenants import check_tenant_id
 
-SOURCES = ("wordnet-lex", "wordnet-topic", "ha-intents")
-_SOURCE_OF = {"wordnet-lex": "wordnet-lex", "wordnet-topic": "wordnet-topic", "ha-intent": "ha-intents"}
+SOURCES = ("wordnet-lex", "wordnet-topic", "ha-intents", "fortunes", "bible", "foldoc")
+# class-key prefix -> source
+_SOURCE_OF = {"wordnet-lex": "wordnet-lex", "wordnet-topic": "wordnet-topic", "ha-intent": "ha-intents",
+              "fortune": "fortunes", "bible": "bible", "foldoc": "foldoc"}
+_PREFIX = {source: prefix for prefix, source in _SOURCE_OF.items()}
 MIN_ROWS_PER_LABEL = 10
 
-LEX, TOPIC, HA = SOURCES
+LEX, TOPIC, HA, FORT, BIBLE, FOLDOC = SOURCES
 # (id, role, sources, number of labels, anchor classes). Anchors make an id's name true
 # ("initech-legal" always has Law); the other classes are drawn by seed. Eval tenants take only
 # classes held out of every meta-training tenant. A mixed tenant splits its labels over sources.
@@ -33,6 +36,12 @@ _PLAN: tuple[tuple[str, str, tuple[str, ...], int, tuple[str, ...]], ...] = (
     ("soylent-assistant", "meta-train", (HA,), 4, ()),
     ("oscorp-research", "meta-train", (TOPIC,), 8, ("physics", "chemistry", "biology")),
     ("dunder-office", "meta-train", (HA,), 7, ("HassStartTimer", "HassListAddItem")),
+    ("bluth-quotes", "meta-train", (FORT,), 6, ("politics", "food")),
+    ("nakatomi-verses", "meta-train", (BIBLE,), 6, ("Genesis", "Psalms")),
+    ("initrode-jargon", "meta-train", (FOLDOC,), 6, ("networking", "programming")),
+    ("sterling-fortunes", "eval", (FORT,), 5, ()),
+    ("saxon-bible", "eval", (BIBLE,), 5, ()),
+    ("wernham-glossary", "eval", (FOLDOC,), 5, ()),
     ("massive-library", "eval", (LEX,), 6, ()),
     ("aperture-journal", "eval", (TOPIC,), 5, ()),
     ("piedpiper-home", "eval", (HA,), 5, ()),
@@ -87,15 +96,19 @@ class DemoCatalog:
 def class_pools(seed: int = 0, min_texts: int = 20,
                 wordnet_dir: Path = WORDNET_DIR) -> dict[str, dict[str, list[str]]]:
     """Source -> class key -> texts, keeping classes with at least `min_texts` texts."""
+    from tailor.debian_sources import bible_classes, foldoc_classes, fortune_classes
+
     pools: dict[str, dict[str, list[str]]] = {s: {} for s in SOURCES}
-    for key, texts in {**wordnet_classes(wordnet_dir), **intent_classes(seed=seed)}.items():
+    every = {**wordnet_classes(wordnet_dir), **intent_classes(seed=seed), **fortune_classes(),
+             **bible_classes(), **foldoc_classes()}
+    for key, texts in every.items():
         if len(texts) >= min_texts:
             pools[_SOURCE_OF[key.partition(":")[0]]][key] = texts
     return pools
 
 
 def _key(source: str, name: str) -> str:
-    return f"{'ha-intent' if source == HA else source}:{name}"
+    return f"{_PREFIX[source]}:{name}"
 
 
 def _split(n: int, sources: tuple[str, ...]) -> list[int]:

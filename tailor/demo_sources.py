@@ -230,4 +230,9 @@ def label_name(key: str) -> str:
         return name[:1].upper() + name[1:]
     if source == "ha-intent":
         return HA_LABELS.get(name) or re.sub(r"(?<!^)(?=[A-Z])", " ", name.removeprefix("Hass")).capitalize()
-    raise ValueError(f"unknown class source in {key!r}")
+    from tailor.debian_sources import debian_label_name
+
+    other = debian_label_name(key)
+    if other is None:
+        raise ValueError(f"unknown class source in {key!r}")
+    return other

@@ -5,11 +5,15 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import shutil
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import yaml
 
+from workspace import remote
+from workspace.journal import staging_dir
 from workspace.gitrepo import VersioningError
 from workspace.paths import Workspace
 
@@ -78,13 +82,32 @@ def dvc_repo():
     return Repo
 
 
-def dvc_checkout(ws: Workspace, dvcfile: Path) -> None:
-    """Put the data a .dvc file names in place: from the local cache, else from the remote."""
-    Repo = dvc_repo()
-    from dvc.exceptions import CheckoutError
-
-    with Repo(str(ws.root)) as repo:
-        try:
-            repo.checkout(targets=[str(dvcfile)], force=True)
-        except CheckoutError:  # not in the local cache: fetch it from the remote
+def dvc_checkout(ws: Workspace, dvcfile: Path, where: str | None = None) -> None:
+    """Put the data a .dvc file names in place: copied from the local cache when it is there (no
+    remote is consulted, so a broken remote setting never stops a rollback), else pulled from the
+    remote (``where`` names it in the one line a remote's failure becomes). Callers check the md5."""
+    want = version_of("", str(dvcfile), dvcfile.read_text(encoding="utf-8"), None).md5.removeprefix("md5:")
+    data = dvcfile.with_name(dvcfile.name.removesuffix(".dvc"))
+    with dvc_repo()(str(ws.root)) as repo:
+        cached = Path(repo.cache.local.oid_to_path(want))
+        if cached.is_file():
+            _copy_durably(cached, data, staging_dir(ws))
+            return
+        with remote.translated_errors(where or "(the workspace's default)"):
             repo.pull(targets=[str(dvcfile)], force=True)
+
+
+def _copy_durably(src: Path, dst: Path, staging: Path) -> None:
+    """``src``'s bytes at ``dst``: written in ``staging`` (same filesystem; what a kill leaves there
+    the next command removes), fsynced and renamed into place."""
+    staging.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=staging, prefix="restore-")
+    try:
+        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
+            shutil.copyfileobj(inp, out, 1 << 20)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

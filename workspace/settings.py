@@ -30,13 +30,16 @@ class EncoderSettings:
     name: str = _f("all-MiniLM-L6-v2", "encoder: 'all-MiniLM-L6-v2' (packaged) or 'tiny' (tests)")
     max_length: int = _f(64, "tokens kept per text")
     adapted_layers: int = _f(1, "top transformer layers that carry LoRA adapters; the rest are frozen and cached")
-    lora_rank: int = _f(4, "rank of the low-rank adapters in the adapted layers")
+    gpu_adapted_layers: int = _f(2, "adapted layers when meta-training finds a GPU (0 = same as adapted_layers); "
+                                    "the base records which, and every tenant adapts the same")
+    lora_rank: int = _f(8, "rank of the low-rank adapters in the adapted layers")
     threads: int = _f(0, "torch CPU threads (0 = torch's default)")
 
     def __post_init__(self) -> None:
         _need(self.name in ("all-MiniLM-L6-v2", "tiny"), f"encoder.name {self.name!r} is not known")
         _need(8 <= self.max_length <= 512, "encoder.max_length must be within 8..512")
         _need(0 <= self.adapted_layers <= 6, "encoder.adapted_layers must be within 0..6")
+        _need(0 <= self.gpu_adapted_layers <= 6, "encoder.gpu_adapted_layers must be within 0..6")
         _need(1 <= self.lora_rank <= 64, "encoder.lora_rank must be within 1..64")
         _need(self.threads >= 0, "encoder.threads must be >= 0")
 
@@ -48,6 +51,8 @@ class ValidationSettings:
     min_examples_per_label: int = _f(4, "fewest examples of each label")
     max_text_chars: int = _f(5000, "longest text accepted")
     max_duplicate_fraction: float = _f(0.2, "largest share of exact duplicate texts")
+    max_cross_tenant_fraction: float = _f(0.5, "largest share of a tenant's texts also found in one other "
+                                               "tenant's data (more suggests a mixed-up export)")
 
     def __post_init__(self) -> None:
         _need(self.min_labels >= 2, "validation.min_labels must be >= 2")
@@ -55,26 +60,37 @@ class ValidationSettings:
         _need(self.min_examples_per_label >= 2, "validation.min_examples_per_label must be >= 2")
         _need(self.max_text_chars > 0, "validation.max_text_chars must be > 0")
         _need(0 <= self.max_duplicate_fraction <= 1, "validation.max_duplicate_fraction must be within 0..1")
+        _need(0 <= self.max_cross_tenant_fraction <= 1, "validation.max_cross_tenant_fraction must be within 0..1")
 
 
 @dataclass(frozen=True)
 class MetaTrainSettings:
     algorithm: str = _f("fomaml", "fomaml | reptile | maml (second-order, reference only)")
-    meta_steps: int = _f(60, "outer-loop updates")
+    meta_steps: int = _f(400, "outer-loop updates (at most; early stopping and max_minutes may end sooner)")
+    max_minutes: float = _f(25.0, "stop meta-training after this many minutes (0 = no limit); the best "
+                                  "validated weights so far become the base")
     meta_batch: int = _f(4, "tasks per outer update")
-    inner_steps: int = _f(5, "inner-loop SGD steps on the support set")
-    inner_lr: float = _f(0.05, "initial inner-loop learning rate (meta-learned per tensor)")
+    inner_steps: int = _f(8, "inner-loop steps on the support set")
+    optimizer: str = _f("adam", "inner-loop update: adam (Adam's direction, scaled per tensor) | sgd")
+    inner_lr: float = _f(0.003, "initial inner-loop learning rate of the adapters (meta-learned per tensor)")
+    head_lr: float = _f(0.01, "initial inner-loop learning rate of the head (meta-learned)")
+    name_weight: float = _f(1.0, "initial weight of a label name as an example of its class (meta-learned); "
+                                 "0 = do not use label names")
     meta_lr: float = _f(0.001, "outer-loop Adam learning rate (on the Reptile pseudo-gradient too)")
     ways_min: int = _f(3, "fewest classes in a sampled task")
-    ways_max: int = _f(6, "most classes in a sampled task")
+    ways_max: int = _f(8, "most classes in a sampled task")
     shots: int = _f(5, "support examples per class")
     query: int = _f(5, "query examples per class")
-    val_every: int = _f(10, "validate on held-out tenants every N meta-steps")
-    val_tasks: int = _f(8, "tasks per validation")
-    patience: int = _f(3, "validations without improvement before early stopping")
+    val_every: int = _f(20, "validate on held-out tenants every N meta-steps")
+    val_tasks: int = _f(24, "tasks per validation (the same tasks every time)")
+    patience: int = _f(4, "validations without improvement before early stopping")
     seed: int = _f(0, "random seed")
     tenants: str = _f("", "comma-separated meta-training tenants; empty = every tenant with valid data")
     val_tenants: str = _f("", "comma-separated held-out tenants for early stopping; empty = a seeded fifth")
+    devices: str = _f("1", "Lightning devices: a count, 'auto', or a list such as '0,1'")
+    strategy: str = _f("auto", "Lightning strategy: auto | ddp (one process per device; gloo on CPU)")
+    precision: str = _f("auto", "Lightning precision: auto (bf16-mixed on a GPU, 32-true on CPU) | 32-true | "
+                                "bf16-mixed")
 
     def tenant_list(self) -> list[str]:
         return [t.strip() for t in self.tenants.split(",") if t.strip()]
@@ -92,17 +108,36 @@ class MetaTrainSettings:
         _need(self.shots >= 1 and self.query >= 1, "meta_train.shots and query must be >= 1")
         _need(self.val_every >= 1 and self.val_tasks >= 1 and self.patience >= 1,
               "meta_train.val_every, val_tasks, patience must be >= 1")
+        _need(self.max_minutes >= 0, "meta_train.max_minutes must be >= 0")
+        _need(self.optimizer in ("adam", "sgd"), f"meta_train.optimizer {self.optimizer!r}: use adam or sgd")
+        _need(self.head_lr > 0 and self.name_weight >= 0, "meta_train.head_lr must be > 0, name_weight >= 0")
+        _need(self.strategy in ("auto", "ddp"), f"meta_train.strategy {self.strategy!r}: use auto or ddp")
+        _need(self.precision in ("auto", "32-true", "bf16-mixed"),
+              f"meta_train.precision {self.precision!r}: use auto, 32-true or bf16-mixed")
+        _need(self.devices == "auto" or all(p.strip().isdigit() for p in self.devices.split(",")),
+              f"meta_train.devices {self.devices!r}: a count, 'auto' or a list such as '0,1'")
+
+    def lightning_devices(self):
+        """``devices`` as Lightning takes it: 'auto', an int count, or a list of indices."""
+        if self.devices == "auto":
+            return "auto"
+        parts = [int(p) for p in self.devices.split(",") if p.strip()]
+        return parts[0] if len(parts) == 1 and "," not in self.devices else parts
 
 
 @dataclass(frozen=True)
 class AdaptSettings:
-    inner_steps: int = _f(8, "SGD steps on the tenant's support set")
+    inner_steps: int = _f(10, "inner-loop steps on the tenant's support set (the meta-learned rates apply)")
+    head: str = _f("logreg", "the delta's head: logreg (logistic regression on the adapted embeddings, "
+                             "label names included) | inner (the inner loop's prototype head)")
+    label_names: bool = _f(True, "use each label's name as one more (weighted) example of it")
     holdout_fraction: float = _f(0.3, "share of each label held out to measure accuracy")
     max_loss: float = _f(50.0, "a loss above this (or non-finite) stops adaptation: not registered")
     seed: int = _f(0, "seed of the stratified split")
 
     def __post_init__(self) -> None:
         _need(self.inner_steps >= 1, "adapt.inner_steps must be >= 1")
+        _need(self.head in ("logreg", "inner"), f"adapt.head {self.head!r}: use logreg or inner")
         _need(0.05 <= self.holdout_fraction <= 0.8, "adapt.holdout_fraction must be within 0.05..0.8")
         _need(self.max_loss > 0, "adapt.max_loss must be > 0")
 
@@ -110,8 +145,11 @@ class AdaptSettings:
 @dataclass(frozen=True)
 class GateSettings:
     champion_tolerance: float = _f(0.02, "a candidate may be this much below the champion's accuracy")
-    baseline_tolerance: float = _f(0.0, "... and this much below the no-meta-learning baseline")
+    baseline_tolerance: float = _f(0.0, "... and this much below the best baseline without meta-learning "
+                                        "(no-meta start, prototypes, logistic regression)")
     four_eyes: bool = _f(True, "the reviewer must differ from the requester")
+    rollback_alone: str = _f("*", "who may roll back a tenant alone: '*' (any person) or comma-separated "
+                                  "identities; anyone else only requests it and a second person completes it")
 
     def __post_init__(self) -> None:
         _need(0 <= self.champion_tolerance <= 1 and 0 <= self.baseline_tolerance <= 1,
@@ -120,15 +158,26 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    tracking_uri: str = _f("", "MLflow tracking URI; empty = sqlite in .tailor/mlflow.db")
-    artifact_location: str = _f("", "MLflow artifact root; empty = .tailor/mlartifacts")
-    dvc_remote: str = _f("", "DVC remote URL; empty = .tailor/dvc-remote")
+    tracking_uri: str = _f("", "MLflow tracking URI (e.g. http://mlflow:5000); empty = sqlite in .tailor/mlflow.db")
+    artifact_location: str = _f("", "MLflow artifact root; empty = .tailor/mlartifacts, or the tracking "
+                                    "server's artifact proxy (mlflow-artifacts:) when tracking_uri is a server")
+    dvc_remote: str = _f("", "DVC remote: s3://bucket/path, gs://..., azure://..., or a folder; empty = "
+                             ".tailor/dvc-remote. Credentials come from the environment, never from here")
+    dvc_endpoint_url: str = _f("", "endpoint of an S3-compatible server (MinIO, Ceph, ...) for an s3:// "
+                                   "dvc_remote; empty = AWS")
     prefect_api_url: str = _f("", "Prefect API URL; empty = Prefect's embedded server")
     prefect_idle_seconds: float = _f(20.0, "the embedded Prefect server stops this long after its last "
                                       "command ends (killed ones too); commands meanwhile reuse it")
+    lock: str = _f("auto", "transition locks: 'file' (.tailor/locks), 'registry' (a row in MLflow's database), "
+                           "'auto' = registry with a tracking server, file otherwise")
 
     def __post_init__(self) -> None:
         _need(0 <= self.prefect_idle_seconds <= 86400, "stores.prefect_idle_seconds must be within 0..86400")
+        _need(self.lock in ("auto", "file", "registry"), f"stores.lock {self.lock!r}: use auto, file or registry")
+        _need(not self.dvc_endpoint_url or self.dvc_remote.startswith("s3://"),
+              "stores.dvc_endpoint_url applies to an s3:// dvc_remote only")
+        _need(not self.dvc_endpoint_url or self.dvc_endpoint_url.startswith(("http://", "https://")),
+              "stores.dvc_endpoint_url must start with http:// or https://")
 
 
 @dataclass(frozen=True)
@@ -136,9 +185,21 @@ class ScheduleSettings:
     adapt_cron: str = _f("0 2 * * *", "when `tailor serve` re-adapts every tenant")
     timezone: str = _f("UTC", "timezone of the cron schedules")
     chunk_size: int = _f(25, "tenants per Prefect task when adapting many")
+    task_runner: str = _f("thread", "where adaptation chunks run: thread (this process) | dask")
+    workers: int = _f(1, "chunks at once: threads (thread), or processes of the local Dask cluster "
+                         "(dask without dask_address)")
+    dask_address: str = _f("", "a running Dask scheduler, e.g. tcp://10.0.0.5:8786; empty = start a local "
+                               "cluster of `workers` processes for each run")
 
     def __post_init__(self) -> None:
         _need(self.chunk_size >= 1, "schedule.chunk_size must be >= 1")
+        _need(self.task_runner in ("thread", "dask"),
+              f"schedule.task_runner {self.task_runner!r}: use thread or dask")
+        _need(self.workers >= 1, "schedule.workers must be >= 1")
+        _need(not self.dask_address or "://" in self.dask_address,
+              f"schedule.dask_address {self.dask_address!r}: give a scheduler address such as tcp://host:8786")
+        _need(not self.dask_address or self.task_runner == "dask",
+              "schedule.dask_address needs schedule.task_runner: dask")
 
 
 @dataclass(frozen=True)

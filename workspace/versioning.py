@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from workspace import faults, journal
+from workspace import faults, journal, remote
 from workspace.dvcfiles import (DATA_NAMES, SUFFIXES, DataVersion, dvc_checkout, dvc_path, dvc_repo, md5_of,
                                 rel, tenant_dvc_file, version_of)
 from workspace.errors import UserError
@@ -14,12 +14,12 @@ from workspace.gitrepo import VersioningError, ensure_line, git, git_blobs, remo
 from workspace.paths import Workspace
 from workspace.recovery import recover, restore_committed, rolled_back_on_failure
 from workspace.safe_io import stream_copy
-from workspace.settings import StoreSettings
+from workspace.settings import StoreSettings, load_settings
 from workspace.tenants import check_tenant_id
 
-__all__ = ["DATA_NAMES", "SUFFIXES", "DataVersion", "checkout", "current_version", "data_file", "history",
-           "init_repo", "locked", "recover", "restore_committed", "track"]
-REMOTE = "local"
+__all__ = ["DATA_NAMES", "SUFFIXES", "DataVersion", "checkout", "current_version", "data_file", "ensure_remote",
+           "history", "init_repo", "locked", "recover", "restore_committed", "tenants_with_data", "track",
+           "verified_version"]
 
 
 # --- workspace setup ---------------------------------------------------------------------------
@@ -28,7 +28,8 @@ def init_repo(ws: Workspace, store: StoreSettings) -> None:
     """Make ``ws.root`` a git + DVC repo with remote ``local`` (idempotent) and commit the setup.
 
     ``store.dvc_remote`` is a URL (s3://, gs://, ...) or a local folder, relative to the
-    workspace root; empty means ``.tailor/dvc-remote``. Changing it later re-points the remote.
+    workspace root; empty means ``.tailor/dvc-remote``. Changing it later needs no re-init: every
+    push and pull points the remote at the current setting first (``ensure_remote``).
     """
     root = ws.root
     root.mkdir(parents=True, exist_ok=True)
@@ -38,39 +39,31 @@ def init_repo(ws: Workspace, store: StoreSettings) -> None:
         if git(ws, "config", key, check=False) == "":
             git(ws, "config", "--local", key, value)  # commits need an author; keep a user's own
     Repo = dvc_repo()
-    from dvc.config_schema import RelPath
-
     if not (root / ".dvc").is_dir():
         Repo.init(str(root)).close()
-    url = store.dvc_remote or str(ws.dvc_remote_dir)
-    if "://" not in url:
-        local = (root / url).resolve()
-        local.mkdir(parents=True, exist_ok=True)
-        # inside the workspace: stored relative, so the workspace folder can move
-        url = RelPath(str(local)) if local.is_relative_to(root) else str(local)
     with Repo(str(root)) as repo:
-        conf = repo.config.load_one("repo")
-        remote = conf.get("remote", {}).get(REMOTE, {}).get("url")
-        if (conf.get("core", {}).get("analytics") is not False
-                or conf.get("core", {}).get("remote") != REMOTE or not _same_url(remote, url)):
-            with repo.config.edit("repo") as edit:
-                edit["core"]["analytics"] = False
-                edit["core"]["remote"] = REMOTE
-                edit["remote"][REMOTE] = {"url": url}
+        remote.configure(repo, ws, store)
     ensure_line(root / ".gitignore", ".tailor/")
     setup = [".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
-    setup += ["params.yaml"] if (root / "params.yaml").exists() else []  # settings are versioned too
+    setup += [name for name in ("params.yaml", "dvc.yaml") if (root / name).exists()]  # versioned too
     git(ws, "add", "--", *setup)
     if git(ws, "diff", "--cached", "--quiet", "--", *setup, check=False, rc=True):
         git(ws, "commit", "-q", "-m", "tailor: initialise DVC data versioning", "--", *setup)
 
 
-def _same_url(old, new) -> bool:
-    if old is None:
-        return False
-    if "://" in str(old) or "://" in str(new):
-        return str(old) == str(new)
-    return os.path.abspath(old) == os.path.abspath(new)
+def ensure_remote(ws: Workspace, store: StoreSettings | None = None) -> str:
+    """Point the DVC remote at ``store`` (default: params.yaml's) and commit .dvc/config if that
+    changed it, so a fresh clone pulls from the same place; returns the remote for messages."""
+    store = store if store is not None else load_settings(ws.params_file).stores
+    with locked(ws):
+        with dvc_repo()(str(ws.root)) as repo:
+            changed = remote.configure(repo, ws, store)
+        if changed:  # committed with the setting that caused it, so a clone pulls from the same place
+            files = [".dvc/config", "params.yaml"] if ws.params_file.exists() else [".dvc/config"]
+            git(ws, "add", "--", *files)
+            if git(ws, "diff", "--cached", "--quiet", "--", *files, check=False, rc=True):
+                git(ws, "commit", "-q", "-m", f"data: DVC remote is {remote.describe(ws, store)}", "--", *files)
+    return remote.describe(ws, store)
 
 
 # --- reading versions --------------------------------------------------------------------------
@@ -82,6 +75,31 @@ def data_file(ws: Workspace, tenant: str) -> Path | None:
     found = [folder / n for n in DATA_NAMES if (folder / n).is_file()]
     tracked = [p for p in found if dvc_path(p).is_file()]
     return (tracked or found or [None])[0]
+
+
+def tenants_with_data(ws: Workspace) -> list[str]:
+    """Every tenant folder holding a data file, sorted."""
+    if not ws.data_dir.is_dir():
+        return []
+    return sorted(p.name for p in ws.data_dir.iterdir() if p.is_dir() and data_file(ws, p.name) is not None)
+
+
+def verified_version(ws: Workspace, tenant: str) -> DataVersion:
+    """The tenant's data version, after checking that the file on disk is what DVC versioned.
+
+    Raises:
+        UserError: no versioned data, or the file was edited outside Tailor (its md5 differs), so
+            no data version describes it.
+    """
+    with locked(ws):  # no ingest swaps the file between reading its version and hashing it
+        version = current_version(ws, tenant)
+        if version is None:
+            raise UserError(f"tenant {tenant!r} has no versioned data: run `tailor ingest {tenant} FILE`")
+        actual = md5_of(ws.root / version.path)
+    if actual != version.md5.removeprefix("md5:"):
+        raise UserError(f"{version.path} was changed outside Tailor, so no data version describes it: "
+                        f"`tailor ingest {tenant} FILE` it, or `tailor data checkout {tenant} {version.md5[:12]}`")
+    return version
 
 
 def current_version(ws: Workspace, tenant: str) -> DataVersion | None:
@@ -126,14 +144,14 @@ def locked(ws: Workspace):
 # hash and push it, then record it with one git commit (the atomic step), and close the entry.
 # Whoever next takes the lock and finds an open entry restores the tenant's last committed version.
 
-def track(ws: Workspace, tenant: str, src: Path, expected_md5: str | None = None,
-          max_bytes: int | None = None) -> DataVersion:
+def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = None, *,
+          expected_md5: str | None = None, max_bytes: int | None = None) -> DataVersion:
     """Make ``src`` the tenant's data: copy, ``dvc add``, ``dvc push``, commit the .dvc file.
 
     Idempotent (same content: same version, no commit) and atomic, under kill -9 too: the
     tenant's previous data file, .dvc file and .gitignore stay current until the commit. Other
     tenants' files are never written and never committed. ``expected_md5`` (hex) refuses a file
-    that changed since it was validated.
+    that changed since it was validated. ``store``: where to push (default: params.yaml's).
     """
     check_tenant_id(tenant)
     _require_repo(ws)
@@ -144,6 +162,7 @@ def track(ws: Workspace, tenant: str, src: Path, expected_md5: str | None = None
     target = ws.tenant_dir(tenant) / f"data{suffix}"
     with locked(ws):
         recover(ws)
+        where = ensure_remote(ws, store)
         staged, md5 = _stage_copy(ws, tenant, src, max_bytes)  # an unreadable src changes nothing
         try:
             if expected_md5 and md5 != expected_md5:
@@ -164,7 +183,8 @@ def track(ws: Workspace, tenant: str, src: Path, expected_md5: str | None = None
                 with dvc_repo()(str(ws.root)) as repo:
                     repo.add([str(target)])
                     faults.point("ingest:added")
-                    _push(repo, dvc_path(target))
+                    with remote.translated_errors(where):
+                        _push(repo, dvc_path(target))
                 faults.point("ingest:pushed")
                 version = version_of(tenant, rel(ws, dvc_path(target)),
                                      dvc_path(target).read_text(encoding="utf-8"), None)
@@ -175,7 +195,7 @@ def track(ws: Workspace, tenant: str, src: Path, expected_md5: str | None = None
     return DataVersion(**{**version.to_dict(), "git_commit": commit})
 
 
-def checkout(ws: Workspace, tenant: str, rev: str) -> DataVersion:
+def checkout(ws: Workspace, tenant: str, rev: str, store: StoreSettings | None = None) -> DataVersion:
     """Restore the tenant's data as of a git revision or an md5 (prefix), and commit that.
 
     Raises:
@@ -194,6 +214,7 @@ def checkout(ws: Workspace, tenant: str, rev: str) -> DataVersion:
                 and md5_of(data) == wanted.md5.removeprefix("md5:")):
             return now
         dvcfile = ws.root / dvc_rel
+        where = ensure_remote(ws, store)
         entry = journal.begin(ws, tenant, "checkout")
         with rolled_back_on_failure(ws, tenant, entry):
             _drop_other_data(data)
@@ -201,7 +222,7 @@ def checkout(ws: Workspace, tenant: str, rev: str) -> DataVersion:
             dvcfile.write_text(text, encoding="utf-8")
             ensure_line(dvcfile.parent / ".gitignore", f"/{data.name}")
             faults.point("checkout:written")
-            dvc_checkout(ws, dvcfile)
+            dvc_checkout(ws, dvcfile, where)
             if md5_of(data) != wanted.md5.removeprefix("md5:"):
                 raise VersioningError(f"restored {wanted.path} does not match {wanted.md5}")
             commit = _commit_tenant(ws, tenant, f"data: {tenant} checkout {rev}", "checkout")

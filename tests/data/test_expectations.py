@@ -1,11 +1,12 @@
 """The data contract, run by real Great Expectations: good data passes, each broken rule fails on its
 own with a line a person can act on, and nothing is printed on the user's screen."""
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from data_checks.expectations import validate_frame
+from data_checks.expectations import docs_page, validate_frame
 from workspace.settings import ValidationSettings
 
 S = ValidationSettings(min_labels=2, max_labels=3, min_examples_per_label=4, max_text_chars=50,
@@ -79,9 +80,32 @@ def test_empty_frame_says_only_that_it_has_no_rows():
     assert report.failures == ["the file has no rows: add one row per labelled example"]
 
 
-def test_data_docs_are_built_per_tenant(tmp_path):
-    report = validate_frame("acme", broken("few examples"), S, docs_dir=tmp_path)
-    index = tmp_path / "acme" / "index.html"
-    assert report.data_docs == str(index) and index.is_file()
-    pages = list((tmp_path / "acme" / "validations").rglob("*.html"))
-    assert pages and "examples_of_this_label" in pages[0].read_text(encoding="utf-8")
+def test_data_docs_keep_every_validation_in_one_file_backed_context(tmp_path):
+    site = tmp_path / "data_docs"
+    first = validate_frame("acme", broken("few examples"), S, docs_dir=site, run_name="aaa111")
+    second = validate_frame("acme", good_frame(), S, docs_dir=site, run_name="bbb222")
+    other = validate_frame("globex", good_frame(), S, docs_dir=site, run_name="ccc333")
+    pages = sorted(p.relative_to(site).parts[:3] for p in (site / "validations").rglob("*.html"))
+    assert pages == [("validations", "tailor-acme", "aaa111"), ("validations", "tailor-acme", "bbb222"),
+                     ("validations", "tailor-globex", "ccc333")]  # the failed run's page survives
+    assert first.data_docs.endswith(".html") and "aaa111" in first.data_docs and "bbb222" in second.data_docs
+    assert docs_page(site, "acme", "aaa111") == first.data_docs and other.data_docs_index == str(site / "index.html")
+    index = (site / "index.html").read_text(encoding="utf-8")
+    assert "aaa111" in index and "bbb222" in index and "ccc333" in index  # one index over the history
+    assert (tmp_path / "gx" / "expectations").is_dir()  # suites are saved in the workspace's context
+    page = Path(first.data_docs.removeprefix("file://")).read_text(encoding="utf-8")
+    assert "examples_of_this_label" in page
+
+
+def test_leakage_checks_run_as_part_of_validation():
+    frame = good_frame()
+    texts = frame["text"].tolist()
+    mixed_up = validate_frame("acme", frame, S, others={"globex": texts[:-1], "initech": ["unrelated"]})
+    assert not mixed_up.passed and mixed_up.leakage["cross_tenant"] == {"globex": len(texts) - 1}
+    assert any(f.startswith("cross-tenant") and "globex" in f for f in mixed_up.failures)
+    few = validate_frame("acme", frame, S, others={"globex": texts[:1]})
+    assert few.passed and few.warnings and few.leakage["cross_tenant"] == {"globex": 1}
+    dup = pd.concat([frame, frame.iloc[:1]], ignore_index=True)
+    split = ([0, 1, 2], [len(dup) - 1])
+    leaky = validate_frame("acme", dup, S, split=split)
+    assert leaky.leakage["support_query"] == 1 and any("support/query" in w for w in leaky.warnings)

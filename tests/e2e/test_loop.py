@@ -2,6 +2,7 @@
 on tiny tenants and the tiny encoder: what a user runs, and what a user must never lose."""
 import csv
 import json
+import os
 
 import pytest
 
@@ -24,7 +25,9 @@ def write_csv(path, texts, labels):
     return path
 
 
-def tailor(ws, *argv, capsys=None):
+def tailor(ws, *argv, capsys=None, who=None):
+    if who:
+        os.environ["TAILOR_USER"] = who  # the identity the command acts as (as a shell would set it)
     if capsys:
         capsys.readouterr()  # drop what earlier commands printed
     code = cli.main(["--workspace", str(ws), *argv])
@@ -44,8 +47,10 @@ def loop(tmp_path_factory):
     for tenant, path in files.items():
         assert cli.main(["--workspace", str(root), "ingest", tenant, str(path)]) == 0
     assert cli.main(["--workspace", str(root), "meta-train"]) == 0
+    os.environ["TAILOR_USER"] = "CI-Bot"
     assert cli.main(["--workspace", str(root), "adapt", "--all", "--requested-by", "ci-bot"]) == 0
-    return results
+    yield results
+    os.environ.pop("TAILOR_USER", None)
 
 
 def test_every_tenant_has_a_pending_candidate(loop, capsys):
@@ -58,10 +63,13 @@ def test_every_tenant_has_a_pending_candidate(loop, capsys):
 
 def test_approve_predict_rollback_and_lineage(loop, capsys):
     ws = loop["ws"]
-    assert tailor(ws, "review", "approve", "newco", "1", "--reviewer", "ci-bot", "--reason", "ok")[0] == 2, \
-        "four-eyes: the requester may not approve"
-    assert tailor(ws, "review", "approve", "newco", "1", "--reviewer", "alice", "--reason", "ok",
-                  "--override-reason", "tiny test model")[0] == 0
+    code, out = tailor(ws, "review", "approve", "newco", "1", "--reason", "ok", capsys=capsys, who=" ci-bot")
+    assert code == 2 and "four-eyes" in out.err, "the requester may not approve, however spelled"
+    code, out = tailor(ws, "review", "approve", "newco", "1", "--reviewer", "bob", "--reason", "ok",
+                       capsys=capsys, who="alice")
+    assert code == 2 and "is not you" in out.err, "a flag cannot act as someone else"
+    assert tailor(ws, "review", "approve", "newco", "1", "--reviewer", "Alice", "--reason", "ok",
+                  "--override-reason", "tiny test model", who="alice")[0] == 0
     code, out = tailor(ws, "predict", "newco", "rain snow storm", "court judge jury", "--json", capsys=capsys)
     assert code == 0
     labels = [row["label"] for row in json.loads(out.out)]
@@ -69,10 +77,10 @@ def test_approve_predict_rollback_and_lineage(loop, capsys):
     # new data -> second candidate -> approve -> rollback to v1
     write_csv(loop["inbox"] / "newco2.csv", *synthetic_tenant(TENANTS["newco"], 8, seed=42))
     assert tailor(ws, "ingest", "newco", str(loop["inbox"] / "newco2.csv"))[0] == 0
-    assert tailor(ws, "adapt", "newco", "--requested-by", "bob")[0] == 0
-    assert tailor(ws, "review", "approve", "newco", "2", "--reviewer", "alice", "--reason", "ok",
-                  "--override-reason", "tiny test model")[0] == 0
-    assert tailor(ws, "rollback", "newco", "--reason", "regression", "--actor", "alice")[0] == 0
+    assert tailor(ws, "adapt", "newco", who="bob")[0] == 0
+    assert tailor(ws, "review", "approve", "newco", "2", "--reason", "ok",
+                  "--override-reason", "tiny test model", who="alice")[0] == 0
+    assert tailor(ws, "rollback", "newco", "--reason", "regression", who="alice")[0] == 0
     code, out = tailor(ws, "lineage", "newco", "--json", capsys=capsys)
     lineage = json.loads(out.out)
     assert lineage["champion"] == "1"
@@ -103,7 +111,7 @@ def test_bad_file_is_refused_and_loses_nothing(loop, capsys):
 @pytest.mark.parametrize("argv, message", [
     (["ingest", "Bad_Id", "x.csv"], "invalid tenant id"),
     (["ingest", "acme", "/no/such/file.csv"], "no such file"),
-    (["review", "approve", "acme", "99", "--reviewer", "alice", "--reason", "x"], "acme"),
+    (["review", "approve", "acme", "99", "--reason", "x"], "acme"),
     (["predict", "nobody-here", "hello"], "nobody-here"),
     (["meta-train", "--algorithm", "sgd"], "fomaml or reptile"),
 ])
@@ -112,6 +120,36 @@ def test_user_mistakes_get_one_line_and_exit_2(loop, capsys, argv, message):
     assert code == 2
     assert message in out.err and "Traceback" not in out.err
     assert len(out.err.strip().splitlines()) == 1
+
+
+def test_mlflow_shows_what_a_reviewer_sees(loop, capsys):
+    """Each version's run carries the confusion matrix, per-label metrics, the validation summary
+    and the data as a dataset input with its DVC digest; its description follows its state; its
+    validation page in Data Docs exists."""
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    from registry import store
+
+    code, out = tailor(loop["ws"], "lineage", "acme", "--version", "1", "--json", capsys=capsys)
+    v1 = json.loads(out.out)["versions"][0]
+    c = store.client()
+    mv = c.get_model_version("tailor-tenant-acme", "1")
+    names = {a.path for a in c.list_artifacts(mv.run_id, "review")}
+    assert names == {"review/confusion_matrix.png", "review/per_label.json", "review/validation.json"}
+    review = json.loads(Path(c.download_artifacts(mv.run_id, "review/per_label.json")).read_text())
+    assert [r["label"] for r in review["per_label"]] == sorted(["Animal", "Food", "Tool"])
+    assert sum(map(sum, review["confusion"])) == review["n_held_out"] > 0
+    run = c.get_run(mv.run_id)
+    dataset = run.inputs.dataset_inputs[0]
+    assert v1["data_version"].removeprefix("md5:").startswith(dataset.dataset.digest)
+    assert {t.key: t.value for t in dataset.tags}["dvc_md5"] == v1["data_version"]
+    assert mv.tags["baseline_method"] in ("no-meta", "prototypes", "logreg") and mv.tags["head"]
+    assert "pending review" in mv.description and "requested by ci-bot" in mv.description
+    page = Path(urlparse(mv.tags["data_docs"]).path)
+    assert page.is_file() and v1["data_version"].removeprefix("md5:") in str(page)
+    approved = c.get_model_version("tailor-tenant-newco", "1")
+    assert "approved by alice" in approved.description
 
 
 # --- bad input and faults (issue 11): appended so they run after the loop above ----------------
@@ -132,7 +170,7 @@ def test_batch_adapt_reports_unknown_and_broken_tenants_on_one_line_and_register
         edited.write_bytes(original + b"edited by hand,Animal\n")
         params.write_text(settings_text.replace("max_adapt_rows: 2000", "max_adapt_rows: 60"))
         code, out = tailor(ws, "adapt", "acme", "no-such-tenant", "Bad_Id", "initech", "bigco",
-                           "--requested-by", "ci-bot", capsys=capsys)
+                           "--requested-by", "ci-bot", capsys=capsys, who="ci-bot")
     finally:
         edited.write_bytes(original)
         params.write_text(settings_text)

@@ -114,7 +114,7 @@ def test_set_current_base_moves_current_and_back(reg, tmp_path):
     assert base_model.get_base() == new and new.version != reg["base"].version
     base_model.set_current_base(reg["ws"], reg["base"].version, actor="ops", reason="new base regressed")
     assert base_model.get_base() == reg["base"]
-    assert audit.records(reg["ws"])[-1]["action"] == "set-base"
+    assert audit.effective(audit.records(reg["ws"]))[-1]["action"] == "set-base"
 
 
 def test_candidate_is_pending_with_alias_tags_and_one_audit_record(reg):
@@ -128,7 +128,7 @@ def test_candidate_is_pending_with_alias_tags_and_one_audit_record(reg):
     assert t["flow_run_id"] == "flow-123" and t["code_version"] == "git:test"
     assert json.loads(t["metrics"]) == {"query_accuracy": 0.9, "baseline_accuracy": 0.8}
     assert aliases("cand-a") == {"candidate": version}
-    records = audit.records(reg["ws"], "cand-a")
+    records = audit.effective(audit.records(reg["ws"], "cand-a"))
     assert [(r["action"], r["to"]) for r in records] == [("register", version)]
     assert "cand-a" in candidates.list_tenants()
     review = [r for r in approval.list_reviews() if r["tenant"] == "cand-a"]
@@ -146,7 +146,7 @@ def test_candidate_of_another_tenant_is_refused(reg):
 def test_approve_moves_champion_and_records_who_and_why(reg):
     v1 = candidate(reg, "appr")
     with pytest.raises(UserError, match="four-eyes"):
-        approve(reg, "appr", v1, reviewer="scheduler")
+        approve(reg, "appr", v1, reviewer=" SCHEDULER ")  # case and spacing make no new person
     with pytest.raises(UserError, match="reason"):
         approve(reg, "appr", v1, reason="  ")
     result = approve(reg, "appr", v1, reviewer="alice", reason="beats baseline")
@@ -155,7 +155,7 @@ def test_approve_moves_champion_and_records_who_and_why(reg):
     t = tags("appr", v1)
     assert (t["status"], t["approved_by"], t["approval_reason"], t["gates"]) == \
         ("approved", "alice", "beats baseline", "passed")
-    last = audit.records(reg["ws"], "appr")[-1]
+    last = audit.effective(audit.records(reg["ws"], "appr"))[-1]
     assert (last["action"], last["actor"], last["from"], last["to"], last["reason"]) == \
         ("approve", "alice", None, v1, "beats baseline")
     with pytest.raises(UserError, match="already approved"):
@@ -181,7 +181,7 @@ def test_failed_gates_are_named_and_an_override_needs_a_reason(reg):
     assert aliases("gate")["champion"] == worse and len(result["gates_failed"]) == 2
     t = tags("gate", worse)
     assert t["override_reason"] == "hotfix: new label needed today" and t["gates"].startswith("overridden")
-    last = audit.records(reg["ws"], "gate")[-1]
+    last = audit.effective(audit.records(reg["ws"], "gate"))[-1]
     assert last["details"]["override_reason"] == "hotfix: new label needed today"
 
 
@@ -220,31 +220,35 @@ def test_reject_closes_a_candidate(reg):
     t = tags("rej", version)
     assert (t["status"], t["rejected_by"], t["rejection_reason"]) == ("rejected", "bob", "labels look swapped")
     assert "candidate" not in aliases("rej")
+    assert "rejected by bob" in store.client().get_model_version("tailor-tenant-rej", version).description
     with pytest.raises(UserError, match="rejected"):
         approve(reg, "rej", version)
-    assert audit.records(reg["ws"], "rej")[-1]["action"] == "reject"
+    assert audit.effective(audit.records(reg["ws"], "rej"))[-1]["action"] == "reject"
 
 
 def test_rollback_restores_the_previous_approved_version(reg):
     with pytest.raises(UserError, match="no approved champion"):
-        approval.rollback(reg["ws"], "roll", "ops", "bad")
+        approval.rollback(reg["ws"], reg["settings"], "roll", "ops", "bad")
     v1 = candidate(reg, "roll")
     approve(reg, "roll", v1)
     with pytest.raises(UserError, match="no earlier approved version"):
-        approval.rollback(reg["ws"], "roll", "ops", "bad")
+        approval.rollback(reg["ws"], reg["settings"], "roll", "ops", "bad")
     v2 = candidate(reg, "roll")
     approve(reg, "roll", v2)
     v3 = candidate(reg, "roll")
     approve(reg, "roll", v3)
-    result = approval.rollback(reg["ws"], "roll", "ops", "complaints since v3")
+    result = approval.rollback(reg["ws"], reg["settings"], "roll", "ops", "complaints since v3")
     assert (result["from"], result["to"]) == (v3, v2) and aliases("roll")["champion"] == v2
     assert tags("roll", v3)["status"] == "rolled_back"
-    approval.rollback(reg["ws"], "roll", "ops", "v2 also bad")
+    c = store.client()
+    assert "rolled back by ops" in c.get_model_version("tailor-tenant-roll", v3).description
+    assert "champion again after rollback" in c.get_model_version("tailor-tenant-roll", v2).description
+    approval.rollback(reg["ws"], reg["settings"], "roll", "ops", "v2 also bad")
     assert aliases("roll")["champion"] == v1
     with pytest.raises(UserError, match="rolled back"):
         approve(reg, "roll", v3)
     with pytest.raises(UserError, match="reason"):
-        approval.rollback(reg["ws"], "roll", "ops", "")
+        approval.rollback(reg["ws"], reg["settings"], "roll", "ops", "")
 
 
 def test_one_tenants_actions_never_touch_another_tenants_aliases(reg):
@@ -254,7 +258,7 @@ def test_one_tenants_actions_never_touch_another_tenants_aliases(reg):
     approve(reg, "iso-ta", a1)
     a2 = candidate(reg, "iso-ta")
     approve(reg, "iso-ta", a2)
-    approval.rollback(reg["ws"], "iso-ta", "ops", "test")
+    approval.rollback(reg["ws"], reg["settings"], "iso-ta", "ops", "test")
     a3 = candidate(reg, "iso-ta")
     approval.reject(reg["ws"], "iso-ta", a3, "bob", "no")
     assert aliases("iso-tb") == before == {"champion": b1}
@@ -269,7 +273,7 @@ def test_served_at_and_lineage_replay_approvals_and_rollbacks(reg):
     v2 = candidate(reg, "lin", data_version="md5:two")
     approve(reg, "lin", v2, reviewer="carol", reason="second")
     t2 = datetime.now(timezone.utc)
-    approval.rollback(reg["ws"], "lin", "ops", "regression")
+    approval.rollback(reg["ws"], reg["settings"], "lin", "ops", "regression")
     t3 = datetime.now(timezone.utc)
     ws = reg["ws"]
     assert [audit.served_at(ws, "lin", t) for t in (t0, t1, t2, t3)] == [None, v1, v2, v1]
@@ -296,7 +300,7 @@ def test_register_retry_returns_the_same_version(reg):
     kw = dict(base=reg["base"], validation=PASSED, requested_by="scheduler")
     first = candidates.register_candidate(reg["ws"], "retry", delta, reg["base_dir"], **kw)
     assert candidates.register_candidate(reg["ws"], "retry", delta, reg["base_dir"], **kw) == first
-    assert len(audit.records(reg["ws"], "retry")) == 1
+    assert len(audit.effective(audit.records(reg["ws"], "retry"))) == 1
 
 
 def test_tenant_model_predicts_with_a_fake_predictor(monkeypatch):
@@ -341,9 +345,9 @@ def test_real_version_loads_as_pyfunc_and_as_champion(reg, monkeypatch):
     assert served["label"].tolist() == direct and set(direct) <= set(out.labels)
     assert ((served["score"] > 0) & (served["score"] <= 1)).all()
     with pytest.raises(UserError, match="no approved champion"):
-        approval.champion("serve")
+        serving.champion("serve")
     approve(reg, "serve", version, override_reason="tiny test encoder")
-    got, folder = approval.champion("serve")
+    got, folder = serving.champion("serve")
     assert got == version and (folder / "delta" / "manifest.json").exists()
     assert load_predictor(folder / "base", folder / "delta").predict(texts) == direct
     rows = serving.predict("serve", texts)

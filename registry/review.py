@@ -1,0 +1,83 @@
+"""Everything a reviewer needs about one candidate, read from the registry in one place, so the
+review page (and anything else) never calls MLflow itself."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from registry import approval, isolation, store
+from registry.candidates import CHAMPION
+from workspace.errors import UserError
+from workspace.settings import Settings
+from workspace.tenants import check_tenant_id, tenant_model_name
+
+
+def _artifact_json(run_id: str, path: str) -> dict:
+    try:
+        return json.loads(Path(store.client().download_artifacts(run_id, path)).read_text(encoding="utf-8"))
+    except Exception:  # noqa: BLE001 - an older version without review artifacts
+        return {}
+
+
+def _json_tag(tags: dict, key: str) -> dict:
+    try:
+        value = json.loads(tags.get(key) or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def data_changes(candidate_tags: dict, champion_tags: dict | None) -> dict:
+    """What changed in the data since the champion: data version and per-label row counts."""
+    now = (_json_tag(candidate_tags, "validation_report").get("stats") or {}).get("label_counts") or {}
+    if champion_tags is None:
+        return {"champion_data_version": None, "data_version": candidate_tags.get("data_version"),
+                "same_data": False, "labels": [{"label": k, "before": None, "after": v} for k, v in sorted(now.items())]}
+    before = (_json_tag(champion_tags, "validation_report").get("stats") or {}).get("label_counts") or {}
+    rows = [{"label": k, "before": before.get(k), "after": now.get(k)} for k in sorted(set(before) | set(now))]
+    return {"champion_data_version": champion_tags.get("data_version"), "data_version": candidate_tags.get("data_version"),
+            "same_data": champion_tags.get("data_version") == candidate_tags.get("data_version"),
+            "labels": [r for r in rows if r["before"] != r["after"]] or rows}
+
+
+def candidate(settings: Settings, tenant: str, version: str) -> dict:
+    """Summary, gates, champion comparison, per-label results, validation, isolation (checked now,
+    on the stored bytes) and data changes of ``tenant`` v``version``."""
+    check_tenant_id(tenant)
+    name = tenant_model_name(tenant)
+    if not store.has_model(name):
+        raise UserError(f"tenant {tenant!r} has no registered versions")
+    mv = store.model_version(name, version, f"tenant {tenant}")
+    champ = store.alias_version(name, CHAMPION)
+    out = approval.summary(mv, None, champ, settings)
+    review = _artifact_json(mv.run_id, "review/per_label.json") if mv.run_id else {}
+    problems = isolation.verify_stored(mv)
+    out.update(
+        per_label=review.get("per_label", []), n_held_out=review.get("n_held_out"),
+        validation_report=_json_tag(mv.tags, "validation_report"),
+        isolation_now={"passed": not problems, "problems": problems,
+                       "checked": ["delta bytes vs the digest recorded at registration",
+                                   "manifest tenant, base digest and label set vs the version's",
+                                   "base bytes vs the registered base digest"]},
+        data_changes=data_changes(mv.tags, None if champ is None or str(champ.version) == str(mv.version)
+                                  else champ.tags),
+        description=mv.description or "", labels=_labels(mv.tags))
+    return out
+
+
+def _labels(tags: dict) -> list[str]:
+    try:
+        value = json.loads(tags.get("labels") or "[]")
+    except ValueError:
+        return []
+    return [str(x) for x in value] if isinstance(value, list) else []
+
+
+def confusion_png(tenant: str, version: str) -> bytes:
+    """The version's confusion-matrix PNG as logged at registration."""
+    check_tenant_id(tenant)
+    mv = store.model_version(tenant_model_name(tenant), version, f"tenant {tenant}")
+    try:
+        return Path(store.client().download_artifacts(mv.run_id, "review/confusion_matrix.png")).read_bytes()
+    except Exception:  # noqa: BLE001
+        raise UserError(f"{tenant} v{version} has no confusion matrix") from None

@@ -1,0 +1,70 @@
+"""Review-page users: names (normalised identities) with scrypt-hashed passwords in one workspace
+file, ``.tailor/users.json``. Only hashes are stored; comparisons are constant-time."""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import secrets
+from datetime import datetime, timezone
+
+from filelock import FileLock
+
+from registry import identity
+from workspace.errors import UserError
+from workspace.paths import Workspace
+
+_N, _R, _P = 2 ** 14, 8, 1  # scrypt cost: ~50 ms per check here, 16 MiB of memory
+
+
+def _file(ws: Workspace):
+    return ws.state_dir / "users.json"
+
+
+def _hash(password: str, salt: bytes, n: int = _N, r: int = _R, p: int = _P) -> str:
+    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32)
+    return f"scrypt${n}${r}${p}${salt.hex()}${digest.hex()}"
+
+
+def load(ws: Workspace) -> dict:
+    try:
+        data = json.loads(_file(ws).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except ValueError:
+        raise UserError(f"{_file(ws)} is not valid JSON: restore it or add users again") from None
+    return data if isinstance(data, dict) else {}
+
+
+def add_user(ws: Workspace, name: str, password: str) -> str:
+    """Add or reset ``name``; returns the normalised identity it logs in as."""
+    who = identity.normalise(name)
+    if not who or len(who) > 64:
+        raise UserError("a user name must be 1-64 characters")
+    if identity.is_service(who):
+        raise UserError(f"{who} is a service identity: service identities cannot log in")
+    if len(password) < 8:
+        raise UserError("the password must have at least 8 characters")
+    with FileLock(str(ws.state_dir / "users.json.lock"), timeout=30):
+        users = load(ws)
+        users[who] = {"password": _hash(password, secrets.token_bytes(16)),
+                      "added": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        tmp = _file(ws).with_suffix(".tmp")
+        tmp.write_text(json.dumps(users, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        os.chmod(tmp, 0o600)
+        os.replace(tmp, _file(ws))
+    return who
+
+
+def check(ws: Workspace, name: str, password: str) -> str | None:
+    """The identity when ``name``/``password`` match a user, else None (same work either way)."""
+    who = identity.normalise(name)
+    entry = load(ws).get(who)
+    stored = entry["password"] if entry else _hash("", b"\0" * 16)
+    try:
+        _, n, r, p, salt, _ = stored.split("$")
+        candidate = _hash(password, bytes.fromhex(salt), int(n), int(r), int(p))
+    except ValueError:
+        return None
+    return who if entry and hmac.compare_digest(candidate, stored) else None

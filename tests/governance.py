@@ -1,0 +1,118 @@
+"""Helpers for the governance tests: a fresh MLflow store per test (a copy of one migrated sqlite
+file, so no test pays the ~6 s schema migration twice), a tiny base, deltas built by hand, and a
+worker other processes run to act on the same store at the same time."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from registry import base_model, candidates, store
+from workspace.paths import Workspace
+
+PASSED = {"passed": True, "failures": []}
+_TEMPLATE: dict = {}
+
+
+def fresh_workspace(root: Path, settings=None) -> tuple[Workspace, object]:
+    """A workspace whose MLflow store is a copy of an already migrated empty sqlite file."""
+    root = Path(root)
+    ws = Workspace(root).ensure()
+    (root / "params.yaml").write_text("{}\n", encoding="utf-8")
+    if "db" not in _TEMPLATE:
+        template = Path(str(root) + "-template.db")
+        from mlflow import MlflowClient
+
+        MlflowClient(tracking_uri=f"sqlite:///{template}").search_experiments()
+        _TEMPLATE["db"] = template
+    ws.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(_TEMPLATE["db"], ws.mlflow_db)
+    if settings is None:
+        from tests.conftest import tiny_settings
+
+        settings = tiny_settings()
+    store.configure(ws, settings)
+    return ws, settings
+
+
+def tiny_settings_with(**sections):
+    """The tests' tiny settings with some fields of other sections changed."""
+    from tests.conftest import tiny_settings
+
+    settings = tiny_settings()
+    for section, changes in sections.items():
+        settings = settings.replace(section, **changes)
+    return settings
+
+
+def make_base(ws: Workspace, name: str = "base", data_versions: dict | None = None):
+    import torch
+    from safetensors.torch import save_file
+
+    from lightning_modules.delta import sha256_file
+    folder = ws.root / "bases" / name
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({"x": torch.arange(4.0) + len(name)}, str(folder / "base.safetensors"))
+    (folder / "base.json").write_text(json.dumps(
+        {"format": "tailor-base/1", "digest": f"sha256:{sha256_file(folder / 'base.safetensors')}"}))
+    return base_model.register_base(folder, params={}, metrics={}, actor="service:meta-train",
+                                    data_versions=data_versions), folder
+
+
+def make_delta(ws: Workspace, base, tenant: str, qa=0.9, baseline=0.8, labels=("Billing", "Login"),
+               manifest_tenant=None, seed=0):
+    import torch
+
+    from lightning_modules.delta import save_delta
+    g = torch.Generator().manual_seed(seed)
+    tensors = {"L0.attention.self.query.lora_A": torch.randn(2, 8, generator=g),
+               "L0.attention.self.query.lora_B": torch.zeros(8, 2),
+               "head.weight": torch.randn(len(labels), 8, generator=g), "head.bias": torch.zeros(len(labels))}
+    manifest = {"tenant": manifest_tenant or tenant, "labels": list(labels),
+                "base": {"name": base.name, "version": base.version, "digest": base.digest},
+                "data_version": f"md5:{tenant}-{seed}", "code_version": "git:test",
+                "adaptation": {"algorithm": "sgd-inner-loop", "inner_steps": 4, "seed": 0, "head": "meta-learned"},
+                "metrics": {"query_accuracy": qa, "baseline_accuracy": baseline, "baseline_method": "logreg",
+                            "n_support": 8, "n_query": 4}}
+    return save_delta(ws.root / "deltas" / f"{tenant}-{time.monotonic_ns()}", tensors, manifest)
+
+
+def register(ws, base, base_dir, tenant, requested_by="service:scheduler", held_out=None, validation=None,
+             **kw) -> str:
+    delta = make_delta(ws, base, tenant, **kw)
+    return candidates.register_candidate(ws, tenant, delta, base_dir, base=base, validation=validation or PASSED,
+                                         requested_by=requested_by, flow_run_id="flow-1", held_out=held_out)
+
+
+def worker(argv: list[str]) -> int:
+    """``python -m tests.governance ROOT ACTION TENANT VERSION WHO [GO-FILE]``: one transition, as
+    another process would run it (waits for GO-FILE to exist, so two workers start together)."""
+    root, action, tenant, version, who = argv[:5]
+    go = Path(argv[5]) if len(argv) > 5 else None
+    from registry import approval
+    from workspace.errors import UserError
+    from workspace.settings import load_settings
+
+    ws = Workspace(Path(root))
+    settings = load_settings(ws.params_file)
+    store.configure(ws, settings)
+    store.client().search_experiments()  # connect before the start signal
+    while go is not None and not go.exists():
+        time.sleep(0.01)
+    try:
+        if action == "approve":
+            approval.approve(ws, settings, tenant, version, who, "worker", override_reason="test")
+        elif action == "reject":
+            approval.reject(ws, tenant, version, who, "worker")
+        elif action == "rollback":
+            approval.rollback(ws, settings, tenant, who, "worker")
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(worker(sys.argv[1:]))

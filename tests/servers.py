@@ -1,0 +1,110 @@
+"""Real servers the tests and `python -m benchmarks.servers` start as subprocesses on free local
+ports: an S3-compatible server (moto), an MLflow tracking server that serves artifacts, and a
+local Dask cluster of two worker processes. Each is stopped (by its own process id) on exit."""
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+S3_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1"}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """A server subprocess on a local port; ``ready()`` waits for its health URL (so several can
+    start side by side while a test prepares other things)."""
+
+    def __init__(self, proc: subprocess.Popen, url: str, health: str, log: Path):
+        self.proc, self.url, self.health, self.log = proc, url, health, log
+
+    def ready(self, seconds: float = 180) -> str:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.url} exited with {self.proc.returncode}: {self.log.read_text()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.health, timeout=2):
+                    return self.url
+            except OSError:
+                time.sleep(0.3)
+        raise RuntimeError(f"{self.url} did not answer within {seconds:.0f}s: {self.log.read_text()[-2000:]}")
+
+
+@contextmanager
+def _serving(argv: list[str], url: str, health: str, log: Path):
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        # its own process group: `mlflow server` runs uvicorn and a job runner as children
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, env=os.environ.copy(), start_new_session=True)
+    try:
+        yield Server(proc, url, health, log)
+    finally:
+        _stop_group(proc)
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """A throwaway server: a few seconds to stop cleanly, then killed (its whole process group)."""
+    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+@contextmanager
+def s3_server(folder: Path, buckets: tuple[str, ...] = ("tailor",)):
+    """Yields the endpoint URL of a moto S3 server with ``buckets`` created (S3_ENV credentials)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    with _serving([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)], url,
+                  f"{url}/moto-api/", Path(folder) / "moto.log") as server:
+        server.ready()
+        import boto3
+
+        s3 = boto3.client("s3", endpoint_url=url, **{k.lower(): v for k, v in S3_ENV.items()
+                                                      if k != "AWS_DEFAULT_REGION"}, region_name="us-east-1")
+        for bucket in buckets:
+            s3.create_bucket(Bucket=bucket)
+        yield url
+
+
+@contextmanager
+def mlflow_server(folder: Path):
+    """Yields a ``Server`` running ``mlflow server --serve-artifacts`` on sqlite, artifacts under
+    ``folder``; call ``ready()`` for its URL (it takes 10-30 s to start)."""
+    folder = Path(folder)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--serve-artifacts",
+            "--artifacts-destination", str(folder / "artifacts")]
+    with _serving(argv, url, f"{url}/health", folder / "mlflow-server.log") as server:
+        yield server
+
+
+@contextmanager
+def dask_cluster(workers: int = 2):
+    """Yields (scheduler address, client) of a local cluster of single-threaded worker processes."""
+    os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")
+    from distributed import Client, LocalCluster
+
+    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            Client(cluster) as client:
+        yield cluster.scheduler_address, client

@@ -1,0 +1,134 @@
+"""Out-of-band changes are named and never served: an alias moved in MLflow, a tag edited, a
+version deleted; a delta swapped for another tenant's, or its manifest edited, is refused at
+approval, by `tailor predict` and by the pyfunc (`mlflow models serve`)."""
+import json
+import shutil
+import sys
+from pathlib import Path
+from urllib.parse import urlparse
+
+import mlflow
+import pytest
+
+from registry import approval, serving, store
+from registry.verify import verify_all
+from tests import governance as g
+from workspace.errors import UserError
+
+
+@pytest.fixture
+def gov(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # loading a pyfunc adds its bundled code to sys.path
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    return {"ws": ws, "settings": settings, "base": base, "base_dir": base_dir}
+
+
+def reg(gov, tenant, **kw):
+    return g.register(gov["ws"], gov["base"], gov["base_dir"], tenant, **kw)
+
+
+def approve(gov, tenant, version):
+    return approval.approve(gov["ws"], gov["settings"], tenant, version, "alice", "ok")
+
+
+def stored_folder(tenant, version) -> Path:
+    uri = store.client().get_model_version_download_uri(f"tailor-tenant-{tenant}", version)
+    return Path(urlparse(uri).path) / "artifacts"
+
+
+def clear_cache(gov):
+    shutil.rmtree(gov["ws"].cache_dir / "models", ignore_errors=True)
+
+
+def load_pyfunc(uri):
+    return mlflow.pyfunc.load_model(uri)
+
+
+def test_an_alias_moved_outside_tailor_is_named_and_refused_everywhere(gov):
+    v1 = reg(gov, "drift", seed=1)
+    approve(gov, "drift", v1)
+    v2 = reg(gov, "drift", seed=2, qa=0.5)  # fails the baseline gate
+    assert verify_all(gov["ws"])["ok"]
+    store.client().set_registered_model_alias("tailor-tenant-drift", "champion", v2)  # what MLflow's UI does
+    problems = verify_all(gov["ws"])["problems"]
+    assert problems == [f"tailor-tenant-drift: @champion points to v{v2} but the audit log says v{v1} "
+                        "(alias moved outside Tailor)"]
+    with pytest.raises(UserError, match=r"refusing to serve drift: @champion points to v2 .*audit verify"):
+        serving.champion("drift")
+    with pytest.raises(Exception, match="refusing to serve drift"):
+        load_pyfunc("models:/tailor-tenant-drift@champion")
+    store.client().set_registered_model_alias("tailor-tenant-drift", "champion", v1)  # put back: served again
+    assert serving.champion("drift")[0] == v1 and verify_all(gov["ws"])["ok"]
+
+
+def test_edited_tags_deleted_and_hand_made_versions_are_named(gov):
+    v1 = reg(gov, "tags", seed=1)
+    approve(gov, "tags", v1)
+    v2 = reg(gov, "tags", seed=2)
+    c = store.client()
+    c.set_model_version_tag("tailor-tenant-tags", v1, "approved_by", "mallory")
+    c.set_model_version_tag("tailor-tenant-tags", v1, "status", "rejected")
+    c.delete_model_version("tailor-tenant-tags", v2)
+    rogue = c.create_model_version("tailor-tenant-tags", "file:///nowhere", tags={"status": "approved"})
+    problems = verify_all(gov["ws"])["problems"]
+    assert f"tailor-tenant-tags: v{v1} tag approved_by is 'mallory', the audit log says 'alice' " \
+           "(edited outside Tailor)" in problems
+    assert any(f"v{v1} tag status is 'rejected'" in p for p in problems)
+    assert f"tailor-tenant-tags: @candidate was removed outside Tailor (the audit log says v{v2})" in problems
+    assert f"tailor-tenant-tags: v{v2} was deleted outside Tailor" in problems
+    assert f"tailor-tenant-tags: v{rogue.version} has no register record (created outside Tailor)" in problems
+    with pytest.raises(UserError, match="tag status was edited"):
+        serving.champion("tags")
+
+
+def _swap_in(gov, victim, version, donor, donor_version, edit_manifest=True):
+    """Replace ``victim``'s stored delta with ``donor``'s, manifest edited to name the victim."""
+    dst, src = stored_folder(victim, version) / "delta", stored_folder(donor, donor_version) / "delta"
+    shutil.copy(src / "delta.safetensors", dst / "delta.safetensors")
+    manifest = json.loads((src / "manifest.json").read_text())
+    if edit_manifest:
+        manifest["tenant"] = victim
+    (dst / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_a_swapped_delta_is_refused_at_approval_predict_and_pyfunc(gov):
+    a1, b1 = reg(gov, "iso-a", labels=("Billing", "Login")), reg(gov, "iso-b", labels=("Refund", "Spam"), seed=5)
+    _swap_in(gov, "iso-a", a1, "iso-b", b1)
+    with pytest.raises(UserError, match="fail isolation .*delta bytes"):
+        approve(gov, "iso-a", a1)
+    assert store.alias_version("tailor-tenant-iso-a", "champion") is None
+    with pytest.raises(Exception, match="delta bytes"):
+        load_pyfunc(f"models:/tailor-tenant-iso-a/{a1}")
+
+
+def test_a_champion_swapped_after_approval_is_refused_and_served_again_once_restored(gov):
+    a1, b1 = reg(gov, "iso-c"), reg(gov, "iso-d", labels=("Refund", "Spam"), seed=5)
+    approve(gov, "iso-c", a1)
+    folder = stored_folder("iso-c", a1) / "delta"
+    backup = {p.name: p.read_bytes() for p in folder.iterdir()}
+    _swap_in(gov, "iso-c", a1, "iso-d", b1)
+    clear_cache(gov)  # another machine, or a fresh cache: nothing verified locally yet
+    with pytest.raises(UserError, match="refused: delta bytes"):
+        serving.champion("iso-c")
+    with pytest.raises(Exception, match="delta bytes"):
+        load_pyfunc("models:/tailor-tenant-iso-c@champion")
+    for name, data in backup.items():
+        (folder / name).write_bytes(data)
+    version, local = serving.champion("iso-c")  # the cache is keyed by content: the restored files serve
+    assert version == a1 and json.loads((local / "delta" / "manifest.json").read_text())["tenant"] == "iso-c"
+
+
+def test_an_edited_manifest_or_cache_is_refused_or_fetched_again(gov):
+    v = reg(gov, "iso-e")
+    approve(gov, "iso-e", v)
+    _, local = serving.champion("iso-e")
+    manifest = json.loads((local / "delta" / "manifest.json").read_text())
+    (local / "delta" / "manifest.json").write_text(json.dumps({**manifest, "labels": ["Billing", "Other"]}))
+    _, again = serving.champion("iso-e")  # an edited local copy is dropped and fetched again, checked
+    assert json.loads((again / "delta" / "manifest.json").read_text())["labels"] == ["Billing", "Login"]
+    stored = stored_folder("iso-e", v) / "delta" / "manifest.json"
+    stored.write_text(json.dumps({**manifest, "labels": ["Login", "Billing"]}))  # reordered: rows would swap
+    clear_cache(gov)
+    with pytest.raises(UserError, match="labels differ"):
+        serving.champion("iso-e")

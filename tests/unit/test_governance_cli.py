@@ -1,0 +1,103 @@
+"""Governance from the CLI: review list shows gates and the champion, audit verify names drift
+and --repair finishes interrupted work, the auditor's export covers every tenant down to the
+data the base was trained on, users are added with hashed passwords."""
+import io
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from registry import approval, store
+from tailor import cli
+from tailor.web import users
+from tests import governance as g
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def gov(tmp_path, monkeypatch):
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    monkeypatch.setenv("TAILOR_USER", "alice")
+    return {"ws": ws, "settings": settings, "base": base, "base_dir": base_dir}
+
+
+def run(ws, *argv, capsys):
+    capsys.readouterr()
+    code = cli.main(["--workspace", str(ws.root), *argv])
+    return code, capsys.readouterr()
+
+
+def test_review_list_shows_gates_baseline_method_head_and_the_champion(gov, capsys):
+    v1 = g.register(gov["ws"], gov["base"], gov["base_dir"], "rl", seed=1, qa=0.9)
+    approval.approve(gov["ws"], gov["settings"], "rl", v1, "bob", "ok")
+    g.register(gov["ws"], gov["base"], gov["base_dir"], "rl", seed=2, qa=0.5)
+    code, out = run(gov["ws"], "review", "list", capsys=capsys)
+    assert code == 0
+    row = [line for line in out.out.splitlines() if line.startswith("rl ")][0]
+    assert "0.800 logreg" in row and "v1 0.900" in row and "meta-learned" in row
+    assert "FAILS champion, baseline" in row
+    code, out = run(gov["ws"], "review", "list", "--json", capsys=capsys)
+    (r,) = json.loads(out.out)
+    assert r["gates_failed"][0].startswith("champion (0.500 < champion v1 0.900") and r["champion_accuracy"] == 0.9
+
+
+def test_audit_verify_names_drift_and_repairs_interrupted_work(gov, capsys):
+    v1 = g.register(gov["ws"], gov["base"], gov["base_dir"], "av", seed=1)
+    code, out = run(gov["ws"], "audit", "verify", capsys=capsys)
+    assert code == 0 and "registry matches the log" in out.out
+    env = {**os.environ, "TAILOR_FAULT": "approve:after-aliases", "PYTHONPATH": str(ROOT)}
+    proc = subprocess.run([sys.executable, "-m", "tests.governance", str(gov["ws"].root), "approve", "av", v1, "carol"],
+                          cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == -9
+    code, out = run(gov["ws"], "audit", "verify", capsys=capsys)
+    assert code == 2 and "was interrupted; run `tailor audit verify --repair`" in out.out
+    assert len(out.err.strip().splitlines()) == 1 and "Traceback" not in out.err
+    code, out = run(gov["ws"], "audit", "verify", "--repair", capsys=capsys)
+    assert code == 0 and "repaired: av: approve" in out.out
+    store.client().set_registered_model_alias("tailor-tenant-av", "candidate", v1)
+    code, out = run(gov["ws"], "audit", "verify", capsys=capsys)
+    assert code == 2 and "@candidate points to v1 but no audit record put it there" in out.out
+    v2 = g.register(gov["ws"], gov["base"], gov["base_dir"], "av", seed=2)
+    store.client().set_registered_model_alias("tailor-tenant-av", "champion", v2)  # as MLflow's UI would
+    code, out = run(gov["ws"], "predict", "av", "hello", capsys=capsys)
+    assert code == 2 and out.err.strip() == (
+        f"error: refusing to serve av: @champion points to v{v2} but the audit log's champion is v{v1} "
+        "(moved outside Tailor); run `tailor audit verify`")
+
+
+def test_lineage_all_exports_every_tenant_down_to_the_bases_training_data(gov, capsys, tmp_path):
+    trained_on = {"acme": "md5:aaa"}
+    ref, base_dir = g.make_base(gov["ws"], "trained-on-data", data_versions=trained_on)
+    for tenant in ("la", "lb"):
+        v = g.register(gov["ws"], ref, base_dir, tenant, seed=1)
+        approval.approve(gov["ws"], gov["settings"], tenant, v, "bob", f"ok <b>{tenant}</b>")
+    html = tmp_path / "report.html"
+    code, out = run(gov["ws"], "lineage", "--all", "--json", "--html", str(html), capsys=capsys)
+    assert code == 0
+    report = json.loads(out.out.split("\n", 1)[1])  # first line says where the HTML went
+    assert report["audit"]["ok"] and [t["tenant"] for t in report["tenants"]] == ["la", "lb"]
+    v = report["tenants"][0]["versions"][0]
+    assert v["base"]["version"] == "2" and v["base"]["trained_on"] == trained_on
+    assert [b["version"] for b in report["bases"]] == ["1", "2"]
+    assert [(e["event"], e["actor"]) for e in v["events"]] == [("registered", "service:scheduler"), ("approved", "bob")]
+    page = html.read_text()
+    assert "ok &lt;b&gt;la&lt;/b&gt;" in page and "<b>la</b>" not in page and "md5:aaa" in page
+
+
+def test_users_are_added_with_hashed_passwords(gov, capsys, monkeypatch):
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long enough password\n"))
+    code, out = run(gov["ws"], "user", "add", " Dana ", "--password-stdin", capsys=capsys)
+    assert code == 0 and "user dana" in out.out
+    stored = (gov["ws"].state_dir / "users.json").read_text()
+    assert "long enough password" not in stored and "scrypt$" in stored
+    assert users.check(gov["ws"], "DANA", "long enough password") == "dana"
+    assert users.check(gov["ws"], "dana", "wrong") is None and users.check(gov["ws"], "nobody", "x") is None
+    monkeypatch.setattr(sys, "stdin", io.StringIO("short\n"))
+    assert run(gov["ws"], "user", "add", "eve", "--password-stdin", capsys=capsys)[0] == 2
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long enough password\n"))
+    assert run(gov["ws"], "user", "add", "service:bot", "--password-stdin", capsys=capsys)[0] == 2

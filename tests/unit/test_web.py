@@ -1,0 +1,97 @@
+"""The review app's guards without a browser: every page needs a login, every form needs the
+session's token (same origin or not), and a decision acts as the logged-in identity."""
+import re
+
+import pytest
+from fastapi.testclient import TestClient
+
+from registry import store
+from tailor.web import users
+from tailor.web.app import create_app
+from tests import governance as g
+
+
+@pytest.fixture
+def client(tmp_path):
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    version = g.register(ws, base, base_dir, "webt", requested_by="Bob")
+    users.add_user(ws, "bob", "bob's long password")
+    users.add_user(ws, "alice", "alice's long password")
+    return TestClient(create_app(ws, settings), base_url="http://testserver"), version
+
+
+def token(html: str) -> str:
+    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
+
+
+def login(c, who):
+    page = c.get("/login")
+    return c.post("/login", data={"user": who, "password": f"{who}'s long password", "csrf": token(page.text)},
+                  follow_redirects=False)
+
+
+def test_pages_need_a_login_and_forms_need_the_sessions_token(client):
+    c, version = client
+    assert c.get("/", follow_redirects=False).status_code == 303
+    assert c.get(f"/t/webt/v/{version}", follow_redirects=False).headers["location"] == "/login"
+    assert c.post("/login", data={"user": "alice", "password": "alice's long password"}).status_code == 403
+    assert login(c, "alice").status_code == 303
+    page = c.get(f"/t/webt/v/{version}")
+    assert page.status_code == 200 and "approve as alice" in page.text
+    wrong = c.post(f"/t/webt/v/{version}/approve", data={"reason": "x", "csrf": "guess"},
+                   headers={"origin": "http://testserver"})
+    assert wrong.status_code == 403
+    assert store.alias_version("tailor-tenant-webt", "champion") is None
+
+
+def test_a_decision_acts_as_the_login_and_four_eyes_applies(client):
+    c, version = client
+    login(c, "bob")
+    page = c.get(f"/t/webt/v/{version}")
+    refused = c.post(f"/t/webt/v/{version}/approve", data={"reason": "mine", "csrf": token(page.text)})
+    assert refused.status_code == 400 and "four-eyes: bob requested" in refused.text
+    c.post("/logout", data={"csrf": token(page.text)})
+    login(c, "alice")
+    page = c.get(f"/t/webt/v/{version}")
+    done = c.post(f"/t/webt/v/{version}/approve", data={"reason": "fine", "csrf": token(page.text)})
+    assert done.status_code == 200 and "now champion (approved by alice)" in done.text
+    mv = store.alias_version("tailor-tenant-webt", "champion")
+    assert str(mv.version) == version and mv.tags["approved_by"] == "alice"
+
+
+def test_the_candidate_page_shows_a_swapped_delta_and_refuses_to_approve_it(client, tmp_path):
+    import shutil
+    from pathlib import Path
+    from urllib.parse import urlparse
+
+    c, version = client
+    uri = store.client().get_model_version_download_uri("tailor-tenant-webt", version)
+    stored = Path(urlparse(uri).path) / "artifacts" / "delta" / "delta.safetensors"
+    data = bytearray(stored.read_bytes())
+    data[-1] ^= 1  # one flipped bit in the stored tensors
+    stored.write_bytes(bytes(data))
+    shutil.rmtree(store.workspace().cache_dir / "models", ignore_errors=True)
+    login(c, "alice")
+    page = c.get(f"/t/webt/v/{version}")
+    assert 'id="isolation" class="fail"' in page.text and "are not the ones registered" in page.text
+    refused = c.post(f"/t/webt/v/{version}/approve", data={"reason": "ok", "csrf": token(page.text)})
+    assert refused.status_code == 400 and "fail isolation" in refused.text
+    assert store.alias_version("tailor-tenant-webt", "champion") is None
+
+
+def test_the_data_docs_link_serves_the_versions_page_and_nothing_outside_the_site(tmp_path):
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    page = ws.data_docs_dir / "validations" / "tailor-docs" / "abc" / "run" / "tailor-docs.html"
+    page.parent.mkdir(parents=True)
+    page.write_text("<h1>validation of abc</h1>")
+    version = g.register(ws, base, base_dir, "docs", validation={**g.PASSED, "data_docs": page.as_uri()})
+    users.add_user(ws, "alice", "alice's long password")
+    c = TestClient(create_app(ws, settings), base_url="http://testserver")
+    login(c, "alice")
+    html = c.get(f"/t/docs/v/{version}").text
+    link = re.search(r'id="data-docs" href="([^"]+)"', html).group(1)
+    assert c.get(link).text == "<h1>validation of abc</h1>"
+    assert c.get("/docs/..%2F..%2Fusers.json").status_code == 404
+    assert c.get("/docs/../users.json").status_code == 404
