@@ -42,7 +42,7 @@ def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str) -> dict:
                 "code_version": code_version()}
     delta_dir = save_delta(ws.runs_dir / "deltas" / tenant / stamp, result.delta, manifest)
     return {**outcome, "status": "adapted", "delta_dir": str(delta_dir), "metrics": result.metrics,
-            "held_out": result.held_out}
+            "adaptation": manifest["adaptation"], "held_out": result.held_out}
 
 
 @task(name="adapt-chunk", cache_policy=NO_CACHE)

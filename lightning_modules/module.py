@@ -22,9 +22,11 @@ def _key(name: str) -> str:  # ParameterDict keys may not contain dots
 class MetaLearner(pl.LightningModule):
     def __init__(self, top: TopModel, meta: dict, train: FeatureTable, val: FeatureTable,
                  algorithm: str, inner_steps: int, meta_lr: float, max_loss: float = 50.0,
-                 optimizer: str = "sgd", head: str = "inner", names: FeatureTable | None = None):
+                 optimizer: str = "sgd", head: str = "inner", names: FeatureTable | None = None,
+                 val_names: FeatureTable | None = None):
         super().__init__()
-        self.top, self.train_feats, self.val_feats, self.names = top, train, val, names
+        self.top, self.train_feats, self.val_feats = top, train, val
+        self.names, self.val_names = names, val_names   # label-name texts of the train / held-out tenants
         self.algorithm, self.inner_steps, self.meta_lr, self.max_loss = algorithm, inner_steps, meta_lr, max_loss
         self.inner_optimizer, self.head = optimizer, head
         self.meta = torch.nn.ParameterDict({_key(k): torch.nn.Parameter(v.clone()) for k, v in meta.items()})
@@ -40,16 +42,15 @@ class MetaLearner(pl.LightningModule):
         self.train_feats, self.val_feats = self.train_feats.to(self.device), self.val_feats.to(self.device)
         if self.names is not None:
             self.names = self.names.to(self.device)
-
-    def _data(self, feats: FeatureTable, task: Task) -> TaskData:
-        return TaskData.from_task(feats, task, self.names)
+        if self.val_names is not None:
+            self.val_names = self.val_names.to(self.device)
 
     def training_step(self, batch: list[Task], batch_idx: int) -> None:
         opt = self.optimizers()
         opt.zero_grad()
         losses = []
         for task in batch:
-            surrogate, query_loss = meta_learn_task(self.top, self.meta_params(), self._data(self.train_feats, task),
+            surrogate, query_loss = meta_learn_task(self.top, self.meta_params(), TaskData.from_task(self.train_feats, task, self.names),
                                                     self.algorithm, self.inner_steps, self.max_loss,
                                                     optimizer=self.inner_optimizer)
             self.manual_backward(surrogate / len(batch))
@@ -61,7 +62,7 @@ class MetaLearner(pl.LightningModule):
 
     def validation_step(self, batch: list[Task], batch_idx: int) -> None:
         with torch.enable_grad():
-            accs = [evaluate_task(self.top, self.meta_params(), self._data(self.val_feats, t), self.inner_steps,
+            accs = [evaluate_task(self.top, self.meta_params(), TaskData.from_task(self.val_feats, t, self.val_names), self.inner_steps,
                                   optimizer=self.inner_optimizer, head=self.head) for t in batch]
         # averaged over DDP ranks, so early stopping and the checkpointed best agree on every rank
         self.log("val_acc", sum(accs) / len(accs), prog_bar=True, batch_size=len(batch), sync_dist=True)

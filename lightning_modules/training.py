@@ -16,7 +16,7 @@ import torch
 
 from lightning_modules.delta import save_base
 from lightning_modules.encoder import Encoder, frozen_layer_count
-from lightning_modules.episodes import EpisodeSampler, TaskStream, TenantPool, collate_tasks, pools_from_labels
+from lightning_modules.episodes import EpisodeSampler, TaskStream, collate_tasks, pools_from_labels
 from lightning_modules.features import FeatureTable, lower_features
 from lightning_modules.model import init_meta_params, top_model
 from lightning_modules.module import MetaLearner, meta_from_checkpoint
@@ -104,6 +104,35 @@ def adapted_layers(settings: Settings) -> int:
     return enc.gpu_adapted_layers if torch.cuda.is_available() and enc.gpu_adapted_layers else enc.adapted_layers
 
 
+def uses_names(settings: Settings) -> bool:
+    return settings.adapt.label_names and settings.meta_train.name_weight > 0
+
+
+def _validation_tasks(encoder: Encoder, settings: Settings, val: TenantData, frozen: int, cache_dir):
+    """The held-out tenants' features, label names and the fixed validation tasks drawn from them."""
+    cfg = settings.meta_train
+    feats, pools, names = feature_table(encoder, val, frozen, cache_dir, uses_names(settings))
+    tasks = EpisodeSampler(pools, (cfg.ways_min, cfg.ways_max), cfg.shots, cfg.query, cfg.seed + 1).fixed(cfg.val_tasks)
+    return feats, names, tasks
+
+
+def _score(top, meta: dict, feats: FeatureTable, names, tasks, settings: Settings) -> float:
+    cfg = settings.meta_train
+    return sum(evaluate_task(top, meta, TaskData.from_task(feats, t, names), cfg.inner_steps,
+                             optimizer=cfg.optimizer, head=settings.adapt.head) for t in tasks) / len(tasks)
+
+
+def validation_score(encoder: Encoder, settings: Settings, val: TenantData, meta: dict, cache_dir=None) -> float:
+    """Mean held-out accuracy of ``meta`` on the validation tasks ``meta_train`` draws from ``val``
+    (the same tasks, so a base can be re-scored independently of the run that chose it)."""
+    from lightning_modules.adaptation import layout
+
+    layers, rank = layout(meta)
+    top = top_model(encoder, layers, rank)
+    feats, names, tasks = _validation_tasks(encoder, settings, val, frozen_layer_count(encoder, layers), cache_dir)
+    return _score(top, meta, feats, names, tasks, settings)
+
+
 def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: TenantData, out_dir: Path,
                cache_dir: Path | None = None, say: Callable[[str], None] = print,
                devices: int | str | list | None = None, strategy: str | None = None, logger=None,
@@ -134,29 +163,21 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     frozen = frozen_layer_count(encoder, layers)
     top = top_model(encoder, layers, enc.lora_rank)
     start = time.perf_counter()
-    use_names = settings.adapt.label_names and cfg.name_weight > 0
+    use_names = uses_names(settings)
     train_feats, train_pools, train_names = feature_table(encoder, train, frozen, cache_dir, use_names)
-    val_feats, val_pools, val_names = feature_table(encoder, val, frozen, cache_dir, use_names)
-    names = FeatureTable.concat([t for t in (train_names, val_names) if t is not None]) if use_names else None
-    if names is not None:   # val names follow the train names in the shared table
-        shift = len(train_names) if train_names is not None else 0
-        val_pools = [p if p.name_rows is None else
-                     TenantPool(p.tenant, p.by_label, {k: v + shift for k, v in p.name_rows.items()}) for p in val_pools]
+    val_feats, val_names, val_tasks = _validation_tasks(encoder, settings, val, frozen, cache_dir)
     say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in {time.perf_counter() - start:.1f}s")
     ways = (cfg.ways_min, cfg.ways_max)
     rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))  # DDP sets these before fit
-    val_tasks = EpisodeSampler(val_pools, ways, cfg.shots, cfg.query, cfg.seed + 1).fixed(cfg.val_tasks)
-    no_names = 0.0 if not use_names else cfg.name_weight
-    meta0 = init_meta_params(top, cfg.inner_lr, cfg.seed, cfg.head_lr, no_names)
+    meta0 = init_meta_params(top, cfg.inner_lr, cfg.seed, cfg.head_lr, cfg.name_weight if use_names else 0.0)
     head = settings.adapt.head
 
     def score(meta: dict) -> float:
-        return sum(evaluate_task(top, meta, TaskData.from_task(val_feats, t, names), cfg.inner_steps,
-                                 optimizer=cfg.optimizer, head=head) for t in val_tasks) / len(val_tasks)
+        return _score(top, meta, val_feats, val_names, val_tasks, settings)
 
     start_acc = score(meta0)
     module = MetaLearner(top, meta0, train_feats, val_feats, cfg.algorithm, cfg.inner_steps, cfg.meta_lr,
-                         settings.adapt.max_loss, cfg.optimizer, head, names)
+                         settings.adapt.max_loss, cfg.optimizer, head, train_names, val_names)
     trainer = None
     if cfg.meta_steps > 0:
         trainer = _trainer(cfg, say if rank == 0 else (lambda m: None), start_acc, ckpt_dir, devices, strategy,

@@ -70,10 +70,14 @@ def test_approve_predict_rollback_and_lineage(loop, capsys):
     assert code == 2 and "is not you" in out.err, "a flag cannot act as someone else"
     assert tailor(ws, "review", "approve", "newco", "1", "--reviewer", "Alice", "--reason", "ok",
                   "--override-reason", "tiny test model", who="alice")[0] == 0
-    code, out = tailor(ws, "predict", "newco", "rain snow storm", "court judge jury", "--json", capsys=capsys)
+    asked = {"rain snow storm": "Weather", "fog hail sleet": "Weather", "court judge jury": "Law",
+             "appeal verdict bail": "Law", "guitar piano drum": "Music", "violin harp choir": "Music"}
+    code, out = tailor(ws, "predict", "newco", *asked, "--json", capsys=capsys)
     assert code == 0
     labels = [row["label"] for row in json.loads(out.out)]
-    assert set(labels) <= {"Weather", "Law", "Music"}
+    # texts it never saw: right on most, and every label in use (a constant answer would fail both)
+    assert set(labels) == {"Weather", "Law", "Music"}
+    assert sum(got == want for got, want in zip(labels, asked.values())) >= 5
     # new data -> second candidate -> approve -> rollback to v1
     write_csv(loop["inbox"] / "newco2.csv", *synthetic_tenant(TENANTS["newco"], 8, seed=42))
     assert tailor(ws, "ingest", "newco", str(loop["inbox"] / "newco2.csv"))[0] == 0

@@ -39,17 +39,45 @@ def test_fomaml_grad_is_query_grad_at_adapted_detached_copy():
         torch.testing.assert_close(got.init[k], w)
 
 
-def test_reptile_pseudo_gradient_is_parameter_difference_and_sgd_on_it_is_the_update():
-    task = mse(torch.cat([X_S, X_Q]), torch.cat([Y_S, Y_Q]))
-    grad = alg.reptile_meta_grad(task, params(), LRS, steps=4)
-    adapted = alg.inner_loop(task, params(), LRS, 4).params
+def test_reptile_pseudo_gradient_is_init_minus_hand_adapted_weights_and_sgd_on_it_is_the_update():
+    x, y = torch.cat([X_S, X_Q]), torch.cat([Y_S, Y_Q])
+    grad = alg.reptile_meta_grad(mse(x, y), params(), LRS, steps=4)
+    # the reference adapts by hand (its own SGD loop), not with the function under test
+    p = {k: v.clone().requires_grad_(True) for k, v in params().items()}
+    for _ in range(4):
+        g = torch.autograd.grad(mse(x, y)(p), list(p.values()))
+        p = {k: (v - LRS[k] * gi).detach().requires_grad_(True) for (k, v), gi in zip(p.items(), g)}
     for k in params():
-        torch.testing.assert_close(grad.init[k], params()[k] - adapted[k].detach())
-    eps = 0.3
-    stepped = {k: params()[k] - eps * grad.init[k] for k in params()}
-    updated = alg.reptile_update(params(), {k: v.detach() for k, v in adapted.items()}, eps)
+        torch.testing.assert_close(grad.init[k], params()[k] - p[k].detach())
+    eps = 0.3   # theta - eps * (theta - phi) == theta + eps * (phi - theta): Reptile's update
+    updated = alg.reptile_update(params(), {k: v.detach() for k, v in p.items()}, eps)
     for k in params():
-        torch.testing.assert_close(stepped[k], updated[k])
+        torch.testing.assert_close(params()[k] - eps * grad.init[k], updated[k])
+        torch.testing.assert_close(updated[k], params()[k] + eps * (p[k].detach() - params()[k]))
+
+
+def test_the_adam_inner_loop_is_torch_adam_with_one_rate_per_tensor():
+    got = alg.inner_loop(mse(X_S, Y_S), params(), LRS, steps=5, optimizer="adam").params
+    p = {k: torch.nn.Parameter(v.clone()) for k, v in params().items()}
+    opt = torch.optim.Adam([{"params": [p[k]], "lr": float(LRS[k])} for k in p], betas=(0.9, 0.999), eps=1e-8)
+    for _ in range(5):
+        opt.zero_grad()
+        mse(X_S, Y_S)(p).backward()
+        opt.step()
+    for k in p:
+        torch.testing.assert_close(got[k].detach(), p[k].detach(), rtol=1e-5, atol=1e-6)
+
+
+def test_first_order_lr_hypergradient_with_adam_is_exact_for_one_step():
+    # one Adam step moves by lr * u, u = g / (|g| + eps) elementwise, which does not depend on lr
+    fo = alg.fomaml_meta_grad(mse(X_S, Y_S), mse(X_Q, Y_Q), params(), LRS, steps=1, optimizer="adam")
+    for k in LRS:
+        def query_after(lr):
+            lrs = {**LRS, k: torch.tensor(lr)}
+            return mse(X_Q, Y_Q)(alg.adapt(mse(X_S, Y_S), params(), lrs, 1, optimizer="adam").params).item()
+        h = 1e-4
+        numeric = (query_after(LRS[k].item() + h) - query_after(LRS[k].item() - h)) / (2 * h)
+        assert math.isclose(fo.lrs[k].item(), numeric, rel_tol=2e-2, abs_tol=1e-4), k
 
 
 def _flat(d):
