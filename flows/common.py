@@ -1,14 +1,16 @@
 """Helpers the flows share: the workspace's settings, its tenants, and their checked data."""
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from data_checks.expectations import validate_frame
-from data_checks.reading import read_tenant_file
+from data_checks.expectations import docs_page, validate_frame
+from data_checks.reading import load_tenant_file, read_tenant_file
+from data_checks.sampling import bounded_sample
 from workspace import pipeline, versioning
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -37,7 +39,8 @@ def other_tenants_texts(ws: Workspace, settings: Settings, tenant: str) -> dict[
     for other in tenants_with_data(ws):
         if other != tenant:
             try:
-                out[other] = read_tenant_file(versioning.data_file(ws, other), settings.validation)["text"].tolist()
+                out[other] = read_tenant_file(versioning.data_file(ws, other), settings.validation,
+                                              settings.limits)["text"].tolist()
             except (UserError, KeyError):
                 continue
     return out
@@ -47,29 +50,58 @@ def checked_data(ws: Workspace, settings: Settings, tenant: str):
     """The tenant's current data and a fresh validation report of it (under today's settings),
     with the support/query leakage of the measuring split and a link to the data version's
     validation page kept at ingest."""
-    import dataclasses
-
-    from data_checks.expectations import docs_page
-    from lightning_modules.adaptation import AdaptationRejected, stratified_split
-
-    check_tenant_id(tenant)
-    path = versioning.data_file(ws, tenant)
-    if path is None:
-        raise UserError(f"tenant {tenant!r} has no data: run `tailor ingest {tenant} FILE` first")
-    frame = read_tenant_file(path, settings.validation)
-    try:
-        split = stratified_split(frame["label"].astype(str).tolist(), settings.adapt.holdout_fraction,
-                                 settings.adapt.seed) if "label" in frame.columns else None
-    except AdaptationRejected:
-        split = None
-    # Data Docs pages are kept at ingest (one per data version); this run only links to it
-    report = validate_frame(tenant, frame, settings.validation, docs_dir=None, split=split)
-    version = versioning.current_version(ws, tenant)
-    if version is not None:
-        page = docs_page(ws.data_docs_dir, tenant, str(version.md5).removeprefix("md5:"))
-        report = dataclasses.replace(report, data_docs=page,
-                                     data_docs_index=str(ws.data_docs_dir / "index.html"))
+    frame, report, _ = checked_version(ws, settings, tenant)
     return frame, report
+
+
+def checked_version(ws: Workspace, settings: Settings, tenant: str):
+    """(frame, validation report, data version), where the version is that of exactly the bytes
+    read: read under the data lock, so no ingest swaps the file in between, and a file edited by
+    hand (it no longer matches its recorded md5) is refused rather than recorded under the old md5.
+    """
+    check_tenant_id(tenant)
+    with versioning.locked(ws):
+        path = versioning.data_file(ws, tenant)
+        if path is None:
+            raise UserError(f"tenant {tenant!r} has no data: run `tailor ingest {tenant} FILE` first")
+        version = versioning.current_version(ws, tenant)
+        loaded = load_tenant_file(path, settings.limits)
+    if version is None or loaded.md5 != version.md5.removeprefix("md5:"):
+        recorded = f"its recorded version is {version.md5}" if version else "it has no recorded version"
+        raise UserError(f"{path.relative_to(ws.root)} was changed outside Tailor (md5:{loaded.md5}; {recorded}): "
+                        f"`tailor ingest {tenant} FILE` records new data, `tailor data checkout {tenant} "
+                        f"{version.md5 if version else 'MD5'}` restores the recorded one")
+    # Data Docs pages are kept at ingest (one per data version); this run only links to it
+    report = validate_frame(tenant, loaded.frame, settings.validation, docs_dir=None,
+                            split=measuring_split(loaded.frame, settings))
+    page = docs_page(ws.data_docs_dir, tenant, str(version.md5).removeprefix("md5:"))
+    report = dataclasses.replace(report, data_docs=page, data_docs_index=str(ws.data_docs_dir / "index.html"))
+    return loaded.frame, report, version
+
+
+def measuring_split(frame, settings: Settings) -> tuple[list[int], list[int]] | None:
+    """(support rows, query rows) of ``frame`` that adaptation measures on: the split of the rows
+    it uses (``sampled``), as row numbers of the whole file; None when no split can be made."""
+    from lightning_modules.adaptation import AdaptationRejected, stratified_split  # torch: only when needed
+
+    if "label" not in frame.columns:
+        return None
+    numbered = frame.assign(_row=range(len(frame)))
+    used, _ = sampled(numbered, settings)
+    try:
+        support, query = stratified_split(used["label"].astype(str).tolist(), settings.adapt.holdout_fraction,
+                                          settings.adapt.seed)
+    except AdaptationRejected:
+        return None
+    rows = used["_row"].tolist()
+    return [rows[i] for i in support], [rows[i] for i in query]
+
+
+def sampled(frame, settings: Settings):
+    """The rows adaptation and meta-training may cache (``limits.max_adapt_rows``), and how they
+    were chosen (None when the tenant fits)."""
+    return bounded_sample(frame, settings.limits.max_adapt_rows, settings.adapt.seed,
+                          settings.validation.min_examples_per_label)
 
 
 @task(name="record-pipeline-stage", cache_policy=NO_CACHE)

@@ -2,7 +2,6 @@
 and leave the tenant's current data untouched."""
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 from prefect import flow, task
@@ -10,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from data_checks.expectations import validate_frame
 from data_checks.quarantine import quarantine
-from data_checks.reading import read_tenant_file
+from data_checks.reading import load_tenant_file
 from flows.common import open_workspace, other_tenants_texts
 from flows.retry import io_retry
 from workspace import versioning
@@ -20,32 +19,32 @@ from workspace.tenants import check_tenant_id
 
 @task(name="validate-file", cache_policy=NO_CACHE)
 def validate_file(root: str, tenant: str, file: str) -> dict:
+    """The validation report, and the md5 of exactly the bytes that were validated."""
     ws, settings = open_workspace(root)
-    frame = read_tenant_file(Path(file), settings.validation)
-    md5 = hashlib.md5(Path(file).read_bytes()).hexdigest()  # DVC's data version of this file
-    report = validate_frame(tenant, frame, settings.validation, ws.data_docs_dir, run_name=md5,
+    loaded = load_tenant_file(Path(file), settings.limits)
+    # run_name: the md5 DVC will version these bytes under, so the kept validation page is found by it
+    report = validate_frame(tenant, loaded.frame, settings.validation, ws.data_docs_dir, run_name=loaded.md5,
                             others=other_tenants_texts(ws, settings, tenant))
-    return report.to_dict()
+    return {**report.to_dict(), "file_md5": loaded.md5}
 
 
 @task(name="version-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def version_data(root: str, tenant: str, file: str) -> dict:
+def version_data(root: str, tenant: str, file: str, md5: str) -> dict:
     ws, settings = open_workspace(root)
-    return versioning.track(ws, tenant, Path(file), settings.stores).to_dict()
+    return versioning.track(ws, tenant, Path(file), settings.stores, expected_md5=md5,
+                            max_bytes=settings.limits.max_bytes).to_dict()
 
 
 @task(name="quarantine-file", cache_policy=NO_CACHE, retries=1, retry_condition_fn=io_retry)
-def quarantine_file(root: str, tenant: str, file: str, report: dict) -> str:
-    ws, _ = open_workspace(root)
-    return str(quarantine(ws, tenant, Path(file), report))
+def quarantine_file(root: str, tenant: str, file: str, report: dict | str) -> str:
+    ws, settings = open_workspace(root)
+    return str(quarantine(ws, tenant, Path(file), report, settings.limits))
 
 
 @flow(name="tailor-ingest", log_prints=False)
 def ingest_flow(root: str, tenant: str, file: str) -> dict:
     """Returns {"tenant", "passed", "data_version" | "quarantined", "report"}."""
     check_tenant_id(tenant)
-    if not Path(file).is_file():
-        raise UserError(f"no such file: {file}")
     try:
         report = validate_file(root, tenant, file)
     except UserError as exc:  # unreadable: keep it for the team to look at, then say why
@@ -54,5 +53,5 @@ def ingest_flow(root: str, tenant: str, file: str) -> dict:
     if not report["passed"]:
         where = quarantine_file(root, tenant, file, report)
         return {"tenant": tenant, "passed": False, "quarantined": where, "report": report}
-    version = version_data(root, tenant, file)
+    version = version_data(root, tenant, file, report.pop("file_md5"))
     return {"tenant": tenant, "passed": True, "data_version": version, "report": report}

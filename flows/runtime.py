@@ -1,27 +1,74 @@
-"""Prefect's environment for one command: its home in the workspace, the embedded server (or a
-configured API), where tasks run (threads or a Dask cluster), and its own logs kept off the user's
-screen unless ``--debug``.
+"""Prefect's environment for one command: its home in the workspace, the embedded API server (or a
+configured one), where tasks run (threads or a Dask cluster), and Prefect's logs in the workspace's
+log file, on screen only with ``--debug``.
 
 Prefect reads its settings when it is first imported, so ``configure`` runs before any flow module
 is imported (the CLI imports flows lazily for this reason).
+
+The embedded server is this module's, not Prefect's: Prefect's own ephemeral server is a child
+that outlives a command killed with ``kill -9`` (one ~200 MB orphan per kill). Here one server
+per workspace is found through ``server.json`` under a start lock, reused by every command that
+runs meanwhile, and stops itself once no live command holds a lease on it
+(``flows/prefect_server.py``).
 """
 from __future__ import annotations
 
-import logging
+import fcntl
+import json
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock
 
 from workspace.paths import Workspace
 from workspace.settings import Settings
 
+STARTUP_SECONDS = 180  # a loaded 2-core machine took over 20 s; Prefect's own default gives up sooner
+_leases: dict[str, int] = {}  # workspace prefect home -> lease fd, held until this process ends
+
+_LOGGING = """\
+version: 1
+disable_existing_loggers: False
+formatters:
+  plain:
+    format: "%(asctime)s %(process)d %(levelname)s %(name)s - %(message)s"
+handlers:
+  api:
+    level: 0
+    class: prefect.logging.handlers.APILogHandler
+loggers:
+  prefect:
+    level: "${PREFECT_LOGGING_LEVEL}"
+  prefect.flow_runs:
+    level: NOTSET
+    handlers: [api]
+  prefect.task_runs:
+    level: NOTSET
+    handlers: [api]
+"""  # no console handler: records propagate to the root logger, which the face points at a file
+
 
 def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:
+    if "prefect.context" in sys.modules and os.environ.get("PREFECT_API_URL"):
+        # Prefect fixed its settings (and its events client) when it was imported: a second
+        # workspace in the same process (tests) keeps using the first one's server and home
+        return
+    ws.prefect_home.mkdir(parents=True, exist_ok=True)
+    logging_yml = ws.prefect_home / "logging.yml"
+    if not logging_yml.exists() or logging_yml.read_text() != _LOGGING:
+        logging_yml.write_text(_LOGGING, encoding="utf-8")
     env = {
         "PREFECT_HOME": str(ws.prefect_home),
-        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "180",
+        "PREFECT_LOGGING_SETTINGS_PATH": str(logging_yml),
         "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "PREFECT_LOGGING_LEVEL": "INFO" if debug else "ERROR",
-        "PREFECT_LOGGING_SERVER_LEVEL": "WARNING" if debug else "CRITICAL",
+        "PREFECT_LOGGING_LEVEL": "INFO" if debug else "WARNING",
+        "PREFECT_LOGGING_SERVER_LEVEL": "WARNING",
         "PREFECT_LOGGING_LOG_PRINTS": "false",
         "PREFECT_UI_ENABLED": "false",
         "PREFECT_RESULTS_PERSIST_BY_DEFAULT": "false",
@@ -29,14 +76,103 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:
         # Dask's scheduler and workers (processes that inherit this) log every start and stop
         "DASK_LOGGING__DISTRIBUTED": "info" if debug else "error",
     }
-    if settings.stores.prefect_api_url:
-        env["PREFECT_API_URL"] = settings.stores.prefect_api_url
     os.environ.update(env)
-    ws.prefect_home.mkdir(parents=True, exist_ok=True)
-    if not debug:
-        # The embedded server logs CancelledError tracebacks while shutting down: not the user's concern.
-        for name in ("prefect", "prefect.server", "prefect.client", "uvicorn", "httpx", "docket", "distributed"):
-            logging.getLogger(name).setLevel(logging.CRITICAL)
+    if settings.stores.prefect_api_url:
+        os.environ["PREFECT_API_URL"] = settings.stores.prefect_api_url
+    else:
+        os.environ["PREFECT_API_URL"] = embedded_server(ws, settings.stores.prefect_idle_seconds)
+    if "prefect.context" in sys.modules:  # imported before this first configure: read the env again
+        sys.modules["prefect.context"].refresh_global_settings_context()
+
+
+def embedded_server(ws: Workspace, idle_seconds: float) -> str:
+    """The workspace's embedded server's API URL: the running one if it answers, else a new one.
+    This process holds a lease on it until it ends."""
+    home = ws.prefect_home
+    key = str(home)
+    if key not in _leases:
+        fd = os.open(home / "server.lease", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a server is deciding to stop
+        _leases[key] = fd
+    with FileLock(str(home / "server.start.lock")):
+        info = _read_info(home)
+        if info and _alive(info.get("pid")) and _healthy(info["api_url"], 5):
+            return info["api_url"]
+        return _start(ws, idle_seconds)
+
+
+def server_pid(ws: Workspace) -> int | None:
+    """The pid of the workspace's embedded server, if one is recorded (for tests and `--debug`)."""
+    info = _read_info(ws.prefect_home)
+    return info.get("pid") if info else None
+
+
+def _start(ws: Workspace, idle_seconds: float) -> str:
+    home = ws.prefect_home
+    log_dir = ws.state_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    for attempt in range(2):  # a port taken between choosing and binding it: once more
+        port = _free_port()
+        url = f"http://127.0.0.1:{port}/api"
+        with open(log_dir / "prefect-server.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "flows.prefect_server", "--port", str(port), "--home", str(home),
+                 "--idle", str(idle_seconds)],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+                cwd=str(Path(__file__).resolve().parent.parent), env={**os.environ, "PREFECT_API_URL": ""})
+        if _healthy(url, STARTUP_SECONDS, proc):
+            tmp = home / f".server.json.{os.getpid()}"
+            tmp.write_text(json.dumps({"pid": proc.pid, "port": port, "api_url": url,
+                                       "started": time.time()}), encoding="utf-8")
+            os.replace(tmp, home / "server.json")
+            return url
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+    raise RuntimeError(f"the embedded Prefect server did not start; see {log_dir / 'prefect-server.log'}")
+
+
+def _read_info(home: Path) -> dict | None:
+    try:
+        return json.loads((home / "server.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid) -> bool:
+    if not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie (killed, not yet reaped) is not a server
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def _healthy(api_url: str, seconds: float, proc: subprocess.Popen | None = None) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            return False
+        try:
+            with urllib.request.urlopen(f"{api_url}/health", timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def flow_run_id() -> str | None:
@@ -71,17 +207,19 @@ def task_runner(settings: Settings):
 def api_for_workers(settings: Settings):
     """Run flows against one Prefect API that task runs in other processes can reach too.
 
-    Without it, each Dask worker process starts its own embedded Prefect server (seconds each,
-    one more writer on the same database). With ``stores.prefect_api_url`` or the thread
-    runner there is nothing to do.
+    Without one, each Dask worker process would start its own embedded Prefect server (seconds
+    each, one more writer on the same database). ``configure`` already points every command at
+    one API (``stores.prefect_api_url`` or the workspace's shared embedded server), which task
+    runs sent to workers inherit; only a process that skipped ``configure`` needs a server here.
     """
-    if settings.schedule.task_runner != "dask" or settings.stores.prefect_api_url:
+    if (settings.schedule.task_runner != "dask" or settings.stores.prefect_api_url
+            or os.environ.get("PREFECT_API_URL")):
         yield
         return
     from prefect.server.api.server import SubprocessASGIServer
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     server = SubprocessASGIServer()  # the same one Prefect would start for this process
-    server.start(timeout=int(os.environ.get("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")))
+    server.start(timeout=STARTUP_SECONDS)
     with temporary_settings(updates={PREFECT_API_URL: server.api_url}):
         yield

@@ -10,13 +10,12 @@ from datetime import datetime, timezone
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import checked_data, open_workspace, record_stage, say, tenants_with_data
+from flows.common import checked_version, open_workspace, record_stage, sampled, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.encoder import load_encoder
 from lightning_modules.training import meta_train
 from registry import base_model, store
-from workspace import versioning
 from workspace.errors import UserError
 from workspace.provenance import code_version
 
@@ -42,19 +41,18 @@ def choose_tenants(available: list[str], settings) -> tuple[list[str], list[str]
 def load_tenants(root: str, tenants: list[str]) -> tuple[dict, dict]:
     """(tenant -> (texts, labels), tenant -> data version) of the tenants whose data is valid.
 
-    The version is checked against the file's bytes before and after reading, so the base
-    model's record of its inputs cannot name data it did not see.
+    The version is that of exactly the bytes read (read under the data lock, and a file edited
+    outside Tailor is refused), so the base model's record of its inputs cannot name data it did
+    not see.
     """
     ws, settings = open_workspace(root)
     data, versions = {}, {}
     for tenant in tenants:
-        before = versioning.verified_version(ws, tenant)
-        frame, report = checked_data(ws, settings, tenant)
-        if versioning.verified_version(ws, tenant).md5 != before.md5:
-            raise UserError(f"{tenant}'s data changed while meta-training read it: run `tailor meta-train` again")
+        frame, report, version = checked_version(ws, settings, tenant)
         if report.passed:
+            frame, _ = sampled(frame, settings)  # no tenant's features may exhaust memory
             data[tenant] = (frame["text"].tolist(), frame["label"].tolist())
-            versions[tenant] = before.md5
+            versions[tenant] = version.md5
         else:
             say(f"  skipping {tenant}: its data fails validation ({report.failures[0]})")
     return data, versions
@@ -64,7 +62,8 @@ def _checkpoint_key(settings, algorithm: str, data_versions: dict) -> str:
     """Names the checkpoint folder after everything that decides the run: a rerun with the same
     inputs resumes where an interrupted one stopped; other inputs start afresh."""
     raw = json.dumps({"encoder": settings.to_dict()["encoder"], "meta_train": settings.to_dict()["meta_train"],
-                      "adapt": settings.to_dict()["adapt"], "algorithm": algorithm, "data": data_versions},
+                      "adapt": settings.to_dict()["adapt"], "algorithm": algorithm, "data": data_versions,
+                      "max_adapt_rows": settings.limits.max_adapt_rows},  # it decides which rows are seen
                      sort_keys=True)
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 

@@ -30,12 +30,18 @@ class TenantPredictor:
         self.labels: list[str] = list(self.manifest["labels"])
 
     @torch.no_grad()
-    def predict_proba(self, texts: list[str]) -> tuple[list[str], np.ndarray]:
-        if not texts:
-            return self.labels, np.zeros((0, len(self.labels)))
-        feats = lower_features(self.encoder, list(texts), self.frozen)
-        logits = self.top.logits(self.params, feats.states, feats.mask)
-        return self.labels, torch.softmax(logits, 1).numpy()
+    def predict_proba(self, texts: list[str], batch_size: int = 64) -> tuple[list[str], np.ndarray]:
+        """Label probabilities, computed ``batch_size`` texts at a time so memory stays bounded
+        however many texts arrive; texts of similar length share a batch (less padding)."""
+        texts = list(texts)
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        for start in range(0, len(order), batch_size):
+            rows = order[start:start + batch_size]
+            feats = lower_features(self.encoder, [texts[i] for i in rows], self.frozen)
+            logits = self.top.logits(self.params, feats.states, feats.mask)
+            out[rows] = torch.softmax(logits.float(), 1).numpy()
+        return self.labels, out
 
     def predict(self, texts: list[str]) -> list[str]:
         labels, proba = self.predict_proba(texts)

@@ -64,6 +64,7 @@ def _version_tags(tenant: str, manifest: dict, base: BaseRef, validation: dict, 
         "flow_run_id": flow_run_id or "",
         "code_version": str(manifest.get("code_version", "")),
         "requested_by": requested_by,
+        "sampled": str(((manifest.get("adaptation") or {}).get("sampled") or {}).get("summary", "no")),
     }
 
 

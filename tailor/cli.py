@@ -6,14 +6,17 @@ too, and its traceback only with ``--debug``.
 from __future__ import annotations
 
 import sys
+import traceback
 from datetime import datetime
 from pathlib import Path
 from typing import Optional
 
 import typer
 
-from tailor import commands
+from tailor import commands, logs
+from tailor.output import one_line
 from workspace.errors import UserError
+from workspace.paths import Workspace
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Tailor: one meta-learned base model, adapted per tenant, governed like a release.")
@@ -189,30 +192,67 @@ def serve(once: bool = typer.Option(False, "--once", help="run the scheduled ada
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the exit code (0 ok, 1 internal error, 2 user mistake)."""
-    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    """Entry point; returns the exit code (0 ok, 1 internal error, 2 user mistake).
+
+    Whatever fails, in the CLI, inside a Prefect flow or task, or in a library, the user sees one
+    line; the traceback goes to the workspace's log file (and to the screen with ``--debug``).
+    """
+    args = list(argv if argv is not None else sys.argv[1:])
+    debug = "--debug" in args
     try:
-        app(args=argv, standalone_mode=False)
+        app(args=args, standalone_mode=False)
         return 0
-    except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
     except (typer.Exit, SystemExit) as exc:
         return int(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
-    except typer.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
-        return 1
-    except typer.BadParameter as exc:
-        print(f"error: {exc.format_message()}", file=sys.stderr)
-        return 2
+        return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence for people
-        if hasattr(exc, "format_message") and hasattr(exc, "exit_code"):  # typer's usage errors
-            print(f"error: {exc.format_message()} (see `tailor --help`)", file=sys.stderr)
-            return 2
-        if debug:
-            raise
-        print(f"internal error: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", file=sys.stderr)
-        return 1
+        return _fail(args, exc, debug)
+
+
+def _fail(args: list[str], exc: Exception, debug: bool) -> int:
+    usage = hasattr(exc, "format_message") and hasattr(exc, "exit_code")  # click's usage errors
+    user = None if usage else user_error(exc)
+    logged = logs.record(_workspace(), args, exc, user_error=usage or user is not None, debug=debug)
+    if debug and logged is None:  # with a log, --debug showed the record (and traceback) already
+        traceback.print_exception(exc, file=sys.stderr)
+    if usage:
+        print(f"error: {one_line(exc.format_message())} (see `tailor --help`)", file=sys.stderr)
+        return 2
+    if user is not None:
+        print(f"error: {one_line(str(user))}", file=sys.stderr)
+        return user.exit_code
+    where = f"traceback in {logged}" if logged else "rerun with --debug for the traceback"
+    print(f"internal error: {type(exc).__name__}: {one_line(str(exc))[:300]} ({where})", file=sys.stderr)
+    return 1
+
+
+def user_error(exc: BaseException) -> UserError | None:
+    """The ``UserError`` behind ``exc``: itself, its cause, or one Prefect wrapped (in an exception
+    group, a failed state, a crashed run) on the way out of a flow or task."""
+    stack, seen = [exc], set()
+    while stack:
+        current = stack.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, UserError):
+            return current
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        stack.append(current.__cause__)
+        if type(current).__module__.startswith("prefect"):
+            stack.append(current.__context__)  # Prefect raises its own while handling the task's
+    return None
+
+
+def _workspace() -> Workspace | None:
+    try:
+        ws = Workspace.find(STATE["workspace"])
+    except (OSError, RuntimeError, ValueError):
+        return None
+    return ws if ws.state_dir.is_dir() else None
 
 
 def console() -> None:

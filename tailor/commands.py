@@ -4,12 +4,15 @@ Kept apart from argument parsing so the demo and tests call exactly what a perso
 """
 from __future__ import annotations
 
-import csv
+import itertools
+import json
+import os
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from tailor.output import emit_json, table
+from tailor.output import emit_json, printable, table
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.settings import Settings, load_settings
@@ -26,6 +29,9 @@ class Context:
         if not ws.is_initialised():
             raise UserError(f"{ws.root} is not a Tailor workspace: run `tailor init {ws.root}` "
                             "or pass --workspace DIR")
+        from tailor import logs
+
+        logs.setup(ws, self.debug)
         settings = load_settings(ws.params_file)
         from workspace import pipeline
 
@@ -50,13 +56,14 @@ def init(directory: Path) -> None:
 
 
 def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dict:
+    from data_checks.reading import check_input
+
     check_tenant_id(tenant)
-    if not file.is_file():
-        raise UserError(f"no such file: {file}")
+    check_input(file)  # a missing file, folder, link or device: refused before Prefect starts
     ws, _ = ctx.open(prefect=True, mlflow=False)
     from flows.ingest import ingest_flow
 
-    result = ingest_flow(str(ws.root), tenant, str(file.resolve()))
+    result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
     _sync_pipeline(ws)
     if json_out:
         emit_json(result)
@@ -106,36 +113,95 @@ def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None) -> 
 
     outcomes = run_adapt(str(ws.root), tenants, requested_by)
     registered = [o for o in outcomes if o.get("version")]
+    failed = [o for o in outcomes if o["status"] in ("failed", "error")]
     print(f"{len(registered)} candidate(s) registered, pending review "
           f"({len(outcomes) - len(registered)} not registered)")
     for o in outcomes:
-        if o["status"] != "adapted":
-            print(f"  {o['tenant']}: not registered: {o['reason']}")
+        if o["status"] in ("invalid", "rejected"):
+            print(f"  {o['tenant']}: not registered: {printable(o['reason'])}")
+    if failed:  # the others are registered; the command still says it did not do all it was asked
+        error = UserError(f"not adapted: " + "; ".join(f"{o['tenant']}: {o['reason']}" for o in failed))
+        if all(o["status"] == "error" for o in failed):
+            error.exit_code = 1
+        raise error
     return outcomes
 
 
 def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | None, out: Path | None,
-            json_out: bool) -> list[dict]:
+            json_out: bool) -> dict:
+    """Classify ``texts`` or the rows of ``file``, streamed in ``predict.batch_size`` batches to
+    ``out`` (written beside, then renamed), to ``--json`` or to a table; reports rows/s."""
     check_tenant_id(tenant)
-    ws, settings = ctx.open()
+    if texts:
+        blank = [i for i, t in enumerate(texts, start=1) if not t.strip()]
+        if blank:
+            raise UserError(f"text {blank[0]} is empty: give the text to classify "
+                            "(in a --file, empty rows get an empty result)")
     if file is not None:
-        from data_checks.reading import read_texts
+        from data_checks.reading import check_input
 
-        texts = read_texts(file)
-    from registry.serving import predict as serve_predict
-
-    rows = serve_predict(tenant, list(texts))
+        check_input(file)
+    ws, settings = ctx.open()
     if out is not None:
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=["text", "label", "score"])
-            writer.writeheader()
-            writer.writerows(rows)
-        print(f"wrote {len(rows)} predictions to {out}")
+        _check_out(ws, out, file)
+    from registry.serving import labels, predict_batches
+
+    source = texts if texts else _file_texts(file)
+    names = labels(tenant)  # loads the champion: start-up, not part of the rows/s
+    batches = predict_batches(tenant, source, settings.predict.batch_size)
+    start, n, empty = time.perf_counter(), 0, 0
+    if out is not None:
+        from data_checks.safe_csv import csv_writer
+
+        with csv_writer(out, ["text", "label", "score"]) as write:
+            for rows in batches:
+                write(rows)
+                n, empty = n + len(rows), empty + sum(r["label"] is None for r in rows)
     elif json_out:
-        emit_json(rows)
+        print("[", end="")
+        for rows in batches:
+            for row in rows:
+                print(("," if n else "") + "\n  " + json.dumps(row, sort_keys=True), end="")
+                n, empty = n + 1, empty + (row["label"] is None)
+        print("\n]" if n else "]")
     else:
-        print(table(rows, ["label", "score", "text"]))
-    return rows
+        width = max([5, *(len(printable(x)) for x in names)])
+        print(f"{'label':<{width}}  score   text")
+        for rows in batches:
+            for row in rows:
+                score = "" if row["score"] is None else f"{row['score']:.3f}"
+                print(f"{printable(row['label'] or '-'):<{width}}  {score:<6}  {printable(row['text'])}")
+                n, empty = n + 1, empty + (row["label"] is None)
+    rate = n / max(time.perf_counter() - start, 1e-9)
+    summary = {"rows": n, "empty": empty, "rows_per_second": round(rate, 1)}
+    if out is not None:
+        note = f"; {empty} empty text(s) left unlabelled" if empty else ""
+        print(f"wrote {n} predictions to {out} ({rate:.0f} rows/s{note})")
+    return summary
+
+
+def _file_texts(file: Path):
+    from data_checks.reading import iter_texts
+
+    texts = iter_texts(file)
+    first = next(texts)  # no rows, no text column, not UTF-8 at the start: refused before any output
+    return itertools.chain([first], texts)
+
+
+def _check_out(ws: Workspace, out: Path, file: Path | None) -> None:
+    """``--out`` never overwrites the input, nor anything in the workspace."""
+    target = out.absolute()
+    if file is not None and (target == file.absolute()
+                             or (out.exists() and file.exists() and os.path.samefile(out, file))):
+        raise UserError(f"--out {out} is the input file: write the predictions to another file")
+    if out.is_dir():
+        raise UserError(f"--out {out} is a folder: give a file name")
+    if not target.parent.is_dir():
+        raise UserError(f"--out {out}: folder {target.parent} does not exist")
+    resolved = target.parent.resolve() / target.name
+    for inside in (ws.data_dir, ws.state_dir, ws.params_file):
+        if resolved == inside.resolve() or resolved.is_relative_to(inside.resolve()):
+            raise UserError(f"--out {out} is inside the workspace's {inside.name}: write it elsewhere")
 
 
 def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:

@@ -16,7 +16,20 @@ def table(rows: list[dict], columns: list[str], headers: list[str] | None = None
 def _fmt(value) -> str:
     if isinstance(value, float):
         return f"{value:.3f}"
-    return "" if value is None else str(value)
+    return "" if value is None else printable(str(value))
+
+
+def printable(text: str) -> str:
+    """``text`` with control characters (newlines, terminal escapes) shown escaped, so a value
+    from a user's file can neither break a line nor drive the terminal."""
+    if text.isprintable():
+        return text
+    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
+
+
+def one_line(text: str) -> str:
+    """A message as one printable line."""
+    return printable(" ".join(text.split()) if "\n" in text or "\r" in text else text)
 
 
 def emit_json(value) -> None:

@@ -100,7 +100,7 @@ def record(ws: Workspace, stage: str, payload: dict, lock: bool = True) -> str |
         return None
     files = [PIPELINE_FILE, "dvc.lock", "params.yaml", OUTS[stage]]
     try:
-        with versioning._LOCK:
+        with versioning.locked(ws):
             dvc_cli(ws, "commit", "--force", stage)
         git(ws, "add", "--", *files)
         if git(ws, "diff", "--cached", "--quiet", "--", *files, check=False, rc=True):

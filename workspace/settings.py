@@ -166,13 +166,14 @@ class StoreSettings:
     dvc_endpoint_url: str = _f("", "endpoint of an S3-compatible server (MinIO, Ceph, ...) for an s3:// "
                                    "dvc_remote; empty = AWS")
     prefect_api_url: str = _f("", "Prefect API URL; empty = Prefect's embedded server")
+    prefect_idle_seconds: float = _f(20.0, "the embedded Prefect server stops this long after its last "
+                                      "command ends (killed ones too); commands meanwhile reuse it")
     lock: str = _f("auto", "transition locks: 'file' (.tailor/locks), 'registry' (a row in MLflow's database), "
                            "'auto' = registry with a tracking server, file otherwise")
 
     def __post_init__(self) -> None:
+        _need(0 <= self.prefect_idle_seconds <= 86400, "stores.prefect_idle_seconds must be within 0..86400")
         _need(self.lock in ("auto", "file", "registry"), f"stores.lock {self.lock!r}: use auto, file or registry")
-
-    def __post_init__(self) -> None:
         _need(not self.dvc_endpoint_url or self.dvc_remote.startswith("s3://"),
               "stores.dvc_endpoint_url applies to an s3:// dvc_remote only")
         _need(not self.dvc_endpoint_url or self.dvc_endpoint_url.startswith(("http://", "https://")),
@@ -202,6 +203,34 @@ class ScheduleSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    max_file_mb: float = _f(20.0, "largest tenant file read, checked while reading, before anything is copied")
+    max_rows: int = _f(100000, "most rows in a tenant file, counted while parsing")
+    max_adapt_rows: int = _f(2000, "most rows of one tenant that adaptation and meta-training use; a larger "
+                             "tenant is sampled, stratified by label and seeded, and its candidate says so")
+    quarantine_kb: int = _f(1024, "most bytes of a refused file kept in quarantine (its prefix); the report "
+                            "records the whole file's size and sha256")
+
+    def __post_init__(self) -> None:
+        _need(0 < self.max_file_mb <= 4096, "limits.max_file_mb must be within 0..4096")
+        _need(self.max_rows >= 1, "limits.max_rows must be >= 1")
+        _need(self.max_adapt_rows >= 20, "limits.max_adapt_rows must be >= 20")
+        _need(0 <= self.quarantine_kb <= 1 << 20, "limits.quarantine_kb must be within 0..1048576")
+
+    @property
+    def max_bytes(self) -> int:
+        return int(self.max_file_mb * 1024 * 1024)
+
+
+@dataclass(frozen=True)
+class PredictSettings:
+    batch_size: int = _f(64, "texts encoded at once by `tailor predict`; peak memory grows with it")
+
+    def __post_init__(self) -> None:
+        _need(1 <= self.batch_size <= 4096, "predict.batch_size must be within 1..4096")
+
+
+@dataclass(frozen=True)
 class Settings:
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
@@ -210,6 +239,8 @@ class Settings:
     gates: GateSettings = field(default_factory=GateSettings)
     stores: StoreSettings = field(default_factory=StoreSettings)
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
+    predict: PredictSettings = field(default_factory=PredictSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

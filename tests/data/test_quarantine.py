@@ -49,3 +49,41 @@ def test_bad_tenant_id_is_refused_before_any_path_is_built(tmp_path):
     with pytest.raises(UserError, match="invalid tenant id"):
         quarantine(ws, "../etc", src, "x")
     assert not (ws.state_dir / "quarantine").exists()
+
+
+def test_only_a_bounded_prefix_is_kept_and_the_whole_file_is_hashed(tmp_path):
+    import hashlib
+
+    from workspace.settings import LimitSettings
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    src = tmp_path / "huge.csv"
+    src.write_bytes(b"text,label\n" + b"x" * (3 << 20))
+    kept = quarantine(ws, "acme", src, "too big", LimitSettings(quarantine_kb=4))
+    assert kept.stat().st_size == 4096 and kept.read_bytes() == src.read_bytes()[:4096]
+    record = json.loads(kept.with_name(kept.name + ".report.json").read_text())
+    assert record["n_bytes"] == src.stat().st_size and record["truncated"] is True
+    assert record["sha256"] == hashlib.sha256(src.read_bytes()).hexdigest()
+
+
+def test_a_symlink_is_reported_but_its_target_is_never_copied(tmp_path):
+    ws = Workspace(tmp_path / "ws").ensure()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root password")
+    link = tmp_path / "link.csv"
+    link.symlink_to(secret)
+    kept = quarantine(ws, "acme", link, "symlink refused")
+    assert not kept.exists()
+    report = kept.with_name(kept.name + ".report.json").read_text()
+    assert "root password" not in report and json.loads(report)["kept_bytes"] == 0
+    assert all("root password" not in p.read_text() for p in ws.quarantine_dir("acme").iterdir())
+
+
+def test_report_escapes_what_it_shows_and_the_name_is_made_safe(tmp_path):
+    ws = Workspace(tmp_path / "ws").ensure()
+    src = tmp_path / "a\nb\x1b[31m;rm -rf.csv"
+    src.write_text("text,label\n")
+    kept = quarantine(ws, "acme", src, "label '\x1b[2J<script>' has 1 example(s)")
+    assert kept.parent == ws.quarantine_dir("acme") and "\n" not in kept.name and "\x1b" not in kept.name
+    text = kept.with_name(kept.name + ".report.json").read_text()
+    assert "\x1b" not in text and "\\u001b" in text

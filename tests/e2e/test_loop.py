@@ -154,3 +154,79 @@ def test_mlflow_shows_what_a_reviewer_sees(loop, capsys):
     assert page.is_file() and v1["data_version"].removeprefix("md5:") in str(page)
     approved = c.get_model_version("tailor-tenant-newco", "1")
     assert "approved by alice" in approved.description
+
+
+# --- bad input and faults (issue 11): appended so they run after the loop above ----------------
+
+def test_batch_adapt_reports_unknown_and_broken_tenants_on_one_line_and_registers_the_rest(loop, capsys):
+    """`adapt a b c` with an unknown id, an invalid id, a hand-edited data file and a tenant larger
+    than limits.max_adapt_rows: the good ones (the large one sampled) are registered."""
+    from registry import store
+
+    ws, inbox = loop["ws"], loop["inbox"]
+    big = write_csv(inbox / "bigco.csv", *synthetic_tenant(["animal", "law", "food"], 40, seed=9))
+    assert tailor(ws, "ingest", "bigco", str(big))[0] == 0
+    edited = ws / "data" / "tenants" / "initech" / "data.csv"
+    original = edited.read_bytes()
+    params = ws / "params.yaml"
+    settings_text = params.read_text()
+    try:
+        edited.write_bytes(original + b"edited by hand,Animal\n")
+        params.write_text(settings_text.replace("max_adapt_rows: 2000", "max_adapt_rows: 60"))
+        code, out = tailor(ws, "adapt", "acme", "no-such-tenant", "Bad_Id", "initech", "bigco",
+                           "--requested-by", "ci-bot", capsys=capsys, who="ci-bot")
+    finally:
+        edited.write_bytes(original)
+        params.write_text(settings_text)
+    assert code == 2
+    assert len(out.err.splitlines()) == 1 and "Traceback" not in out.err
+    assert all(t in out.err for t in ("no-such-tenant", "Bad_Id", "initech", "changed outside Tailor"))
+    assert "2 candidate(s) registered" in out.out
+    bigco = store.versions("tailor-tenant-bigco")
+    assert len(bigco) == 1 and bigco[0].tags["sampled"].startswith("60 of 120 rows (stratified by label")
+    acme = store.versions("tailor-tenant-acme")
+    assert acme and acme[0].tags["sampled"] == "no"
+
+
+def test_predict_file_streams_neutralises_formulas_and_never_overwrites_its_input(loop, capsys, tmp_path):
+    ws = loop["ws"]  # newco's champion is v1 after the rollback above
+    texts = ["rain snow storm", "=cmd|' /C calc'!A0", "@SUM(1+1)", "+1 court", "-2 judge", "", "  ",
+             *[f"court judge jury {i}" for i in range(150)]]
+    src = write_csv(tmp_path / "in.csv", texts, ["?"] * len(texts))
+    before = src.read_bytes()
+    out_file = tmp_path / "out.csv"
+    code, out = tailor(ws, "predict", "newco", "--file", str(src), "--out", str(out_file), capsys=capsys)
+    assert code == 0 and out.err == "" and len(out.out.splitlines()) == 1
+    assert f"wrote {len(texts)} predictions" in out.out and "rows/s" in out.out and "2 empty" in out.out
+    with open(out_file, newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    assert [r["text"] for r in rows[:5]] == ["rain snow storm", "'=cmd|' /C calc'!A0", "'@SUM(1+1)",
+                                             "'+1 court", "'-2 judge"]
+    assert rows[5]["label"] == "" and rows[6]["label"] == ""  # an explicit empty result
+    assert {r["label"] for r in rows[7:]} <= {"Weather", "Law", "Music"}
+    link = tmp_path / "link.csv"
+    link.symlink_to(src)
+    for bad_out in (src, link):
+        code, out = tailor(ws, "predict", "newco", "--file", str(src), "--out", str(bad_out), capsys=capsys)
+        assert code == 2 and out.out == "" and len(out.err.splitlines()) == 1 and "input file" in out.err
+    assert src.read_bytes() == before and link.is_symlink()
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["predict", "newco", ""], "text 1 is empty"),
+    (["predict", "newco", "--file", "{tmp}/empty.csv"], "is empty"),
+    (["predict", "newco", "--file", "{tmp}/notext.csv"], "lacks a text column"),
+    (["predict", "newco", "--file", "{tmp}/latin1.csv"], "not UTF-8"),
+    (["predict", "newco", "--file", "{tmp}/link.csv"], "symbolic link"),
+    (["predict", "newco", "--file", "{tmp}/none.csv"], "no such file"),
+    (["predict", "newco", "hi", "--out", "{tmp}"], "is a folder"),
+    (["predict", "acme", "hello"], "acme"),  # no champion yet
+])
+def test_bad_predict_input_is_one_line(loop, capsys, tmp_path, argv, message):
+    (tmp_path / "empty.csv").write_text("")
+    (tmp_path / "notext.csv").write_text("body\nhello\n")
+    (tmp_path / "latin1.csv").write_bytes(b"text\ncaf\xe9\n")
+    (tmp_path / "link.csv").symlink_to("/etc/passwd")
+    code, out = tailor(loop["ws"], *[a.format(tmp=tmp_path) for a in argv], capsys=capsys)
+    assert code == 2 and out.out == "" and len(out.err.splitlines()) == 1, out.err
+    assert message in out.err and "Traceback" not in out.err

@@ -31,6 +31,21 @@ def test_zero_adapters_reproduce_the_frozen_encoder(settings, adapted):
     torch.testing.assert_close(ours, want, atol=2e-3, rtol=1e-3)  # float16 cache
 
 
+def test_length_groups_give_each_row_its_own_embedding(settings):
+    """A batch long enough to be split into length groups embeds every row as if it ran alone,
+    with nonzero adapters (a wrong re-ordering would hand rows each other's embeddings)."""
+    enc = load_encoder(settings.encoder)
+    top = top_model(enc, 1, rank=2)
+    fast, _ = split_meta(init_meta_params(top, 0.01))
+    fast = {k: (torch.randn_like(v) * 0.1 if "lora" in k else v) for k, v in fast.items()}
+    texts = [" ".join(["word"] * (1 + (7 * i) % 23)) + f" number {i}" for i in range(40)]
+    feats = lower_features(enc, texts, frozen_layer_count(enc, 1))
+    together = top.embed(fast, feats.states, feats.mask)
+    alone = torch.cat([top.embed(fast, feats.states[i:i + 1], feats.mask[i:i + 1]) for i in range(len(texts))])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(together[0], together[1], atol=1e-3)
+
+
 def test_prototype_head_predicts_the_nearest_class_mean():
     z = torch.nn.functional.normalize(torch.randn(12, 5), dim=1)
     y = torch.arange(3).repeat(4)

@@ -1,0 +1,42 @@
+"""Every CSV Tailor writes goes through here: cells a spreadsheet would run as a formula are
+neutralised (OWASP's CSV-injection advice), and the file appears whole or not at all."""
+from __future__ import annotations
+
+import csv
+import os
+import tempfile
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+
+def neutralise(value) -> str:
+    """``value`` as text, with a leading ``'`` when it starts like a formula (``=cmd|...``,
+    ``+1``, ``@SUM``, ``-2+3``), so Excel and LibreOffice show it instead of running it."""
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+@contextmanager
+def csv_writer(path: Path, fieldnames: list[str]):
+    """A ``write(rows)`` function for ``path``: rows go to a temporary file beside it, which
+    replaces ``path`` only when the block ends without error (a crash leaves the old file)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+            writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+            writer.writeheader()
+
+            def write(rows: Iterable[dict]) -> None:
+                writer.writerows({k: neutralise(r.get(k)) for k in fieldnames} for r in rows)
+
+            yield write
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,42 @@
+"""What adaptation reads: the exact bytes of the recorded data version (issue 11), checked for
+support/query leakage on the very split adaptation measures on (issue 10), also when a large
+tenant is sampled down to ``limits.max_adapt_rows``."""
+import pandas as pd
+import pytest
+
+from flows.common import checked_version, measuring_split, sampled
+from lightning_modules.adaptation import stratified_split
+from tests.conftest import synthetic_tenant, tiny_settings
+from workspace import versioning
+from workspace.create import init_workspace
+from workspace.errors import UserError
+
+
+def test_the_leakage_split_is_the_split_adaptation_measures_on_after_sampling():
+    texts, labels = synthetic_tenant(["animal", "food", "tool"], 40, seed=1)
+    frame = pd.DataFrame({"text": texts, "label": labels})
+    settings = tiny_settings().replace("limits", max_adapt_rows=30)
+    support, query = measuring_split(frame, settings)
+    used, info = sampled(frame, settings)
+    assert info is not None and len(used) == 30
+    s, q = stratified_split(used["label"].tolist(), settings.adapt.holdout_fraction, settings.adapt.seed)
+    assert [texts[i] for i in support] == [used["text"][i] for i in s]
+    assert [texts[i] for i in query] == [used["text"][i] for i in q]
+
+
+def test_a_duplicate_across_the_measuring_split_is_reported_with_the_version_read(tmp_path):
+    settings = tiny_settings()
+    ws = init_workspace(tmp_path / "ws", settings)
+    texts, labels = synthetic_tenant(["animal", "food"], 8, seed=2)
+    frame = pd.DataFrame({"text": texts, "label": labels})
+    support, query = measuring_split(frame, settings)
+    frame.loc[support[0], "text"] = frame.loc[query[0], "text"]  # one held-out text also in support
+    src = tmp_path / "leaky.csv"
+    frame.to_csv(src, index=False)
+    version = versioning.track(ws, "leaky", src)
+    _, report, read = checked_version(ws, settings, "leaky")
+    assert read == version
+    assert report.leakage["checked_split"] and report.leakage["support_query"] == 1
+    (ws.root / version.path).write_text(src.read_text() + "edited,Animal\n")
+    with pytest.raises(UserError, match="changed outside Tailor"):
+        checked_version(ws, settings, "leaky")

@@ -1,0 +1,18 @@
+"""Fault injection for crash tests: ``TAILOR_FAULT=<point>`` makes the process SIGKILL itself
+when it reaches that point, exactly as ``kill -9`` would, so tests can prove that a kill at every
+step of a state change leaves the old state or the new one, never a mix."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+ENV = "TAILOR_FAULT"
+DELAY_ENV = "TAILOR_FAULT_DELAY"  # seconds to wait at the point first (to act while it hangs there)
+
+
+def point(name: str) -> None:
+    """Die here (no cleanup, no atexit, no finally) when ``$TAILOR_FAULT`` names this point."""
+    if os.environ.get(ENV) == name:
+        time.sleep(float(os.environ.get(DELAY_ENV) or 0))
+        os.kill(os.getpid(), signal.SIGKILL)
