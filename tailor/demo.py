@@ -147,6 +147,8 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         _run(root, "ingest", tenant, str(v2))
         _run(root, "adapt", tenant, who="bob")
         version = str(_latest_version(tenant))
+        print("# four-eyes: bob asked for this candidate, so bob's own approval is refused")
+        _run(root, "review", "approve", tenant, version, "--reason", "my own change looks fine", who="bob")
         _run(root, "review", "approve", tenant, version, "--reason", "new export looks fine",
              "--override-reason", "demo: ship the new data even if a gate disagrees")
         _run(root, "rollback", tenant, "--reason", "customer reports worse routing since the new export")
