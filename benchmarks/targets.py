@@ -71,8 +71,9 @@ def _cost_rows(res: Results) -> list[list[str]]:
     rows.append(_row(f"one 50-example tenant adapted in < {ADAPT_BUDGET_S:.0f} s (one adaptation, frozen part cached)",
                      ", ".join(f"{s} {t:.2f} s" for s, t in times.items()) + f" at {most} thread(s) ({one} at 1)",
                      times[slow] < ADAPT_BUDGET_S,
-                     f"{res.steps} inner steps over 55 rows (50 texts and 5 label names) through the adapted layer; "
-                     f"{slow}'s texts fill the token window; the CPU was shared (load "
+                     f"{res.steps} inner steps, forward and backward through the adapted layer over 55 rows (50 "
+                     f"texts and 5 label names, run in groups of similar length), then the logistic-regression "
+                     f"head; {slow} has the longest texts; the CPU was shared (load "
                      f"{res.info['load_end'][0]:.1f} at the end)"))
     minutes, budget = res.info["runtime_s"] / 60, BUDGET_MIN.get(res.info["profile"], 90.0)
     rows.append(_row(f"{res.info['profile']} run <= {budget:.0f} min", f"{minutes:.1f} min", minutes <= budget,
