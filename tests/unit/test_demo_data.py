@@ -1,11 +1,11 @@
-"""Demo tenants: the shape the demo and the benchmarks rely on, built from real WordNet and HA text."""
+"""Demo tenants: the shape the demo and the benchmarks rely on, built from real WordNet, HA, fortune, Bible and FOLDOC text."""
 import csv
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
-from tailor.demo_data import MIN_ROWS_PER_LABEL, build_demo_tenants, class_pools
+from tailor.demo_data import MIN_ROWS_PER_LABEL, SOURCES, build_demo_tenants, class_pools
 from tailor.demo_sources import WORDNET_DIR, gloss_definition, intent_classes, iter_synsets, label_name
 from workspace.settings import ValidationSettings
 from workspace.tenants import TENANT_ID
@@ -32,7 +32,7 @@ def _rows(path: Path) -> list[dict]:
 def test_enough_meta_training_and_evaluation_tenants(catalog):
     assert len(catalog.meta_train()) >= 12
     assert len(catalog.evaluation()) >= 4
-    assert {s for t in catalog.meta_train() for s in t.sources} == {"wordnet-lex", "wordnet-topic", "ha-intents"}
+    assert {s for t in catalog.meta_train() for s in t.sources} == set(SOURCES)
 
 
 def test_label_counts_vary_within_four_to_ten(catalog):
@@ -114,8 +114,8 @@ def test_missing_wordnet_says_how_to_install_it(tmp_path):
 
 def test_pools_hold_only_classes_with_twenty_texts():
     pools = class_pools(seed=0)
-    assert set(pools) == {"wordnet-lex", "wordnet-topic", "ha-intents"}
-    assert len(pools["wordnet-lex"]) == 45 and len(pools["wordnet-topic"]) >= 30 and len(pools["ha-intents"]) >= 30
+    assert set(pools) == set(SOURCES) == {"wordnet-lex", "wordnet-topic", "ha-intents", "fortunes", "bible", "foldoc"}
+    assert len(pools["wordnet-lex"]) == 45 and all(len(pools[s]) >= 30 for s in SOURCES)
     assert all(len(texts) >= 20 for pool in pools.values() for texts in pool.values())
     assert not any(t.startswith("(law)") for t in pools["wordnet-topic"]["wordnet-topic:law"]), \
         "a leading '(law)' marker would name the label"
