@@ -46,12 +46,13 @@ loggers:
   prefect:
     level: "${PREFECT_LOGGING_LEVEL}"
   prefect.flow_runs:
-    level: NOTSET
+    level: INFO
     handlers: [api]
   prefect.task_runs:
-    level: NOTSET
+    level: INFO
     handlers: [api]
-"""  # no console handler: records propagate to the root logger, which the face points at a file
+"""  # run logs reach the Prefect API (its UI) at INFO; no console handler: records propagate to the
+# root logger, which the face points at the workspace's log file (and the screen with --debug)
 
 
 def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:

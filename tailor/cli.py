@@ -81,11 +81,13 @@ def meta_train(algorithm: Optional[str] = typer.Option(None, help="fomaml | rept
 @app.command()
 def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
           all_tenants: bool = typer.Option(False, "--all", help="every tenant with data"),
-          requested_by: Optional[str] = typer.Option(None, "--requested-by", help="must be you (TAILOR_USER or the OS user)")) -> None:
-    """Adapt tenants to the current base and register candidates (pending review)."""
+          requested_by: Optional[str] = typer.Option(None, "--requested-by", help="must be you (TAILOR_USER or the OS user)"),
+          force: bool = typer.Option(False, "--force", help="with --all: adapt tenants unchanged since their newest version too")) -> None:
+    """Adapt tenants to the current base and register candidates (pending review). With --all, only
+    tenants whose data, base or adaptation settings changed since their newest version."""
     if bool(tenants) == all_tenants:
         raise UserError("give tenant ids or --all (not both)")
-    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by)
+    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by, force)
 
 
 @app.command()

@@ -104,18 +104,21 @@ def meta_train(ctx: Context, algorithm: str | None) -> dict:
     return ref
 
 
-def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None) -> list[dict]:
+def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, force: bool = False) -> list[dict]:
     from registry.identity import resolve
 
     requested_by = resolve(requested_by, "--requested-by")
     ws, _ = ctx.open(prefect=True)
     from flows.adaptation import run_adapt
 
-    outcomes = run_adapt(str(ws.root), tenants, requested_by)
+    outcomes = run_adapt(str(ws.root), tenants, requested_by, force)
     registered = [o for o in outcomes if o.get("version")]
     failed = [o for o in outcomes if o["status"] in ("failed", "error")]
+    skipped = [o for o in outcomes if o["status"] == "skipped"]
     print(f"{len(registered)} candidate(s) registered, pending review "
-          f"({len(outcomes) - len(registered)} not registered)")
+          f"({len(outcomes) - len(registered) - len(skipped)} not registered"
+          + (f", {len(skipped)} unchanged since their newest version: `--force` adapts them too)"
+             if skipped else ")"))
     for o in outcomes:
         if o["status"] in ("invalid", "rejected"):
             print(f"  {o['tenant']}: not registered: {printable(o['reason'])}")
