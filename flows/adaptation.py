@@ -194,6 +194,14 @@ def run_adapt(root: str, tenants: list[str] | None = None, requested_by: str = "
         return adapt_flow.with_options(task_runner=runtime.task_runner(settings))(root, tenants, requested_by, force)
 
 
+@flow(name="tailor-fleet", flow_run_name="fleet-{requested_by}", log_prints=False)
+def scheduled_adapt(root: str, requested_by: str = "service:scheduler", force: bool = False) -> dict:
+    """What the schedule runs (``tailor serve``, a work pool's worker): the fleet flow on the task
+    runner params.yaml names, as a subflow. Returns how many tenants ended how (the run's
+    artifact says which and why)."""
+    return fleet.counts(run_adapt(root, None, requested_by, force))
+
+
 def _contained(tenant: str, fn, *args):
     """``fn(*args)``, or a failed outcome for ``tenant``: one tenant's mistake or fault never costs
     the others their candidates. Internal errors keep their traceback in the log."""

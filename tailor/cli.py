@@ -188,9 +188,12 @@ def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit o
 
 
 @app.command()
-def serve(once: bool = typer.Option(False, "--once", help="run the scheduled adaptation once and exit")) -> None:
-    """Serve scheduled Prefect deployments (re-adapt every tenant on params.yaml's cron)."""
-    commands.serve(_ctx(), once)
+def serve(once: bool = typer.Option(False, "--once", help="run the scheduled adaptation once and exit"),
+          pool: Optional[str] = typer.Option(None, "--pool", help="deploy to this Prefect process work pool (a "
+                                             "`prefect worker` runs the flows) instead of serving here")) -> None:
+    """Scheduled Prefect deployments: re-adapt changed tenants on params.yaml's cron and timezone.
+    Served by this command, or deployed to a work pool with --pool."""
+    commands.serve(_ctx(), once, pool)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -376,11 +376,35 @@ def data_checkout(ctx: Context, tenant: str, rev: str) -> dict:
     return version.to_dict()
 
 
-def serve(ctx: Context, once: bool) -> None:
-    ws, settings = ctx.open(prefect=True)
-    from flows.schedule import serve as serve_flows
+def serve(ctx: Context, once: bool, pool: str | None = None) -> None:
+    """``--once``: the fleet run now, on the embedded server. Otherwise the deployments on a Prefect
+    server with a scheduler: ``stores.prefect_api_url``, or one started here for as long as this
+    command serves (a work pool's deployments must outlive the command: they need the former)."""
+    if once:
+        ws, settings = ctx.open(prefect=True)
+        from flows.schedule import serve as serve_flows
 
-    serve_flows(ws, settings, once=once)
+        serve_flows(ws, settings, once=True)
+        return
+    ws, settings = ctx.open()
+    if pool and not settings.stores.prefect_api_url:
+        raise UserError("--pool needs a Prefect server that outlives this command: run `prefect server start` "
+                        "and set stores.prefect_api_url in params.yaml")
+    from flows import runtime
+
+    url, server = settings.stores.prefect_api_url, None
+    if not url:
+        url, server = runtime.start_full_server(ws)
+        print(f"started a local Prefect server at {url} (its UI: {url.removesuffix('/api')}); "
+              "it stops with this command")
+    runtime.configure(ws, settings, ctx.debug, api_url=url)  # before Prefect is first imported
+    try:
+        from flows.schedule import serve as serve_flows
+
+        serve_flows(ws, settings, pool=pool)
+    finally:
+        if server is not None:
+            runtime.stop_full_server(server)
 
 
 def _sync_pipeline(ws: Workspace) -> None:

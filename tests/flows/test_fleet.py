@@ -133,3 +133,65 @@ def test_each_run_leaves_a_markdown_summary_in_prefect(fleet):
     texts = [a.data for a in found]
     assert any("## Skipped" in t and "unchanged since v1" in t for t in texts)
     assert any("d-invalid" in t and "## Not registered" in t for t in texts)
+
+
+def _api(url, path, body=None):
+    import urllib.request
+
+    request = urllib.request.Request(f"{url}{path}", data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Content-Type": "application/json"}, method="GET" if body is None else "POST")
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def test_tailor_serve_deploys_on_params_cron_and_a_triggered_run_registers_candidates(fleet, tmp_path):
+    """`tailor serve` against a real `prefect server start`: the deployment carries params.yaml's
+    cron, timezone and parameters; a run triggered through the API is picked up by the served
+    runner and registers the new tenant's candidate (and skips the unchanged ones)."""
+    from tests.servers import prefect_server
+
+    root, ws = fleet["root"], fleet["ws"]
+    versioning.track(ws, "g-new", write_csv(fleet["inbox"] / "g-new.csv", *synthetic_tenant(["law", "food"], 8, seed=11)))
+    params = root / "params.yaml"
+    original = params.read_text()
+    with prefect_server(tmp_path) as server:
+        url = server.ready()
+        params.write_text(original.replace('adapt_cron: "0 2 * * *"', 'adapt_cron: "30 3 * * 1"')
+                          .replace('timezone: "UTC"', 'timezone: "Europe/Berlin"')
+                          .replace('prefect_api_url: ""', f'prefect_api_url: "{url}"'))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+        env.update(TAILOR_USER="ci-bot", PREFECT_RUNNER_POLL_FREQUENCY="1")
+        log = open(tmp_path / "serve.log", "wb")
+        serving = subprocess.Popen([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(root),
+                                    "serve"], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline, deployment = time.monotonic() + 120, None
+            while deployment is None and time.monotonic() < deadline:
+                assert serving.poll() is None, (tmp_path / "serve.log").read_text()[-3000:]
+                found = _api(url, "/deployments/filter", {"deployments": {"name": {"any_": ["nightly-adapt"]}}})
+                deployment = found[0] if found else None
+                time.sleep(1)
+            assert deployment, (tmp_path / "serve.log").read_text()[-3000:]
+            schedule = deployment["schedules"][0]["schedule"]
+            assert (schedule["cron"], schedule["timezone"]) == ("30 3 * * 1", "Europe/Berlin")
+            assert deployment["parameters"] == {"root": str(root), "requested_by": "service:scheduler"}
+            run = _api(url, f"/deployments/{deployment['id']}/create_flow_run", {})
+            state = None
+            while time.monotonic() < deadline + 60 and state not in ("COMPLETED", "FAILED", "CRASHED"):
+                time.sleep(1)
+                state = _api(url, f"/flow_runs/{run['id']}")["state"]["type"]
+            assert state == "COMPLETED", (tmp_path / "serve.log").read_text()[-3000:]
+        finally:
+            os.killpg(serving.pid, 2)  # Ctrl-C: the command stops serving
+            try:
+                serving.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(serving.pid, 9)
+            log.close()
+            params.write_text(original)
+    assert versions("g-new") == ["1"]
+    from registry import store
+
+    assert store.client().get_model_version("tailor-tenant-g-new", "1").tags["requested_by"] == "service:scheduler"
+    record = json.loads((root / "pipeline" / "candidates.json").read_text())["tenants"]
+    assert record["g-new"]["status"] == "adapted" and record["a-good"]["status"] == "skipped"
