@@ -59,8 +59,18 @@ def demo(fresh: bool = typer.Option(False, "--fresh", help="delete the demo work
 
 
 @app.command()
-def ingest(tenant: str, file: Path, json_out: bool = typer.Option(False, "--json")) -> None:
-    """Validate a tenant's CSV/JSONL file and version it with DVC; prints the data version."""
+def ingest(tenant: Optional[str] = typer.Argument(None), file: Optional[Path] = typer.Argument(None),
+           folder: Optional[Path] = typer.Option(None, "--dir", help="every <tenant-id>.csv|.jsonl of a folder"),
+           json_out: bool = typer.Option(False, "--json")) -> None:
+    """Validate a tenant's CSV/JSONL file and version it with DVC; prints the data version. With
+    --dir, every file of a folder (file name = tenant id) through one flow, versioned in batches."""
+    if folder is not None:
+        if tenant or file:
+            raise UserError("give TENANT FILE or --dir DIR (not both)")
+        commands.ingest_dir(_ctx(), folder, json_out)
+        return
+    if not tenant or file is None:
+        raise UserError("give TENANT FILE, or --dir DIR for a folder of <tenant-id>.csv files")
     commands.ingest(_ctx(), tenant, file, json_out)
 
 

@@ -78,6 +78,33 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
     return result
 
 
+def ingest_dir(ctx: Context, folder: Path, json_out: bool = False) -> list[dict]:
+    """Every ``<tenant-id>.csv|.jsonl`` of ``folder`` through one flow; exit 2 when a file was refused
+    (the others are versioned)."""
+    if not folder.is_dir():
+        raise UserError(f"--dir {folder}: no such folder")
+    ws, _ = ctx.open(prefect=True, mlflow=False)
+    from flows.bulk_ingest import ingest_dir_flow
+    from tailor.progress import shown
+
+    with shown(False if json_out else None):
+        outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()))
+    _sync_pipeline(ws)
+    if json_out:
+        emit_json(outcomes)
+    ok = [o for o in outcomes if o["status"] == "versioned"]
+    bad = [o for o in outcomes if o["status"] != "versioned"]
+    if not json_out:
+        print(f"{len(ok)} tenant file(s) versioned, {len(bad)} refused ({folder})")
+        for o in bad:
+            where = f"; quarantined in {o['quarantined']}" if o.get("quarantined") else ""
+            print(f"  {printable(Path(o['file']).name)}: {o['status']}: {printable(o['reason'])}{where}")
+    if bad:
+        raise UserError(f"{len(bad)} of {len(outcomes)} file(s) in {folder} not ingested (see above); "
+                        "the others are versioned")
+    return outcomes
+
+
 def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
     ws, settings = ctx.open(mlflow=False)
     from flows.common import checked_data
