@@ -20,7 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
-from flows import fleet, runtime
+from flows import fleet, progress, runtime
 from flows.common import checked_version, open_workspace, record_stage, sampled, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
@@ -35,16 +35,20 @@ from workspace.tenants import check_tenant_id
 
 
 def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str, digest: str) -> dict:
+    checking = time.perf_counter()
     frame, report, version = checked_version(ws, settings, tenant)
     outcome = {"tenant": tenant, "validation": report.to_dict(), "data_version": str(version.md5)}
     if not report.passed:
         return {**outcome, "status": "invalid", "reason": "; ".join(report.failures)}
     frame, sample = sampled(frame, settings)
+    started = time.perf_counter()
     try:
         result = adapt_tenant(encoder, settings, base_meta, tenant, frame["text"].tolist(),
                               frame["label"].tolist(), ws.cache_dir)
     except AdaptationRejected as exc:
         return {**outcome, "status": "rejected", "reason": str(exc)}
+    outcome["seconds"] = {"check": round(started - checking, 4),  # where the time goes: benchmarks.fleet
+                          "adapt": round(time.perf_counter() - started, 4)}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     manifest = {"tenant": tenant, "labels": result.labels,
                 "base": {"name": base_ref.name, "version": base_ref.version, "digest": base_ref.digest},
@@ -128,9 +132,11 @@ def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = 
                 ref.version, len(todo.skipped))
     if todo.todo:
         base_dir = str(base_model.download_base(ref, ws.cache_dir / "bases"))
-        for outcome in _adapt_and_register(root, todo, base_dir, base, digest, requested_by,
-                                           settings.schedule.chunk_size):
-            done[outcome["tenant"]] = outcome
+        with progress.step("adapting tenants", len(todo.todo)) as bar:
+            for outcome in _adapt_and_register(root, todo, base_dir, base, digest, requested_by,
+                                               settings.schedule.chunk_size):
+                done[outcome["tenant"]] = outcome
+                bar.advance()
     outcomes = [_lean(done[t]) for t in chosen]
     summary = fleet.summary_markdown(outcomes, base, time.perf_counter() - started)
     create_markdown_artifact(summary, key="tailor-fleet-adaptation" if tenants is None else "tailor-adaptation",
@@ -167,7 +173,9 @@ def _adapt_and_register(root: str, todo: fleet.FleetPlan, base_dir: str, base: d
         for outcome in outcomes:
             if outcome["status"] == "adapted":
                 outcome["why"] = todo.why.get(outcome["tenant"], "")
+                started = time.perf_counter()
                 done = _contained(outcome["tenant"], register, root, outcome, base_dir, base, requested_by)
+                outcome.setdefault("seconds", {})["register"] = round(time.perf_counter() - started, 4)
                 if isinstance(done, dict):  # registration failed: this tenant only
                     outcome.update(done)
                 else:

@@ -138,7 +138,10 @@ def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, for
     ws, _ = ctx.open(prefect=True)
     from flows.adaptation import run_adapt
 
-    outcomes = run_adapt(str(ws.root), tenants, requested_by, force)
+    from tailor.progress import shown
+
+    with shown():
+        outcomes = run_adapt(str(ws.root), tenants, requested_by, force)
     registered = [o for o in outcomes if o.get("version")]
     failed = [o for o in outcomes if o["status"] in ("failed", "error")]
     skipped = [o for o in outcomes if o["status"] == "skipped"]
