@@ -24,7 +24,7 @@ class Context:
     root: Path | None = None
     debug: bool = False
 
-    def open(self, prefect: bool = False, mlflow: bool = True) -> tuple[Workspace, Settings]:
+    def open(self, prefect: bool = False, mlflow: bool = True, read_only: bool = False) -> tuple[Workspace, Settings]:
         ws = Workspace.find(self.root)
         if not ws.is_initialised():
             raise UserError(f"{ws.root} is not a Tailor workspace: run `tailor init {ws.root}` "
@@ -43,7 +43,7 @@ class Context:
         if mlflow:
             from registry import store
 
-            store.configure(ws, settings)
+            store.configure(ws, settings, read_only=read_only)
         return ws, settings
 
 
@@ -238,7 +238,7 @@ def _check_out(ws: Workspace, out: Path, file: Path | None) -> None:
 
 
 def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
-    _, settings = ctx.open()
+    _, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
     from registry.approval import list_reviews
 
     rows = list_reviews(None if status == "all" else status, settings)

@@ -195,3 +195,25 @@ def test_tailor_serve_deploys_on_params_cron_and_a_triggered_run_registers_candi
     assert store.client().get_model_version("tailor-tenant-g-new", "1").tags["requested_by"] == "service:scheduler"
     record = json.loads((root / "pipeline" / "candidates.json").read_text())["tenants"]
     assert record["g-new"]["status"] == "adapted" and record["a-good"]["status"] == "skipped"
+
+
+def test_review_list_reads_the_registry_without_mlflow_and_sees_what_mlflow_sees(fleet):
+    """`review list` reads the embedded sqlite store directly (MLflow's import alone takes seconds):
+    every row, alias, gate and champion must be what MLflow's own client gives."""
+    from registry import approval, store
+    from workspace.settings import load_settings
+
+    ws = fleet["ws"]
+    settings = load_settings(ws.params_file)
+    store.configure(ws, settings)
+    approval.approve(ws, settings, "a-good", "1", "alice", "checked", override_reason="test")
+    mlflow_rows = approval.list_reviews(None, settings)
+    store.configure(ws, settings, read_only=True)
+    try:
+        assert type(store.client()).__name__ == "SqliteReader"
+        assert approval.list_reviews(None, settings) == mlflow_rows
+        assert approval.list_reviews("pending", settings) == [r for r in mlflow_rows if r["status"] == "pending"]
+    finally:
+        store.configure(ws, settings)
+    assert type(store.client()).__name__ == "MlflowClient", "the next command writes through MLflow again"
+    assert any(r["champion_version"] == "1" for r in mlflow_rows) and len(mlflow_rows) >= 2
