@@ -42,7 +42,8 @@ class ValidationReport:
 def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
                    docs_dir: Path | None = None, *, run_name: str | None = None,
                    others: dict[str, list[str]] | None = None,
-                   split: tuple[list[int], list[int]] | None = None) -> ValidationReport:
+                   split: tuple[list[int], list[int]] | None = None,
+                   overlap: tuple[dict[str, int], int] | None = None, context=None) -> ValidationReport:
     """Run the suite ``tailor-<tenant>`` on ``df`` in an ephemeral GX context.
 
     Rules: columns text and label exist; neither is null or blank; texts are at most
@@ -67,6 +68,11 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
     current data) gives the cross-tenant overlap, failing above ``max_cross_tenant_fraction``;
     ``split`` (support rows, query rows of the measuring split) gives support/query leakage,
     reported as a warning (duplicates are allowed up to ``max_duplicate_fraction``).
+    ``overlap`` = (tenant -> shared texts, tenants compared) replaces ``others`` when the caller
+    computed it from an index (bulk ingest).
+
+    ``context``: a ``data_checks.batch.DocsBatch`` (one file-backed GX context whose Data Docs
+    are built once for many validations); the report's ``data_docs`` is then filled in by it.
     """
     check_tenant_id(tenant)
     gx = _import_gx()
@@ -75,7 +81,11 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
     suite_name = f"tailor-{tenant}"
     site = Path(docs_dir) if docs_dir is not None else None
     rules = _expectations(gx.expectations, present, settings)
-    outcome, page = _run_checkpoint(gx, suite_name, tenant, frame, rules, site, run_name)
+    if context is not None:
+        outcome, page = _checkpoint(gx, context.gx_context, suite_name, tenant, frame, rules, [], run_name), None
+        context.keep(tenant, list(outcome.run_results))
+    else:
+        outcome, page = _run_checkpoint(gx, suite_name, tenant, frame, rules, site, run_name)
 
     stats = _stats(frame, present)
     failures = []
@@ -85,7 +95,7 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
                 failures.extend(_describe(result, frame, settings, stats))
     if len(frame) == 0:  # with no rows, "0 labels" and "0% duplicates" would only add noise
         failures = [f for f in failures if f.startswith(("column ", "the file has no rows"))]
-    leakage, warnings_ = _leakage(frame, present, others, split, settings)
+    leakage, warnings_ = _leakage(frame, present, others, split, settings, overlap)
     failures += [w for w in warnings_ if w.startswith("cross-tenant")
                  and leakage["cross_tenant_fraction"] > settings.max_cross_tenant_fraction]
     index = site / "index.html" if site is not None else None
@@ -97,13 +107,14 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
         leakage=leakage, warnings=warnings_)
 
 
-def _leakage(frame: pd.DataFrame, present: list[str], others: dict | None, split, s: ValidationSettings):
+def _leakage(frame: pd.DataFrame, present: list[str], others: dict | None, split, s: ValidationSettings,
+             overlap: tuple[dict[str, int], int] | None = None):
     """Cross-tenant overlap (texts also in another tenant's current data) and support/query
     leakage (the same normalised text on both sides of the measuring split)."""
     from data_checks.leakage import check_leakage, cross_tenant_overlap
 
     texts = frame["text"].dropna().astype(str).tolist() if "text" in present else []
-    shared = cross_tenant_overlap(texts, others or {})
+    shared = overlap[0] if overlap is not None else cross_tenant_overlap(texts, others or {})
     fraction = max(shared.values(), default=0) / len(texts) if texts else 0.0
     leaked = []
     if split is not None and texts:
@@ -120,7 +131,8 @@ def _leakage(frame: pd.DataFrame, present: list[str], others: dict | None, split
                      "(accuracy is inflated): remove duplicates")
     return {"cross_tenant": shared, "cross_tenant_fraction": round(fraction, 4),
             "support_query": len(leaked), "support_query_examples": leaked[:5],
-            "checked_split": split is not None, "checked_tenants": len(others or {})}, found
+            "checked_split": split is not None,
+            "checked_tenants": overlap[1] if overlap is not None else len(others or {})}, found
 
 
 def _run_checkpoint(gx, suite_name: str, tenant: str, frame: pd.DataFrame, rules: list, site: Path | None,
@@ -131,24 +143,45 @@ def _run_checkpoint(gx, suite_name: str, tenant: str, frame: pd.DataFrame, rules
     result is kept and the Data Docs site gets a page per run plus one index; runs are named
     ``run_name`` (the file's md5, so a data version finds its page)."""
     from great_expectations.checkpoint import UpdateDataDocsAction
-    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     with warnings.catch_warnings(), _gx_lock(site):
         warnings.simplefilter("ignore")  # GX's deprecation notices are for us, not the user
-        if site is None:
-            context = gx.get_context(mode="ephemeral")
-        else:
-            context = gx.get_context(mode="file", project_root_dir=str(Path(site).parent))
-        context.variables.progress_bars = ProgressBarsConfig(globally=False)
-        actions = []
+        context = open_context(gx, site)
+        actions = [UpdateDataDocsAction(name="data-docs", site_names=["tailor"])] if site is not None else []
+        outcome = _checkpoint(gx, context, suite_name, tenant, frame, rules, actions, run_name)
+        page = None
         if site is not None:
-            if "tailor" not in (context.variables.data_docs_sites or {}):
-                context.add_data_docs_site("tailor", {
-                    "class_name": "SiteBuilder",
-                    "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
-                    "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
-                })
-            actions.append(UpdateDataDocsAction(name="data-docs", site_names=["tailor"]))
+            for identifier in outcome.run_results:
+                urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=["tailor"])
+                page = urls[0]["site_url"] if urls else None
+        return outcome, page
+
+
+def open_context(gx, site: Path | None):
+    """An ephemeral GX context (no ``site``), or the workspace's file-backed one with its Data
+    Docs site ``tailor`` at ``site``. Callers hold ``_gx_lock(site)`` while using it."""
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    if site is None:
+        context = gx.get_context(mode="ephemeral")
+    else:
+        context = gx.get_context(mode="file", project_root_dir=str(Path(site).parent))
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
+    if site is not None and "tailor" not in (context.variables.data_docs_sites or {}):
+        context.add_data_docs_site("tailor", {
+            "class_name": "SiteBuilder",
+            "store_backend": {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(site)},
+            "site_index_builder": {"class_name": "DefaultSiteIndexBuilder"},
+        })
+    return context
+
+
+def _checkpoint(gx, context, suite_name: str, tenant: str, frame: pd.DataFrame, rules: list, actions: list,
+                run_name: str | None):
+    """Pandas source → dataframe asset → batch definition → suite → validation definition →
+    checkpoint, in ``context``; run it on ``frame``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
         source = _get_or_add(lambda: context.data_sources.get("tailor"), lambda: context.data_sources.add_pandas("tailor"))
         asset = _get_or_add(lambda: source.get_asset(tenant), lambda: source.add_dataframe_asset(tenant))
         batch = _get_or_add(lambda: asset.get_batch_definition("whole-file"),
@@ -160,13 +193,7 @@ def _run_checkpoint(gx, suite_name: str, tenant: str, frame: pd.DataFrame, rules
             name=suite_name, validation_definitions=[definition], actions=actions,
             result_format={"result_format": "SUMMARY"}))
         run_id = gx.RunIdentifier(run_name=run_name) if run_name else None
-        outcome = checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
-        page = None
-        if site is not None:
-            for identifier in outcome.run_results:
-                urls = context.get_docs_sites_urls(resource_identifier=identifier, site_names=["tailor"])
-                page = urls[0]["site_url"] if urls else None
-        return outcome, page
+        return checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
 
 
 def _get_or_add(get, add):

@@ -1,15 +1,26 @@
-"""Adapt tenants to the current base (in chunks, one Prefect task per chunk) and register each
-delta as a pending candidate. A tenant that fails validation or adaptation is reported, not
-registered, and never stops the others."""
+"""Adapt tenants to the current base and register each delta as a pending candidate.
+
+Tenants run in chunks (one Prefect task per chunk: a task run costs the server more than a tiny
+tenant's adaptation), ``schedule.workers`` chunks at once on the task runner ``schedule`` names.
+Every tenant's outcome is its own: a data, validation, adaptation or store error ends that tenant
+with a reason, a crashed chunk ends its own tenants only, and each chunk's candidates are
+registered as soon as the chunk is done, while the others still compute. A fleet run (no tenant
+list) adapts only the tenants whose data version, base or adaptation settings changed since their
+newest version, so a rerun after a crash registers nothing twice and an unchanged fleet does no
+work. Each run leaves a markdown artifact: registered, not registered and skipped, with why.
+"""
 from __future__ import annotations
 
 import logging
+import time
 from datetime import datetime, timezone
 
-from prefect import flow, task
+from prefect import flow, get_run_logger, tags, task
+from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 
-from flows import runtime
+from flows import fleet, progress, runtime
 from flows.common import checked_version, open_workspace, record_stage, sampled, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
@@ -17,97 +28,186 @@ from lightning_modules.adaptation import AdaptationRejected, adapt_tenant
 from lightning_modules.delta import load_base, save_delta
 from lightning_modules.encoder import load_encoder
 from registry import base_model, candidates, store
+from workspace import faults, versioning
 from workspace.errors import UserError
 from workspace.provenance import code_version
 from workspace.tenants import check_tenant_id
 
 
-def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str) -> dict:
+def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str, digest: str) -> dict:
+    checking = time.perf_counter()
     frame, report, version = checked_version(ws, settings, tenant)
     outcome = {"tenant": tenant, "validation": report.to_dict(), "data_version": str(version.md5)}
     if not report.passed:
         return {**outcome, "status": "invalid", "reason": "; ".join(report.failures)}
     frame, sample = sampled(frame, settings)
+    started = time.perf_counter()
     try:
         result = adapt_tenant(encoder, settings, base_meta, tenant, frame["text"].tolist(),
                               frame["label"].tolist(), ws.cache_dir)
     except AdaptationRejected as exc:
         return {**outcome, "status": "rejected", "reason": str(exc)}
+    outcome["seconds"] = {"check": round(started - checking, 4),  # where the time goes: benchmarks.fleet
+                          "adapt": round(time.perf_counter() - started, 4)}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     manifest = {"tenant": tenant, "labels": result.labels,
                 "base": {"name": base_ref.name, "version": base_ref.version, "digest": base_ref.digest},
                 "encoder": {"name": encoder.name, "digest": encoder.digest},
                 "data_version": version.md5, "data_git_commit": version.git_commit,
                 "adaptation": {**result.adaptation, "sampled": sample}, "metrics": result.metrics,
-                "code_version": code_version()}
+                "code_version": code_version(), "settings_digest": digest}
     delta_dir = save_delta(ws.runs_dir / "deltas" / tenant / stamp, result.delta, manifest)
     return {**outcome, "status": "adapted", "delta_dir": str(delta_dir), "metrics": result.metrics,
             "adaptation": manifest["adaptation"], "held_out": result.held_out}
 
 
 @task(name="adapt-chunk", cache_policy=NO_CACHE)
-def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict) -> list[dict]:
+def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict, digest: str) -> list[dict]:
     ws, settings = open_workspace(root)
     encoder = load_encoder(settings.encoder)
     base_meta, _ = load_base(base_dir)
     ref = base_model.BaseRef(**base)
+    logger = get_run_logger()
     outcomes = []
     for tenant in tenants:
-        outcome = _contained(tenant, _adapt_one, ws, settings, encoder, base_meta, ref, tenant)
+        outcome = _contained(tenant, _adapt_one, ws, settings, encoder, base_meta, ref, tenant, digest)
         m = outcome.get("metrics")
         detail = (f"acc {m['query_accuracy']:.3f} vs baseline {m['baseline_accuracy']:.3f}"
                   if m else outcome.get("reason", ""))
+        logger.info("%s %s: %s", tenant, outcome["status"], detail)
         if outcome["status"] not in ("failed", "error"):  # the face reports those, on one line
             say(f"  {tenant:<24} {outcome['status']:<9} {detail}")
         outcomes.append(outcome)
     return outcomes
 
 
-@task(name="register-candidate", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
+@task(name="register-candidate", task_run_name="register-{outcome[tenant]}", cache_policy=NO_CACHE, retries=2,
+      retry_delay_seconds=2, retry_condition_fn=io_retry)
 def register(root: str, outcome: dict, base_dir: str, base: dict, requested_by: str) -> str:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
-    return candidates.register_candidate(ws, outcome["tenant"], outcome["delta_dir"], base_dir,
-                                         base=base_model.BaseRef(**base), validation=outcome["validation"],
-                                         requested_by=requested_by, flow_run_id=flow_run_id(),
-                                         held_out=outcome.get("held_out"))
+    version = candidates.register_candidate(ws, outcome["tenant"], outcome["delta_dir"], base_dir,
+                                            base=base_model.BaseRef(**base), validation=outcome["validation"],
+                                            requested_by=requested_by, flow_run_id=flow_run_id(),
+                                            held_out=outcome.get("held_out"))
+    get_run_logger().info("%s registered as v%s (pending review)", outcome["tenant"], version)
+    return version
 
 
-@flow(name="tailor-adapt", log_prints=False)
-def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = "service:scheduler") -> list[dict]:
-    """Adapt ``tenants`` (None = every tenant with data) and register candidates."""
+def _run_name() -> str:
+    """``adapt-fleet``, ``adapt-acme`` or ``adapt-acme-and-3-more``: the Prefect UI tells runs apart."""
+    from prefect.runtime import flow_run
+
+    chosen = (flow_run.parameters or {}).get("tenants")
+    if not chosen:
+        return "adapt-fleet"
+    return f"adapt-{chosen[0]}" + (f"-and-{len(chosen) - 1}-more" if len(chosen) > 1 else "")
+
+
+@flow(name="tailor-adapt", flow_run_name=_run_name, log_prints=False)
+def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = "service:scheduler",
+               force: bool = False) -> list[dict]:
+    """Adapt ``tenants``, or (None) every tenant with data whose data, base or adaptation settings
+    changed since its newest version (every one with ``force``); register candidates. One outcome
+    per tenant, in the order chosen."""
+    started = time.perf_counter()
+    logger = get_run_logger()
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
     chosen = list(dict.fromkeys(tenants)) if tenants else tenants_with_data(ws)
     if not chosen:
         raise UserError("no tenant has data yet: run `tailor ingest TENANT FILE` first")
     ref = base_model.get_base()
-    base_dir = str(base_model.download_base(ref, ws.cache_dir / "bases"))
     base = {"name": ref.name, "version": ref.version, "digest": ref.digest, "run_id": ref.run_id}
-    say(f"adapting {len(chosen)} tenant(s) to {ref.name} v{ref.version}")
-    size = settings.schedule.chunk_size
-    chunks = [adapt_chunk.submit(root, chosen[i:i + size], base_dir, base) for i in range(0, len(chosen), size)]
-    outcomes = [o for chunk in chunks for o in chunk.result()]
-    for outcome in outcomes:
-        if outcome["status"] == "adapted":
-            done = _contained(outcome["tenant"], register, root, outcome, base_dir, base, requested_by)
-            if isinstance(done, dict):  # registration failed: this tenant only
-                outcome.update(done)
-            else:
-                outcome["version"] = done
+    digest = fleet.settings_digest(settings)
+    if tenants is None:  # the fleet: only what changed
+        todo = fleet.plan(chosen, versioning.recorded_md5s(ws, chosen), candidates.newest_versions(),
+                          ref.digest, digest, force)
+    else:  # tenants a person named: adapt them
+        todo = fleet.FleetPlan(todo=chosen, why={t: "requested" for t in chosen})
+    done = {o["tenant"]: o for o in todo.skipped}
+    say(f"adapting {len(todo.todo)} tenant(s) to {ref.name} v{ref.version}"
+        + (f"; {len(todo.skipped)} unchanged since their newest version (skipped)" if todo.skipped else ""))
+    logger.info("%d tenant(s): %d to adapt to %s v%s, %d unchanged", len(chosen), len(todo.todo), ref.name,
+                ref.version, len(todo.skipped))
+    if todo.todo:
+        base_dir = str(base_model.download_base(ref, ws.cache_dir / "bases"))
+        with progress.step("adapting tenants", len(todo.todo)) as bar:
+            for outcome in _adapt_and_register(root, todo, base_dir, base, digest, requested_by,
+                                               settings.schedule.chunk_size):
+                done[outcome["tenant"]] = outcome
+                bar.advance()
+    outcomes = [_lean(done[t]) for t in chosen]
+    summary = fleet.summary_markdown(outcomes, base, time.perf_counter() - started)
+    create_markdown_artifact(summary, key="tailor-fleet-adaptation" if tenants is None else "tailor-adaptation",
+                             description=f"adaptation to {ref.name} v{ref.version}")
+    logger.info("%s", summary.splitlines()[2])
     if tenants is None:  # the whole fleet: what the pipeline's adapt stage stands for
         record_stage(root, "adapt", {
             "base": {k: base[k] for k in ("name", "version", "digest")},
-            "tenants": {o["tenant"]: {k: o[k] for k in ("status", "version", "reason", "data_version") if k in o}
+            "tenants": {o["tenant"]: {k: o[k] for k in ("status", "version", "latest_version", "reason",
+                                                         "data_version") if k in o}
                         for o in outcomes}})
     return outcomes
 
 
-def run_adapt(root: str, tenants: list[str] | None = None, requested_by: str = "service:scheduler") -> list[dict]:
-    """``adapt_flow`` with its chunks on the task runner params.yaml's ``schedule`` names."""
+def _adapt_and_register(root: str, todo: fleet.FleetPlan, base_dir: str, base: dict, digest: str,
+                        requested_by: str, size: int):
+    """Yield each tenant's final outcome: chunks are submitted to the task runner (which bounds how
+    many compute at once) and, as each one finishes, its candidates are registered here, in the
+    flow's thread, while the others still compute."""
+    chunks = [todo.todo[i:i + size] for i in range(0, len(todo.todo), size)]
+    futures = {}
+    for chunk in chunks:
+        name = f"adapt-{chunk[0]}" + (f"-to-{chunk[-1]}" if len(chunk) > 1 else "")
+        with tags(*(f"tenant:{t}" for t in chunk[:_TAGGED])):
+            futures[adapt_chunk.with_options(task_run_name=name).submit(root, chunk, base_dir, base, digest)] = chunk
+    for future in as_completed(list(futures)):
+        chunk = futures[future]
+        try:
+            outcomes = future.result()
+        except Exception as exc:  # noqa: BLE001 - a crashed chunk (a worker lost, out of memory) ends its own tenants
+            logging.getLogger("tailor.flows").error("chunk %s crashed", chunk, exc_info=exc)
+            reason = f"its chunk crashed: {type(exc).__name__}: {exc}".splitlines()[0]
+            outcomes = [{"tenant": t, "status": "error", "reason": reason} for t in chunk]
+        for outcome in outcomes:
+            if outcome["status"] == "adapted":
+                outcome["why"] = todo.why.get(outcome["tenant"], "")
+                started = time.perf_counter()
+                done = _contained(outcome["tenant"], register, root, outcome, base_dir, base, requested_by)
+                outcome.setdefault("seconds", {})["register"] = round(time.perf_counter() - started, 4)
+                if isinstance(done, dict):  # registration failed: this tenant only
+                    outcome.update(done)
+                else:
+                    outcome["version"] = done
+                    faults.point("adapt:registered")  # crash tests: killed between two tenants
+            yield outcome
+
+
+_TAGGED = 20  # tenant tags per chunk: each distinct tag costs the Prefect server a little per run
+
+
+def _lean(outcome: dict) -> dict:
+    """The outcome without the held-out predictions (kept in MLflow; large at 1,000 tenants)."""
+    return {k: v for k, v in outcome.items() if k != "held_out"}
+
+
+def run_adapt(root: str, tenants: list[str] | None = None, requested_by: str = "service:scheduler",
+              force: bool = False) -> list[dict]:
+    """``adapt_flow`` with its chunks on the task runner params.yaml's ``schedule`` names, the flow
+    run tagged ``fleet`` or with the tenants it was asked for."""
     _, settings = open_workspace(root)
-    with runtime.api_for_workers(settings):
-        return adapt_flow.with_options(task_runner=runtime.task_runner(settings))(root, tenants, requested_by)
+    run_tags = ["tailor", "fleet"] if tenants is None else ["tailor", *(f"tenant:{t}" for t in tenants[:_TAGGED])]
+    with runtime.api_for_workers(settings), tags(*run_tags):
+        return adapt_flow.with_options(task_runner=runtime.task_runner(settings))(root, tenants, requested_by, force)
+
+
+@flow(name="tailor-fleet", flow_run_name="fleet-{requested_by}", log_prints=False)
+def scheduled_adapt(root: str, requested_by: str = "service:scheduler", force: bool = False) -> dict:
+    """What the schedule runs (``tailor serve``, a work pool's worker): the fleet flow on the task
+    runner params.yaml names, as a subflow. Returns how many tenants ended how (the run's
+    artifact says which and why)."""
+    return fleet.counts(run_adapt(root, None, requested_by, force))
 
 
 def _contained(tenant: str, fn, *args):

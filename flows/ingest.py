@@ -41,7 +41,7 @@ def quarantine_file(root: str, tenant: str, file: str, report: dict | str) -> st
     return str(quarantine(ws, tenant, Path(file), report, settings.limits))
 
 
-@flow(name="tailor-ingest", log_prints=False)
+@flow(name="tailor-ingest", flow_run_name="ingest-{tenant}", log_prints=False)
 def ingest_flow(root: str, tenant: str, file: str) -> dict:
     """Returns {"tenant", "passed", "data_version" | "quarantined", "report"}."""
     check_tenant_id(tenant)

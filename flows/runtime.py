@@ -46,15 +46,17 @@ loggers:
   prefect:
     level: "${PREFECT_LOGGING_LEVEL}"
   prefect.flow_runs:
-    level: NOTSET
+    level: INFO
     handlers: [api]
   prefect.task_runs:
-    level: NOTSET
+    level: INFO
     handlers: [api]
-"""  # no console handler: records propagate to the root logger, which the face points at a file
+"""  # run logs reach the Prefect API (its UI) at INFO; no console handler: records propagate to the
+# root logger, which the face points at the workspace's log file (and the screen with --debug)
 
 
-def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:
+def configure(ws: Workspace, settings: Settings, debug: bool = False, api_url: str | None = None) -> None:
+    """Prefect's environment for this command; ``api_url`` (``tailor serve``) overrides the API."""
     if "prefect.context" in sys.modules and os.environ.get("PREFECT_API_URL"):
         # Prefect fixed its settings (and its events client) when it was imported: a second
         # workspace in the same process (tests) keeps using the first one's server and home
@@ -77,7 +79,9 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> None:
         "DASK_LOGGING__DISTRIBUTED": "info" if debug else "error",
     }
     os.environ.update(env)
-    if settings.stores.prefect_api_url:
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+    elif settings.stores.prefect_api_url:
         os.environ["PREFECT_API_URL"] = settings.stores.prefect_api_url
     else:
         os.environ["PREFECT_API_URL"] = embedded_server(ws, settings.stores.prefect_idle_seconds)
@@ -99,6 +103,44 @@ def embedded_server(ws: Workspace, idle_seconds: float) -> str:
         if info and _alive(info.get("pid")) and _healthy(info["api_url"], 5):
             return info["api_url"]
         return _start(ws, idle_seconds)
+
+
+def start_full_server(ws: Workspace) -> tuple[str, subprocess.Popen]:
+    """A ``prefect server start`` with its scheduler (which the embedded server does not run), on
+    a free port with the workspace's PREFECT_HOME, for ``tailor serve``: (API URL, process). The
+    caller stops it with ``stop_full_server``."""
+    log_path = ws.state_dir / "logs" / "prefect-server-serve.log"
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    ws.prefect_home.mkdir(parents=True, exist_ok=True)
+    port = _free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {**os.environ, "PREFECT_HOME": str(ws.prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+           "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true")}
+    env.pop("PREFECT_API_URL", None)
+    with open(log_path, "ab") as log:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
+                                start_new_session=True)
+    if not _healthy(url, STARTUP_SECONDS, proc):
+        stop_full_server(proc)
+        raise RuntimeError(f"the local Prefect server did not start; see {log_path}")
+    return url, proc
+
+
+def stop_full_server(proc: subprocess.Popen) -> None:
+    """Stop a server of ``start_full_server`` (its process group: uvicorn and its services)."""
+    import signal
+
+    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            proc.wait(timeout=wait)
+            return
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def server_pid(ws: Workspace) -> int | None:

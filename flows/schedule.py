@@ -1,66 +1,83 @@
-"""`tailor serve`: the scheduled deployments (nightly re-adaptation of every tenant).
+"""`tailor serve`: the scheduled deployments, from params.yaml's ``schedule`` section.
 
-Schedules need a long-lived Prefect API. With ``stores.prefect_api_url`` set, that server is used;
-otherwise a local ``prefect server start`` is launched with the workspace's PREFECT_HOME and
-stopped on exit.
+Schedules need a long-lived Prefect API with its scheduler running (the embedded server the other
+commands share runs no background services): ``stores.prefect_api_url`` if set, else a local
+``prefect server start`` the face launches (``runtime.start_full_server``) and stops on exit.
+Prefect reads PREFECT_API_URL when it is first imported, so the face settles the URL
+(``runtime.configure(api_url=...)``) before it imports this module.
+
+Two ways to run the deployments:
+
+* served here (default): ``prefect.serve`` creates them and runs their flow runs as subprocesses
+  of this command until Ctrl-C;
+* a process work pool (``--pool NAME``): ``flow.deploy`` registers them to the pool and returns;
+  ``prefect worker start --pool NAME`` on a machine with this code and the workspace runs them.
+  ``prefect.yaml`` at the repository root deploys the same flows with ``prefect deploy --all``.
 """
 from __future__ import annotations
 
+import contextlib
+import io
 import os
-import subprocess
-import sys
-import time
-import urllib.request
+from pathlib import Path
 
 from flows.common import say
-from workspace.errors import UserError
 
-LOCAL_API = "http://127.0.0.1:4200/api"
-
-
-def _wait_healthy(url: str, seconds: float = 180.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(1.0)
-    raise UserError(f"the Prefect server at {url} did not answer within {seconds:.0f}s")
+CODE_ROOT = Path(__file__).resolve().parent.parent  # the folder holding flows/, registry/, ...
+FLOW, DEPLOYMENT = "tailor-fleet", "nightly-adapt"
 
 
-def _start_local_server(ws) -> subprocess.Popen:
-    log = open(ws.prefect_home / "server.log", "ab")
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                             "--port", "4200"], stdout=log, stderr=log, env=os.environ.copy())
-    os.environ["PREFECT_API_URL"] = LOCAL_API
-    _wait_healthy(LOCAL_API)
-    return proc
+def deployment_args(ws, settings) -> dict:
+    """What both ways deploy: the cron and timezone of params.yaml and the run's parameters."""
+    from prefect.schedules import Cron
+
+    cfg = settings.schedule
+    return {"name": DEPLOYMENT, "schedules": [Cron(cfg.adapt_cron, timezone=cfg.timezone)],
+            "parameters": {"root": str(ws.root), "requested_by": "service:scheduler"},
+            "tags": ["tailor", "fleet"],
+            "description": "Re-adapt every tenant whose data, base or adaptation settings changed; "
+                           "candidates wait for review."}
 
 
-def serve(ws, settings, once: bool = False) -> None:
-    from flows.adaptation import adapt_flow, run_adapt
-    from flows.runtime import task_runner
-
+def serve(ws, settings, once: bool = False, pool: str | None = None) -> None:
+    """Serve (or, with ``pool``, deploy) the scheduled fleet adaptation; ``once``: run it now."""
     if once:
+        from flows.adaptation import run_adapt
+
         run_adapt(str(ws.root), None, "service:scheduler")
         return
-    server = None
-    if not settings.stores.prefect_api_url:
-        say(f"starting a local Prefect server at {LOCAL_API} (log: {ws.prefect_home / 'server.log'})")
-        server = _start_local_server(ws)
-    try:
-        from prefect import serve as prefect_serve
+    from flows.adaptation import scheduled_adapt
 
-        deployment = adapt_flow.with_options(task_runner=task_runner(settings)).to_deployment(
-            name="nightly-adapt", cron=settings.schedule.adapt_cron, timezone=settings.schedule.timezone,
-            parameters={"root": str(ws.root), "tenants": None, "requested_by": "service:scheduler"},
-            description="Re-adapt every tenant to the current base; candidates wait for review.")
-        say(f"serving tailor-adapt/nightly-adapt on cron '{settings.schedule.adapt_cron}' "
-            f"({settings.schedule.timezone}); Ctrl-C to stop")
-        prefect_serve(deployment, print_starting_message=False)
-    finally:
-        if server is not None:
-            server.terminate()
-            server.wait(timeout=30)
+    cfg = settings.schedule
+    if pool:
+        deploy_to_pool(ws, settings, pool)
+        return
+    from prefect import serve as prefect_serve
+    from prefect.deployments.runner import EntrypointType
+
+    # a module path: the flow-run subprocess imports it wherever Tailor is installed, whatever its cwd
+    deployment = scheduled_adapt.to_deployment(entrypoint_type=EntrypointType.MODULE_PATH,
+                                               **deployment_args(ws, settings))
+    say(f"serving {FLOW}/{DEPLOYMENT} on cron '{cfg.adapt_cron}' ({cfg.timezone}) against "
+        f"{os.environ.get('PREFECT_API_URL')}; Ctrl-C to stop")
+    prefect_serve(deployment, print_starting_message=False)
+
+
+def deploy_to_pool(ws, settings, pool: str) -> str:
+    """Create the process work pool if missing and deploy the fleet flow to it (code from this
+    checkout); returns the deployment id. ``prefect worker start --pool POOL`` runs it."""
+    from prefect import Flow
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        with contextlib.suppress(ObjectAlreadyExists):
+            client.create_work_pool(WorkPoolCreate(name=pool, type="process"))
+    flow = Flow.from_source(source=str(CODE_ROOT), entrypoint="flows/adaptation.py:scheduled_adapt")
+    with contextlib.redirect_stdout(io.StringIO()):  # Prefect's own tables; we say it in one line
+        found = flow.deploy(work_pool_name=pool, build=False, push=False, print_next_steps=False,
+                            ignore_warnings=True, **deployment_args(ws, settings))
+    say(f"deployed {FLOW}/{DEPLOYMENT} (cron '{settings.schedule.adapt_cron}', {settings.schedule.timezone}) to "
+        f"work pool {pool!r}; run it with `prefect worker start --pool {pool}`")
+    return str(found)

@@ -63,6 +63,7 @@ def _version_tags(tenant: str, manifest: dict, base: BaseRef, validation: dict, 
         "head": str((manifest.get("adaptation") or {}).get("head", "") or ""),
         "flow_run_id": flow_run_id or "",
         "code_version": str(manifest.get("code_version", "")),
+        "settings_digest": str(manifest.get("settings_digest", "")),
         "requested_by": requested_by,
         "sampled": str(((manifest.get("adaptation") or {}).get("sampled") or {}).get("summary", "no")),
     }
@@ -195,3 +196,14 @@ def list_tenants() -> list[str]:
     """Tenants with a registered model, sorted."""
     return sorted(rm.name[len(PREFIX):] for rm in store.registered_models(f"{PREFIX}%")
                   if rm.name.startswith(PREFIX))
+
+
+def newest_versions() -> dict[str, dict]:
+    """tenant -> its newest version's tags plus ``version``, for every tenant in one paged search:
+    what the fleet flow compares (data version, base digest, settings digest) to skip tenants that
+    nothing changed for."""
+    out = {}
+    for mv in store.versions(f"{PREFIX}%", like=True):  # by name, then version: the newest wins
+        if mv.name.startswith(PREFIX):
+            out[mv.name[len(PREFIX):]] = {**mv.tags, "version": str(mv.version)}
+    return out

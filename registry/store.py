@@ -30,17 +30,27 @@ def _quiet(debug: bool) -> None:
         warnings.filterwarnings("ignore", module=r"mlflow(\.|$)")
 
 
-def configure(ws: Workspace, settings: Settings, debug: bool = False) -> str:
+def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only: bool = False) -> str:
     """Point MLflow tracking and registry at the workspace's stores; return the tracking URI.
 
     Idempotent: every command and flow task calls it before its first registry call. MLflow's own
-    logs and warnings stay off the user's screen unless ``debug``.
+    logs and warnings stay off the user's screen unless ``debug``. ``read_only`` (a command that
+    only lists versions): with an existing embedded sqlite store, ``client()`` is
+    ``registry.reader``'s view and MLflow is not imported at all; the next plain ``configure``
+    (any later command in the same process) goes back to MLflow's client.
     """
+    uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
+    if read_only:
+        from registry.reader import sqlite_path
+
+        if sqlite_path(uri) is not None and sqlite_path(uri).is_file():
+            _state.update(uri=uri, workspace=ws, artifact_root=None, lock=settings.stores.lock, client=None,
+                          read_only=True)
+            return uri
     _quiet(debug)
     import mlflow  # imported here so that importing ``registry`` costs nothing
 
     _quiet(debug)  # mlflow's import installs its own handlers and levels: set ours again
-    uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
     root = settings.stores.artifact_location
@@ -48,10 +58,10 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False) -> str:
         root = Path(ws.artifacts_dir).resolve().as_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    if uri != _state["uri"]:
+    if uri != _state["uri"] or _state.get("read_only"):
         _state["client"] = None
     _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/") if root else None,
-                  lock=settings.stores.lock)
+                  lock=settings.stores.lock, read_only=False)
     return uri
 
 
@@ -101,13 +111,18 @@ def workspace() -> Workspace | None:
 def configure_uri(uri: str) -> None:
     """Point at a tracking/registry URI without a workspace (read-only checks in a pyfunc)."""
     _quiet(False)
-    if uri != _state["uri"]:
-        _state.update(client=None, uri=uri, workspace=None, artifact_root=None)
+    if uri != _state["uri"] or _state.get("read_only"):
+        _state.update(client=None, uri=uri, workspace=None, artifact_root=None, read_only=False)
 
 
 def client():
-    """An ``MlflowClient`` on the configured tracking and registry stores."""
+    """An ``MlflowClient`` on the configured tracking and registry stores (the read-only sqlite
+    view after ``configure(read_only=True)``)."""
     _require()
+    if _state["client"] is None and _state.get("read_only"):
+        from registry.reader import SqliteReader, sqlite_path
+
+        _state["client"] = SqliteReader(sqlite_path(_state["uri"]))
     if _state["client"] is None:
         from mlflow import MlflowClient
 

@@ -59,8 +59,18 @@ def demo(fresh: bool = typer.Option(False, "--fresh", help="delete the demo work
 
 
 @app.command()
-def ingest(tenant: str, file: Path, json_out: bool = typer.Option(False, "--json")) -> None:
-    """Validate a tenant's CSV/JSONL file and version it with DVC; prints the data version."""
+def ingest(tenant: Optional[str] = typer.Argument(None), file: Optional[Path] = typer.Argument(None),
+           folder: Optional[Path] = typer.Option(None, "--dir", help="every <tenant-id>.csv|.jsonl of a folder"),
+           json_out: bool = typer.Option(False, "--json")) -> None:
+    """Validate a tenant's CSV/JSONL file and version it with DVC; prints the data version. With
+    --dir, every file of a folder (file name = tenant id) through one flow, versioned in batches."""
+    if folder is not None:
+        if tenant or file:
+            raise UserError("give TENANT FILE or --dir DIR (not both)")
+        commands.ingest_dir(_ctx(), folder, json_out)
+        return
+    if not tenant or file is None:
+        raise UserError("give TENANT FILE, or --dir DIR for a folder of <tenant-id>.csv files")
     commands.ingest(_ctx(), tenant, file, json_out)
 
 
@@ -81,11 +91,13 @@ def meta_train(algorithm: Optional[str] = typer.Option(None, help="fomaml | rept
 @app.command()
 def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
           all_tenants: bool = typer.Option(False, "--all", help="every tenant with data"),
-          requested_by: Optional[str] = typer.Option(None, "--requested-by", help="must be you (TAILOR_USER or the OS user)")) -> None:
-    """Adapt tenants to the current base and register candidates (pending review)."""
+          requested_by: Optional[str] = typer.Option(None, "--requested-by", help="must be you (TAILOR_USER or the OS user)"),
+          force: bool = typer.Option(False, "--force", help="with --all: adapt tenants unchanged since their newest version too")) -> None:
+    """Adapt tenants to the current base and register candidates (pending review). With --all, only
+    tenants whose data, base or adaptation settings changed since their newest version."""
     if bool(tenants) == all_tenants:
         raise UserError("give tenant ids or --all (not both)")
-    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by)
+    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by, force)
 
 
 @app.command()
@@ -186,9 +198,12 @@ def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit o
 
 
 @app.command()
-def serve(once: bool = typer.Option(False, "--once", help="run the scheduled adaptation once and exit")) -> None:
-    """Serve scheduled Prefect deployments (re-adapt every tenant on params.yaml's cron)."""
-    commands.serve(_ctx(), once)
+def serve(once: bool = typer.Option(False, "--once", help="run the scheduled adaptation once and exit"),
+          pool: Optional[str] = typer.Option(None, "--pool", help="deploy to this Prefect process work pool (a "
+                                             "`prefect worker` runs the flows) instead of serving here")) -> None:
+    """Scheduled Prefect deployments: re-adapt changed tenants on params.yaml's cron and timezone.
+    Served by this command, or deployed to a work pool with --pool."""
+    commands.serve(_ctx(), once, pool)
 
 
 def main(argv: list[str] | None = None) -> int:

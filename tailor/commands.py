@@ -24,7 +24,7 @@ class Context:
     root: Path | None = None
     debug: bool = False
 
-    def open(self, prefect: bool = False, mlflow: bool = True) -> tuple[Workspace, Settings]:
+    def open(self, prefect: bool = False, mlflow: bool = True, read_only: bool = False) -> tuple[Workspace, Settings]:
         ws = Workspace.find(self.root)
         if not ws.is_initialised():
             raise UserError(f"{ws.root} is not a Tailor workspace: run `tailor init {ws.root}` "
@@ -43,7 +43,7 @@ class Context:
         if mlflow:
             from registry import store
 
-            store.configure(ws, settings)
+            store.configure(ws, settings, read_only=read_only)
         return ws, settings
 
 
@@ -78,6 +78,33 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
     return result
 
 
+def ingest_dir(ctx: Context, folder: Path, json_out: bool = False) -> list[dict]:
+    """Every ``<tenant-id>.csv|.jsonl`` of ``folder`` through one flow; exit 2 when a file was refused
+    (the others are versioned)."""
+    if not folder.is_dir():
+        raise UserError(f"--dir {folder}: no such folder")
+    ws, _ = ctx.open(prefect=True, mlflow=False)
+    from flows.bulk_ingest import ingest_dir_flow
+    from tailor.progress import shown
+
+    with shown(False if json_out else None):
+        outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()))
+    _sync_pipeline(ws)
+    if json_out:
+        emit_json(outcomes)
+    ok = [o for o in outcomes if o["status"] == "versioned"]
+    bad = [o for o in outcomes if o["status"] != "versioned"]
+    if not json_out:
+        print(f"{len(ok)} tenant file(s) versioned, {len(bad)} refused ({folder})")
+        for o in bad:
+            where = f"; quarantined in {o['quarantined']}" if o.get("quarantined") else ""
+            print(f"  {printable(Path(o['file']).name)}: {o['status']}: {printable(o['reason'])}{where}")
+    if bad:
+        raise UserError(f"{len(bad)} of {len(outcomes)} file(s) in {folder} not ingested (see above); "
+                        "the others are versioned")
+    return outcomes
+
+
 def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
     ws, settings = ctx.open(mlflow=False)
     from flows.common import checked_data
@@ -104,18 +131,24 @@ def meta_train(ctx: Context, algorithm: str | None) -> dict:
     return ref
 
 
-def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None) -> list[dict]:
+def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, force: bool = False) -> list[dict]:
     from registry.identity import resolve
 
     requested_by = resolve(requested_by, "--requested-by")
     ws, _ = ctx.open(prefect=True)
     from flows.adaptation import run_adapt
 
-    outcomes = run_adapt(str(ws.root), tenants, requested_by)
+    from tailor.progress import shown
+
+    with shown():
+        outcomes = run_adapt(str(ws.root), tenants, requested_by, force)
     registered = [o for o in outcomes if o.get("version")]
     failed = [o for o in outcomes if o["status"] in ("failed", "error")]
+    skipped = [o for o in outcomes if o["status"] == "skipped"]
     print(f"{len(registered)} candidate(s) registered, pending review "
-          f"({len(outcomes) - len(registered)} not registered)")
+          f"({len(outcomes) - len(registered) - len(skipped)} not registered"
+          + (f", {len(skipped)} unchanged since their newest version: `--force` adapts them too)"
+             if skipped else ")"))
     for o in outcomes:
         if o["status"] in ("invalid", "rejected"):
             print(f"  {o['tenant']}: not registered: {printable(o['reason'])}")
@@ -205,7 +238,7 @@ def _check_out(ws: Workspace, out: Path, file: Path | None) -> None:
 
 
 def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
-    _, settings = ctx.open()
+    _, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
     from registry.approval import list_reviews
 
     rows = list_reviews(None if status == "all" else status, settings)
@@ -373,11 +406,35 @@ def data_checkout(ctx: Context, tenant: str, rev: str) -> dict:
     return version.to_dict()
 
 
-def serve(ctx: Context, once: bool) -> None:
-    ws, settings = ctx.open(prefect=True)
-    from flows.schedule import serve as serve_flows
+def serve(ctx: Context, once: bool, pool: str | None = None) -> None:
+    """``--once``: the fleet run now, on the embedded server. Otherwise the deployments on a Prefect
+    server with a scheduler: ``stores.prefect_api_url``, or one started here for as long as this
+    command serves (a work pool's deployments must outlive the command: they need the former)."""
+    if once:
+        ws, settings = ctx.open(prefect=True)
+        from flows.schedule import serve as serve_flows
 
-    serve_flows(ws, settings, once=once)
+        serve_flows(ws, settings, once=True)
+        return
+    ws, settings = ctx.open()
+    if pool and not settings.stores.prefect_api_url:
+        raise UserError("--pool needs a Prefect server that outlives this command: run `prefect server start` "
+                        "and set stores.prefect_api_url in params.yaml")
+    from flows import runtime
+
+    url, server = settings.stores.prefect_api_url, None
+    if not url:
+        url, server = runtime.start_full_server(ws)
+        print(f"started a local Prefect server at {url} (its UI: {url.removesuffix('/api')}); "
+              "it stops with this command")
+    runtime.configure(ws, settings, ctx.debug, api_url=url)  # before Prefect is first imported
+    try:
+        from flows.schedule import serve as serve_flows
+
+        serve_flows(ws, settings, pool=pool)
+    finally:
+        if server is not None:
+            runtime.stop_full_server(server)
 
 
 def _sync_pipeline(ws: Workspace) -> None:

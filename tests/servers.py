@@ -108,3 +108,24 @@ def dask_cluster(workers: int = 2):
     with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
             Client(cluster) as client:
         yield cluster.scheduler_address, client
+
+
+@contextmanager
+def prefect_server(folder: Path):
+    """Yields a ``Server`` running ``prefect server start`` (with its scheduler) and PREFECT_HOME in
+    ``folder``; ``ready()`` returns its API URL."""
+    folder = Path(folder)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}/api"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(folder / "prefect-home"), PREFECT_UI_ENABLED="false",
+               PREFECT_SERVER_ANALYTICS_ENABLED="false")
+    log = folder / "prefect-server.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port)], stdout=out, stderr=out, env=env, start_new_session=True)
+    try:
+        yield Server(proc, url, f"{url}/health", log)
+    finally:
+        _stop_group(proc)

@@ -190,12 +190,15 @@ class ScheduleSettings:
                          "(dask without dask_address)")
     dask_address: str = _f("", "a running Dask scheduler, e.g. tcp://10.0.0.5:8786; empty = start a local "
                                "cluster of `workers` processes for each run")
+    ingest_batch: int = _f(100, "tenant files per batch in `tailor ingest --dir`: one DVC add, push and git "
+                                "commit per batch")
 
     def __post_init__(self) -> None:
         _need(self.chunk_size >= 1, "schedule.chunk_size must be >= 1")
         _need(self.task_runner in ("thread", "dask"),
               f"schedule.task_runner {self.task_runner!r}: use thread or dask")
         _need(self.workers >= 1, "schedule.workers must be >= 1")
+        _need(1 <= self.ingest_batch <= 5000, "schedule.ingest_batch must be within 1..5000")
         _need(not self.dask_address or "://" in self.dask_address,
               f"schedule.dask_address {self.dask_address!r}: give a scheduler address such as tcp://host:8786")
         _need(not self.dask_address or self.task_runner == "dask",

@@ -6,6 +6,8 @@ import os
 import tempfile
 from pathlib import Path
 
+import yaml
+
 from workspace import faults, journal, remote
 from workspace.dvcfiles import (DATA_NAMES, SUFFIXES, DataVersion, dvc_checkout, dvc_path, dvc_repo, md5_of,
                                 rel, tenant_dvc_file, version_of)
@@ -113,6 +115,21 @@ def current_version(ws: Workspace, tenant: str) -> DataVersion | None:
     if commit and git(ws, "diff", "--quiet", "HEAD", "--", where, check=False, rc=True):
         commit = None  # edited since: the last commit does not describe this data
     return version_of(tenant, where, dvcfile.read_text(encoding="utf-8"), commit)
+
+
+def recorded_md5s(ws: Workspace, tenants: list[str]) -> dict[str, str | None]:
+    """tenant -> the md5 its .dvc file records (None without one): read from the files alone, no
+    git, so a fleet of 1,000 tenants is checked for changes in a fraction of a second."""
+    recover(ws)
+    out = {}
+    for tenant in tenants:
+        dvcfile = tenant_dvc_file(ws, tenant)
+        try:
+            out[tenant] = version_of(tenant, rel(ws, dvcfile), dvcfile.read_text(encoding="utf-8"), None).md5 \
+                if dvcfile is not None else None
+        except (OSError, VersioningError, ValueError, yaml.YAMLError):
+            out[tenant] = None  # adapting it says what is wrong
+    return out
 
 
 def history(ws: Workspace, tenant: str) -> list[DataVersion]:
