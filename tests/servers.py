@@ -100,6 +100,29 @@ def mlflow_server(folder: Path):
 
 
 @contextmanager
+def model_server(model_uri: str, tracking_uri: str, log: Path):
+    """Yields a ``Server`` running ``mlflow models serve`` on a registered version (the warm path
+    for traffic), in this environment (``--env-manager local``); ``ready()`` waits for /ping."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri, "--env-manager", "local",
+            "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "PATH")}
+    # mlflow execs `uvicorn` by name: the environment's bin folder must be on PATH (an activated venv)
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    os.environ.update(MLFLOW_TRACKING_URI=tracking_uri, MLFLOW_REGISTRY_URI=tracking_uri, PATH=path)
+    try:
+        with _serving(argv, url, f"{url}/ping", Path(log)) as server:
+            yield server
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+@contextmanager
 def dask_cluster(workers: int = 2):
     """Yields (scheduler address, client) of a local cluster of single-threaded worker processes."""
     os.environ.setdefault("DASK_LOGGING__DISTRIBUTED", "error")

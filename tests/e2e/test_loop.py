@@ -212,6 +212,29 @@ def test_predict_file_streams_neutralises_formulas_and_never_overwrites_its_inpu
     assert src.read_bytes() == before and link.is_symlink()
 
 
+def test_mlflow_models_serve_answers_for_the_champion_as_tailor_predict_does(loop, capsys, tmp_path):
+    """The warm path for traffic: `mlflow models serve` on `@champion` answers a request with the
+    same labels `tailor predict` gives (newco's champion is v1 after the rollback above)."""
+    import urllib.request
+
+    from registry import store
+    from tests.servers import model_server
+
+    texts = ["rain snow storm", "court judge jury", "guitar piano drum", "fog hail sleet"]
+    code, out = tailor(loop["ws"], "predict", "newco", *texts, "--json", capsys=capsys)
+    assert code == 0
+    want = [row["label"] for row in json.loads(out.out)]
+    assert len(set(want)) >= 2
+    with model_server("models:/tailor-tenant-newco@champion", store.tracking_uri(), tmp_path / "serve.log") as srv:
+        url = srv.ready(240)
+        body = json.dumps({"dataframe_split": {"columns": ["text"], "data": [[t] for t in texts]}}).encode()
+        request = urllib.request.Request(f"{url}/invocations", data=body, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(request, timeout=120) as response:
+            answer = json.loads(response.read())
+    got = [row["label"] for row in answer["predictions"]]
+    assert got == want
+
+
 @pytest.mark.parametrize("argv, message", [
     (["predict", "newco", ""], "text 1 is empty"),
     (["predict", "newco", "--file", "{tmp}/empty.csv"], "is empty"),
