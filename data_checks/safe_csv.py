@@ -3,11 +3,11 @@ neutralised (OWASP's CSV-injection advice), and the file appears whole or not at
 from __future__ import annotations
 
 import csv
-import os
-import tempfile
 from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
+
+from workspace.safe_io import atomic_file
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "\n", "\uff1d", "\uff0b", "\uff0d", "\uff20")
 
@@ -23,20 +23,11 @@ def neutralise(value) -> str:
 def csv_writer(path: Path, fieldnames: list[str]):
     """A ``write(rows)`` function for ``path``: rows go to a temporary file beside it, which
     replaces ``path`` only when the block ends without error (a crash leaves the old file)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-            writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-            writer.writeheader()
+    with atomic_file(Path(path), "w", suffix=".part", newline="", encoding="utf-8") as f:
+        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+        writer.writeheader()
 
-            def write(rows: Iterable[dict]) -> None:
-                writer.writerows({k: neutralise(r.get(k)) for k in fieldnames} for r in rows)
+        def write(rows: Iterable[dict]) -> None:
+            writer.writerows({k: neutralise(r.get(k)) for k in fieldnames} for r in rows)
 
-            yield write
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        yield write

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from workspace import remote
 from workspace.journal import staging_dir
 from workspace.gitrepo import VersioningError
 from workspace.paths import Workspace
+from workspace.safe_io import atomic_file
 
 SUFFIXES = (".csv", ".jsonl")
 DATA_NAMES = tuple(f"data{s}" for s in SUFFIXES)  # one data file per tenant, of either type
@@ -101,13 +101,5 @@ def _copy_durably(src: Path, dst: Path, staging: Path) -> None:
     """``src``'s bytes at ``dst``: written in ``staging`` (same filesystem; what a kill leaves there
     the next command removes), fsynced and renamed into place."""
     staging.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=staging, prefix="restore-")
-    try:
-        with os.fdopen(fd, "wb") as out, open(src, "rb") as inp:
-            shutil.copyfileobj(inp, out, 1 << 20)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, dst)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_file(dst, "wb", folder=staging, prefix="restore-") as out, open(src, "rb") as inp:
+        shutil.copyfileobj(inp, out, 1 << 20)

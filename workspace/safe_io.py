@@ -1,5 +1,6 @@
 """Opening files that come from outside: regular files only, never through a symlink, never
-blocking on a pipe, read in chunks with a byte limit enforced while reading."""
+blocking on a pipe, read in chunks with a byte limit enforced while reading; and writing a file
+so that it appears whole or not at all."""
 from __future__ import annotations
 
 import errno
@@ -7,6 +8,7 @@ import fcntl
 import hashlib
 import os
 import stat
+import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -78,3 +80,23 @@ def stream_copy(src: Path, dest_fd: int, limit: int) -> tuple[str, int]:
         except OSError as exc:
             raise UserError(f"cannot read {src}: {exc.strerror or exc}") from None
     return digest.hexdigest(), total
+
+
+@contextmanager
+def atomic_file(dst: Path, mode: str = "wb", folder: Path | None = None, prefix: str | None = None,
+                suffix: str = "", **open_kw):
+    """A file object whose bytes replace ``dst`` only when the block ends without error: written
+    to a temporary file in ``folder`` (default: beside ``dst``; it must be on the same
+    filesystem), fsynced, then renamed into place. On any error the temporary file is removed and
+    ``dst`` keeps its old content."""
+    dst = Path(dst)
+    fd, tmp = tempfile.mkstemp(dir=folder or dst.parent, prefix=prefix or f".{dst.name}.", suffix=suffix)
+    try:
+        with os.fdopen(fd, mode, **open_kw) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, dst)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
