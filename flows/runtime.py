@@ -127,11 +127,12 @@ def start_full_server(ws: Workspace) -> tuple[str, subprocess.Popen]:
     return url, proc
 
 
-def stop_full_server(proc: subprocess.Popen) -> None:
-    """Stop a server of ``start_full_server`` (its process group: uvicorn and its services)."""
+def stop_full_server(proc: subprocess.Popen, grace: float = 20) -> None:
+    """Stop a server of ``start_full_server`` (its process group: uvicorn and its services):
+    ``grace`` seconds to stop cleanly after SIGTERM, then SIGKILL."""
     import signal
 
-    for sig, wait in ((signal.SIGTERM, 20), (signal.SIGKILL, 10)):
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 10)):
         try:
             os.killpg(proc.pid, sig)
         except ProcessLookupError:

@@ -4,7 +4,6 @@ local Dask cluster of two worker processes. Each is stopped (by its own process 
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -56,16 +55,9 @@ def _serving(argv: list[str], url: str, health: str, log: Path):
 
 def _stop_group(proc: subprocess.Popen) -> None:
     """A throwaway server: a few seconds to stop cleanly, then killed (its whole process group)."""
-    for sig, wait in ((signal.SIGTERM, 5), (signal.SIGKILL, 10)):
-        try:
-            os.killpg(proc.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            proc.wait(timeout=wait)
-            return
-        except subprocess.TimeoutExpired:
-            continue
+    from flows.runtime import stop_full_server
+
+    stop_full_server(proc, grace=5)
 
 
 @contextmanager
