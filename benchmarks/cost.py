@@ -144,7 +144,7 @@ def adaptation_cost(settings, tenants, metas: dict[str, dict], cache_dir, repeat
     from lightning_modules.encoder import packaged_model_dir
     from lightning_modules.features import lower_features
     from lightning_modules.model import HEAD
-    from lightning_modules.tasks import TaskData, adapt_task
+    from lightning_modules.tasks import LOGREG_C, TaskData, adapt_task
 
     enc, top, frozen = encoder(settings)
     steps, mt, head = settings.adapt.inner_steps, settings.meta_train, settings.adapt.head
@@ -171,7 +171,7 @@ def adaptation_cost(settings, tenants, metas: dict[str, dict], cache_dir, repeat
             from sklearn.linear_model import LogisticRegression
 
             z = baselines.frozen_embeddings(top, start0, feats)
-            return LogisticRegression(max_iter=1000, C=10.0).fit(z.numpy(), y.numpy())
+            return LogisticRegression(max_iter=1000, C=LOGREG_C).fit(z.numpy(), y.numpy())
 
         for threads in thread_counts:
             torch.set_num_threads(threads)

@@ -7,6 +7,7 @@ import torch
 
 from lightning_modules.features import FeatureTable
 from lightning_modules.model import TopModel
+from lightning_modules.tasks import LOGREG_C
 
 
 @torch.no_grad()
@@ -29,6 +30,6 @@ def prototype_accuracy(z: torch.Tensor, y: torch.Tensor, support: list[int], que
 def logreg_accuracy(z: torch.Tensor, y: torch.Tensor, support: list[int], query: list[int]) -> float:
     from sklearn.linear_model import LogisticRegression
 
-    clf = LogisticRegression(max_iter=1000, C=10.0)
+    clf = LogisticRegression(max_iter=1000, C=LOGREG_C)
     clf.fit(z[support].numpy(), y[support].numpy())
     return float(np.mean(clf.predict(z[query].numpy()) == y[query].numpy()))

@@ -17,7 +17,7 @@ from lightning_modules.episodes import Task
 from lightning_modules.features import FeatureTable
 from lightning_modules.model import HEAD, TopModel, task_init
 
-LOGREG_C = 10.0  # the same regularisation as the frozen logistic-regression baseline
+LOGREG_C = 10.0  # logistic regression's regularisation, for the delta's head and the frozen baseline alike
 
 
 @dataclass
