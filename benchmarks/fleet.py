@@ -198,9 +198,14 @@ def main() -> None:
     parser.add_argument("--encoder", choices=("tiny", "real"), default="tiny")
     parser.add_argument("--ingest-only", action="store_true", help="bulk ingest alone (fleet-ingest.md)")
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--keep", type=Path, help="build the workspace in this (new) folder and keep it")
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory(prefix="tailor-fleet-") as tmp:
-        result = measure(Path(tmp), args.tenants, args.per_label, args.encoder, args.ingest_only)
+    if args.keep:
+        args.keep.mkdir(parents=True)
+        result = measure(args.keep, args.tenants, args.per_label, args.encoder, args.ingest_only)
+    else:
+        with tempfile.TemporaryDirectory(prefix="tailor-fleet-") as tmp:
+            result = measure(Path(tmp), args.tenants, args.per_label, args.encoder, args.ingest_only)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "fleet-ingest" if args.ingest_only else ("fleet" if args.encoder == "tiny" else "fleet-real-encoder")
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
