@@ -74,7 +74,9 @@ def _anchor_file(ws: Workspace) -> Path:
     return ws.state_dir / "audit-head.json"
 
 
-def _remote_head(exp_id: str) -> dict:
+def _remote_head(exp_id: str | None) -> dict:
+    if exp_id is None:  # read-only, before the first record
+        return {"count": 0, "hash": GENESIS}
     tags = store.client().get_experiment(exp_id).tags
     try:
         return json.loads(tags["head"])
@@ -126,6 +128,8 @@ def _search(filter_string: str = "", max_results: int | None = None) -> list[dic
     """Records matching ``filter_string``, oldest first (unparseable runs are returned as None)."""
     c, out, token = store.client(), [], None
     exp = _experiment()
+    if exp is None:  # read-only, before the first record
+        return out
     while True:
         page = c.search_runs([exp], filter_string=filter_string, order_by=["tags.seq ASC"],
                              max_results=min(max_results or 50000, 50000), page_token=token)

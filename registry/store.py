@@ -130,12 +130,27 @@ def client():
     return _state["client"]
 
 
-def experiment_id(name: str) -> str:
-    """The id of experiment ``name``, created under the configured artifact root if new."""
+def errors() -> type[Exception]:
+    """The exception ``client()`` raises (it carries MLflow's ``error_code``): MLflow's, or the
+    read-only view's, so that looking at the store never imports MLflow for its exception class."""
+    if _state.get("read_only"):
+        from registry.reader import ReadError
+
+        return ReadError
     from mlflow.exceptions import MlflowException
 
+    return MlflowException
+
+
+def experiment_id(name: str) -> str | None:
+    """The id of experiment ``name``, created under the configured artifact root if new (read-only:
+    None when it does not exist yet)."""
     c = client()
     found = c.get_experiment_by_name(name)
+    if _state.get("read_only"):
+        return None if found is None or found.lifecycle_stage == "deleted" else found.experiment_id
+    from mlflow.exceptions import MlflowException
+
     if found is None:
         # no root configured on a tracking server: the server's own (mlflow-artifacts: when it
         # serves artifacts), so every clone reads the same artifacts through it
@@ -169,14 +184,13 @@ def ensure_registered_model(name: str, description: str = "") -> None:
 
 def model_version(name: str, version: str | int, what: str):
     """A model version, or ``UserError`` naming ``what`` (e.g. "tenant acme") if it is unknown."""
-    from mlflow.exceptions import MlflowException
-
+    failed = errors()
     version = str(version).lstrip("v")
     if not version.isdigit():
         raise UserError(f"{version!r} is not a version number: use e.g. 3")
     try:
         return client().get_model_version(name, version)
-    except MlflowException as exc:
+    except failed as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             raise UserError(f"{what} has no version {version}: see `tailor review list --status all`") from None
         raise
@@ -184,23 +198,21 @@ def model_version(name: str, version: str | int, what: str):
 
 def alias_version(name: str, alias: str):
     """The version ``alias`` points to, or None (also when the model does not exist)."""
-    from mlflow.exceptions import MlflowException
-
+    failed = errors()
     try:
         return client().get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
+    except failed as exc:
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
 
 
 def has_model(name: str) -> bool:
-    from mlflow.exceptions import MlflowException
-
+    failed = errors()
     try:
         client().get_registered_model(name)
         return True
-    except MlflowException as exc:
+    except failed as exc:
         if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
             return False
         raise

@@ -308,7 +308,7 @@ def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason:
 
 
 def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None, json_out: bool) -> dict:
-    ws, _ = ctx.open()
+    ws, _ = ctx.open(read_only=True)
     from registry.lineage import lineage as get_lineage, render
 
     result = get_lineage(ws, tenant, version=version, at=at)
@@ -320,7 +320,7 @@ def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None,
 
 
 def lineage_all(ctx: Context, json_out: bool, html: Path | None) -> dict:
-    ws, _ = ctx.open()
+    ws, _ = ctx.open(read_only=True)
     from registry.report import audit_report, render_html
 
     report = audit_report(ws)
@@ -337,7 +337,7 @@ def lineage_all(ctx: Context, json_out: bool, html: Path | None) -> dict:
 
 
 def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False) -> dict:
-    ws, _ = ctx.open()
+    ws, _ = ctx.open(read_only=not repair)  # only a repair writes
     from registry.verify import verify_all
 
     result = verify_all(ws, repair=repair)

@@ -8,6 +8,7 @@ import pytest
 from registry import audit, store
 from tests import governance as g
 from workspace.errors import UserError
+from workspace.settings import load_settings
 
 
 @pytest.fixture
@@ -24,17 +25,31 @@ def _run_of(ws, seq):
     return next(r["_run_id"] for r in audit.records(ws) if r["seq"] == seq)
 
 
+def verify(ws):
+    """``audit.verify`` through MLflow's client and through the read-only sqlite view that
+    ``tailor audit verify`` uses: both must see the same chain, problems and head."""
+    settings = load_settings(ws.params_file)
+    through_mlflow = audit.verify(ws)
+    store.configure(ws, settings, read_only=True)
+    try:
+        assert type(store.client()).__name__ == "SqliteReader"
+        assert audit.verify(ws) == through_mlflow
+    finally:
+        store.configure(ws, settings)
+    return through_mlflow
+
+
 def _rewrite(run_id, record):
     text = json.dumps({k: v for k, v in record.items() if k != "_run_id"}, sort_keys=True)
     store.client().set_tag(run_id, "record_0", text)
 
 
 def test_records_are_chained_and_verify(ws):
-    assert audit.verify(ws)["ok"] and audit.verify(ws)["records"] == 0
+    assert verify(ws)["ok"] and verify(ws)["records"] == 0
     recs = _write(ws)
     assert [r["seq"] for r in recs] == [1, 2, 3, 4]
     assert recs[0]["prev_hash"] == audit.GENESIS and recs[1]["prev_hash"] == recs[0]["hash"]
-    result = audit.verify(ws)
+    result = verify(ws)
     assert result["ok"] and result["records"] == 4 and result["head"]["hash"] == recs[-1]["hash"]
     assert [r["seq"] for r in audit.records(ws, "acme")] == [1, 2, 3, 4] and audit.records(ws, "other") == []
     # the chain is in the MLflow store, not in a workspace file
@@ -47,7 +62,7 @@ def test_an_edited_record_is_detected(ws):
     recs = _write(ws)
     edited = {**recs[1], "actor": "mallory"}
     _rewrite(recs[1]["_run_id"], edited)
-    result = audit.verify(ws)
+    result = verify(ws)
     assert not result["ok"] and "record 2 was changed" in result["problems"][0]
 
 
@@ -57,25 +72,25 @@ def test_an_edit_with_a_recomputed_hash_still_breaks_the_chain(ws):
     edited["reason"] = "nothing to see"
     edited["hash"] = audit.record_hash(edited)
     _rewrite(recs[1]["_run_id"], edited)
-    assert "record 3 does not follow record 2" in audit.verify(ws)["problems"][0]
+    assert "record 3 does not follow record 2" in verify(ws)["problems"][0]
 
 
 def test_a_deleted_record_is_detected(ws):
     recs = _write(ws)
     store.client().delete_run(recs[1]["_run_id"])
-    result = audit.verify(ws)
+    result = verify(ws)
     assert not result["ok"] and "deleted" in result["problems"][0]
 
 
 def test_deleting_the_last_records_is_caught_by_the_anchors(ws):
     recs = _write(ws)
     store.client().delete_run(recs[-1]["_run_id"])
-    result = audit.verify(ws)
+    result = verify(ws)
     assert not result["ok"] and "deleted from the end" in result["problems"][0]
     # moving the registry's anchor back too still leaves the workspace's anchor
     exp = store.client().get_experiment_by_name(audit.EXPERIMENT).experiment_id
     store.client().set_experiment_tag(exp, "head", json.dumps({"count": 3, "hash": recs[2]["hash"]}))
-    result = audit.verify(ws)
+    result = verify(ws)
     assert not result["ok"] and result["problems"] == [
         "workspace anchor (audit-head.json) says 4 record(s) but the log has 3: records were deleted from the end"]
 
@@ -87,7 +102,7 @@ def test_a_rewritten_tail_is_caught_by_the_anchors(ws):
     forged["reason"] = "forged"
     forged["hash"] = audit.record_hash(forged)
     _rewrite(recs[-1]["_run_id"], forged)
-    assert any("rewritten" in p for p in audit.verify(ws)["problems"])
+    assert any("rewritten" in p for p in verify(ws)["problems"])
 
 
 def test_a_writer_killed_before_moving_the_head_is_adopted_not_forked(ws):
@@ -97,7 +112,7 @@ def test_a_writer_killed_before_moving_the_head_is_adopted_not_forked(ws):
     _write(ws, 1)
     store.client().set_experiment_tag(exp, "head", json.dumps(head))  # as if killed before the head moved
     _write(ws, 1)
-    result = audit.verify(ws)
+    result = verify(ws)
     assert result["ok"] and result["records"] == 4
 
 

@@ -14,6 +14,7 @@ from registry import approval, store
 from tailor import cli
 from tailor.web import users
 from tests import governance as g
+from workspace.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -29,6 +30,9 @@ def gov(tmp_path, monkeypatch):
 def run(ws, *argv, capsys):
     capsys.readouterr()
     code = cli.main(["--workspace", str(ws.root), *argv])
+    # a read command leaves the read-only view configured; the test's next library call writes,
+    # as the next command (a fresh process) would, through MLflow
+    store.configure(ws, load_settings(ws.params_file))
     return code, capsys.readouterr()
 
 
