@@ -22,7 +22,6 @@ from prefect.futures import as_completed
 
 from flows import fleet, progress, runtime
 from flows.common import checked_version, open_workspace, record_stage, sampled, say, tenants_with_data
-from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.adaptation import AdaptationRejected, adapt_tenant
 from lightning_modules.delta import load_base, save_delta
@@ -81,17 +80,49 @@ def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict, digest
     return outcomes
 
 
-@task(name="register-candidate", task_run_name="register-{outcome[tenant]}", cache_policy=NO_CACHE, retries=2,
-      retry_delay_seconds=2, retry_condition_fn=io_retry)
-def register(root: str, outcome: dict, base_dir: str, base: dict, requested_by: str) -> str:
+def _register_one(ws, outcome: dict, base_dir: str, base: dict, requested_by: str) -> str:
+    """Register one adapted tenant, retrying what may be transient (a locked store, a full disk
+    freed meanwhile): registering is idempotent, a retry never makes a second version. Prefect's
+    own retries work per task run, and a task run per tenant costs the server more than the
+    registration itself at fleet size, so the retry of one tenant is this loop."""
+    for attempt in range(1, REGISTER_TRIES + 1):
+        try:
+            return candidates.register_candidate(ws, outcome["tenant"], outcome["delta_dir"], base_dir,
+                                                 base=base_model.BaseRef(**base), validation=outcome["validation"],
+                                                 requested_by=requested_by, flow_run_id=flow_run_id(),
+                                                 held_out=outcome.get("held_out"))
+        except UserError:
+            raise
+        except Exception:  # noqa: BLE001 - retried, then contained by the caller
+            if attempt == REGISTER_TRIES:
+                raise
+            logging.getLogger("tailor.flows").warning("registering %s failed; retrying", outcome["tenant"],
+                                                      exc_info=True)
+            time.sleep(REGISTER_DELAY * attempt)
+
+
+REGISTER_TRIES, REGISTER_DELAY = 3, 2.0  # what the per-tenant task had: retries=2, 2 s apart
+
+
+@task(name="register-candidates", cache_policy=NO_CACHE)
+def register_chunk(root: str, outcomes: list[dict], base_dir: str, base: dict, requested_by: str) -> list[dict]:
+    """Register a chunk's adapted tenants one by one; each outcome gets its ``version`` or, for
+    that tenant alone, ``failed``/``error`` with the reason."""
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
-    version = candidates.register_candidate(ws, outcome["tenant"], outcome["delta_dir"], base_dir,
-                                            base=base_model.BaseRef(**base), validation=outcome["validation"],
-                                            requested_by=requested_by, flow_run_id=flow_run_id(),
-                                            held_out=outcome.get("held_out"))
-    get_run_logger().info("%s registered as v%s (pending review)", outcome["tenant"], version)
-    return version
+    logger = get_run_logger()
+    for outcome in outcomes:
+        started = time.perf_counter()
+        done = _contained(outcome["tenant"], _register_one, ws, outcome, base_dir, base, requested_by)
+        outcome.setdefault("seconds", {})["register"] = round(time.perf_counter() - started, 4)
+        if isinstance(done, dict):  # registration failed: this tenant only
+            outcome.update(done)
+            logger.warning("%s not registered: %s", outcome["tenant"], done["reason"])
+        else:
+            outcome["version"] = done
+            logger.info("%s registered as v%s (pending review)", outcome["tenant"], done)
+            faults.point("adapt:registered")  # crash tests: killed between two tenants
+    return outcomes
 
 
 def _run_name() -> str:
@@ -155,7 +186,8 @@ def _adapt_and_register(root: str, todo: fleet.FleetPlan, base_dir: str, base: d
                         requested_by: str, size: int):
     """Yield each tenant's final outcome: chunks are submitted to the task runner (which bounds how
     many compute at once) and, as each one finishes, its candidates are registered here, in the
-    flow's thread, while the others still compute."""
+    flow's thread, while the others still compute: one task run per chunk (a task run per tenant
+    cost the embedded server more than the registration itself)."""
     chunks = [todo.todo[i:i + size] for i in range(0, len(todo.todo), size)]
     futures = {}
     for chunk in chunks:
@@ -170,18 +202,21 @@ def _adapt_and_register(root: str, todo: fleet.FleetPlan, base_dir: str, base: d
             logging.getLogger("tailor.flows").error("chunk %s crashed", chunk, exc_info=exc)
             reason = f"its chunk crashed: {type(exc).__name__}: {exc}".splitlines()[0]
             outcomes = [{"tenant": t, "status": "error", "reason": reason} for t in chunk]
-        for outcome in outcomes:
-            if outcome["status"] == "adapted":
-                outcome["why"] = todo.why.get(outcome["tenant"], "")
-                started = time.perf_counter()
-                done = _contained(outcome["tenant"], register, root, outcome, base_dir, base, requested_by)
-                outcome.setdefault("seconds", {})["register"] = round(time.perf_counter() - started, 4)
-                if isinstance(done, dict):  # registration failed: this tenant only
-                    outcome.update(done)
-                else:
-                    outcome["version"] = done
-                    faults.point("adapt:registered")  # crash tests: killed between two tenants
-            yield outcome
+        adapted = [o for o in outcomes if o["status"] == "adapted"]
+        for outcome in adapted:
+            outcome["why"] = todo.why.get(outcome["tenant"], "")
+        if adapted:
+            name = f"register-{adapted[0]['tenant']}" + (f"-and-{len(adapted) - 1}-more" if len(adapted) > 1 else "")
+            try:
+                registered = register_chunk.with_options(task_run_name=name)(root, adapted, base_dir, base,
+                                                                             requested_by)
+            except Exception as exc:  # noqa: BLE001 - the task itself failed (its tenants are contained inside)
+                logging.getLogger("tailor.flows").error("registering %s failed", name, exc_info=exc)
+                reason = f"registration failed: {type(exc).__name__}: {exc}".splitlines()[0]
+                registered = [{**o, "status": "error", "reason": reason} for o in adapted]
+            by_tenant = {o["tenant"]: o for o in registered}
+            outcomes = [by_tenant.get(o["tenant"], o) for o in outcomes]
+        yield from outcomes
 
 
 _TAGGED = 20  # tenant tags per chunk: each distinct tag costs the Prefect server a little per run

@@ -79,8 +79,10 @@ def _existing(tenant: str, manifest: dict, base: BaseRef):
     return None
 
 
-def _log_review_artifacts(tenant: str, manifest: dict, validation: dict, held_out: dict | None) -> None:
-    """Into the active run: per-label metrics, confusion matrix PNG, validation summary, dataset input."""
+def _log_review_artifacts(tenant: str, manifest: dict, validation: dict, held_out: dict | None,
+                          metrics: dict[str, float]) -> None:
+    """Into the active run: ``metrics`` with the per-label ones (one call), confusion matrix PNG,
+    validation summary, dataset input."""
     import mlflow
 
     labels = list(manifest.get("labels") or [])
@@ -90,8 +92,10 @@ def _log_review_artifacts(tenant: str, manifest: dict, validation: dict, held_ou
     review = {"labels": labels, "per_label": rows, "confusion": matrix, "n_held_out": len(y_true)}
     mlflow.log_dict(review, "review/per_label.json")
     mlflow.log_dict(validation, "review/validation.json")
+    per_label = {}
     for i, row in enumerate(rows):
-        mlflow.log_metrics({f"label.{i}.precision": row["precision"], f"label.{i}.recall": row["recall"]})
+        per_label.update({f"label.{i}.precision": row["precision"], f"label.{i}.recall": row["recall"]})
+    mlflow.log_metrics({**metrics, **per_label})
     with tempfile.TemporaryDirectory() as tmp:
         png = evaluation.confusion_png(labels, matrix, Path(tmp) / "confusion_matrix.png",
                                        f"{tenant}: held-out confusion ({len(y_true)} texts)")
@@ -149,12 +153,12 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
     with mlflow.start_run(experiment_id=store.experiment_id(name),
                           run_name=f"adapt-{tenant}", tags={"tenant": tenant, "requested_by": requested_by,
                                                             "flow_run_id": flow_run_id or ""}) as run:
-        mlflow.log_params(params)
-        mlflow.log_metrics(metrics)
-        _log_review_artifacts(tenant, manifest, validation or {}, held_out)
+        # the model first: MLflow copies the run's metrics so far onto a logged model, one query each
         info = pyfunc.log_tenant_model(delta_dir, base_dir, {
             "tenant": tenant, "delta_sha256": tags["delta_sha256"], "base_digest": base.digest,
             "labels_sha256": tags["labels_sha256"]})
+        mlflow.log_params(params)
+        _log_review_artifacts(tenant, manifest, validation or {}, held_out, metrics)
 
     def make():
         again = _existing(tenant, manifest, base)

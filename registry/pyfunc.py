@@ -5,6 +5,7 @@ pure function of its input.
 """
 from __future__ import annotations
 
+import functools
 import shutil
 import tempfile
 import warnings
@@ -96,13 +97,18 @@ def _registry_problem(recorded: dict) -> str | None:
 
 def pip_requirements() -> list[str]:
     """Pinned requirements of the installed versions (a local build tag like +cpu is dropped)."""
+    return list(_pins())
+
+
+@functools.lru_cache(maxsize=1)
+def _pins() -> tuple[str, ...]:  # read once per process: the installed versions do not change under it
     pins = []
     for name in REQUIREMENTS:
         try:
             pins.append(f"{name}=={metadata.version(name).split('+')[0]}")
         except metadata.PackageNotFoundError:
             pins.append(name)
-    return pins
+    return tuple(pins)
 
 
 def signature():

@@ -38,3 +38,32 @@ def test_the_summary_says_what_was_registered_failed_and_skipped_and_why():
     assert "**1** registered" in text and "**1** failed" in text and "**1** skipped" in text
     assert "v2: accuracy 0.900 vs baseline 0.800 (data changed)" in text
     assert "| bad\\|co | failed | no data |" in text and "unchanged since v1 (pending)" in text
+
+
+def test_registration_retries_a_transient_failure_but_not_a_users_mistake(monkeypatch):
+    """One tenant's registration is retried inside its chunk's task (a task run per tenant cost
+    more than the registration): a transient error then success registers once; a UserError is
+    not retried."""
+    from flows import adaptation
+    from workspace.errors import UserError
+
+    calls = []
+
+    def flaky(ws, tenant, *args, **kwargs):
+        calls.append(tenant)
+        if tenant == "flaky" and len(calls) == 1:
+            raise OSError("database is locked")
+        if tenant == "wrong":
+            raise UserError("not this tenant's delta")
+        return "7"
+
+    monkeypatch.setattr(adaptation.candidates, "register_candidate", flaky)
+    monkeypatch.setattr(adaptation, "REGISTER_DELAY", 0.0)
+    monkeypatch.setattr(adaptation, "flow_run_id", lambda: None)
+    base = {"name": "tailor-base", "version": "1", "digest": "sha256:b", "run_id": "r"}
+    outcome = {"tenant": "flaky", "delta_dir": "d", "validation": {}}
+    assert adaptation._register_one(None, outcome, "b", base, "bob") == "7" and calls == ["flaky", "flaky"]
+    calls.clear()
+    failed = adaptation._contained("wrong", adaptation._register_one, None, {**outcome, "tenant": "wrong"}, "b",
+                                   base, "bob")
+    assert failed == {"tenant": "wrong", "status": "failed", "reason": "not this tenant's delta"} and calls == ["wrong"]
