@@ -198,11 +198,10 @@ class SqliteReader:
             m = re.match(r"^tags\.(\w+)\s+(ASC|DESC)$", order_by[0].strip(), re.IGNORECASE)
             if not m or len(order_by) > 1:
                 raise ReadError(f"order {order_by!r} is not supported here", "INVALID_PARAMETER_VALUE")
-            args_order = [m.group(1)]
             order = (f"(SELECT value FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ?) IS NULL, "
                      f"(SELECT value FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ?) {m.group(2)}, "
                      "r.start_time DESC, r.run_uuid")
-            args += args_order * 2
+            args += [m.group(1)] * 2
         rows = self._all("SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.end_time, r.lifecycle_stage "
                          f"FROM runs r WHERE {' AND '.join(where)} ORDER BY {order}", args)
         start = int(page_token or 0)
