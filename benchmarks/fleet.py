@@ -99,7 +99,8 @@ def measure(workdir: Path, n: int, per_label: int, encoder: str, ingest_only: bo
     ctx.open(prefect=True, mlflow=False)  # Prefect's settings before Prefect is first imported
     os.environ["TAILOR_USER"] = "bench"  # who requests the candidates
     out: dict = {"tenants": n, "rows_per_tenant": 3 * per_label, "encoder": encoder,
-                 "task_runner": task_runner, "workers": workers}
+                 "task_runner": task_runner, "workers": workers,
+                 "at": f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC"}
 
     start = time.perf_counter()
     outcomes = commands.ingest_dir(ctx, inbox)
@@ -157,9 +158,10 @@ def report(r: dict) -> str:
 
     lines = [f"# Fleet operations: {n} tenants", "",
              f"`python -m benchmarks.fleet --tenants {n}{' --ingest-only' if ingest_only else ''}"
+             f"{'' if r['encoder'] == 'tiny' else ' --encoder ' + r['encoder']}"
              f"{'' if r.get('task_runner', 'thread') == 'thread' else ' --task-runner ' + r['task_runner']}"
              f"{'' if r.get('workers', 1) == 1 else ' --workers ' + str(r['workers'])}` on {platform.machine()} with {os.cpu_count()} cores "
-             f"(shared with other work while it ran), {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC. "
+             f"(shared with other work while it ran), {r.get('at') or f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC'}. "
              f"Each tenant: {r['rows_per_tenant']} rows, 3 labels; encoder: {r['encoder']}; adaptation chunks "
              f"on schedule.task_runner {r.get('task_runner', 'thread')} with {r.get('workers', 1)} worker(s). Real DVC (local "
              "remote), Great Expectations, MLflow (sqlite) and Prefect (the workspace's embedded server).", "",
