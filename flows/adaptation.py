@@ -60,7 +60,11 @@ def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str, digest: 
             "adaptation": manifest["adaptation"], "held_out": result.held_out}
 
 
-@task(name="adapt-chunk", cache_policy=NO_CACHE)
+ADAPT_TAG = "tailor-adapt"  # `prefect concurrency-limit create tailor-adapt N`: at most N chunks compute at
+# once across every run, worker and machine on that server (schedule.workers bounds one run)
+
+
+@task(name="adapt-chunk", cache_policy=NO_CACHE, tags=[ADAPT_TAG])
 def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict, digest: str) -> list[dict]:
     ws, settings = open_workspace(root)
     encoder = load_encoder(settings.encoder)
