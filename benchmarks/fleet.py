@@ -54,8 +54,9 @@ def _cli(root: Path, *argv: str) -> float:
     return seconds
 
 
-def _task_seconds(flow_name: str) -> dict[str, float]:
-    """Seconds per task name (summed) of the newest run of ``flow_name``: where a run's time went."""
+def _task_seconds(flow_name: str, runs: dict | None = None) -> dict[str, float]:
+    """Seconds per task name (summed) of the newest run of ``flow_name``: where a run's time went.
+    ``runs``, if given, receives the seconds of each task run by its name (one per batch)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowFilter, FlowFilterName, FlowRunFilter, FlowRunFilterId
     from prefect.client.schemas.sorting import FlowRunSort
@@ -71,6 +72,8 @@ def _task_seconds(flow_name: str) -> dict[str, float]:
             for task_run in page:
                 key = task_run.task_key.rsplit("-", 1)[0] if task_run.task_key else task_run.name
                 out[key] = out.get(key, 0.0) + task_run.total_run_time.total_seconds()
+                if runs is not None:
+                    runs[task_run.name] = task_run.total_run_time.total_seconds()
             if len(page) < 200:
                 return {"flow_run": run.total_run_time.total_seconds(), **out}
             offset += 200
@@ -106,7 +109,11 @@ def measure(workdir: Path, n: int, per_label: int, encoder: str, ingest_only: bo
     outcomes = commands.ingest_dir(ctx, inbox)
     out["ingest_seconds"] = time.perf_counter() - start
     out["ingest_versioned"] = sum(o["status"] == "versioned" for o in outcomes)
-    out["ingest_tasks"] = _task_seconds("tailor-ingest-dir")
+    runs: dict[str, float] = {}
+    out["ingest_tasks"] = _task_seconds("tailor-ingest-dir", runs)
+    size = settings.schedule.ingest_batch  # validation per tenant, batch by batch: flat, or growing with the store?
+    out["validate_per_tenant"] = [round(runs[f"validate-batch-{k}-of-{-(-n // size)}"] / min(size, n - (k - 1) * size), 3)
+                                  for k in range(1, -(-n // size) + 1) if f"validate-batch-{k}-of-{-(-n // size)}" in runs]
     if ingest_only:
         return out
 
@@ -182,12 +189,15 @@ def report(r: dict) -> str:
              f"processes) | {new_total:.1f} s ({r['new_tenant_ingest_seconds']:.1f} + "
              f"{r['new_tenant_adapt_seconds']:.1f}) | < {t['new_tenant_seconds']:.0f} s | "
              f"{mark(new_total < t['new_tenant_seconds'])} |", ""]
+    per_tenant = r.get("validate_per_tenant") or []
+    batches = (f" Validation per tenant, batch by batch (seconds): {', '.join(f'{v:.2f}' for v in per_tenant)}."
+               if per_tenant else "")
     if ingest_only:
         return "\n".join(lines[:6] + [lines[6]] + ["", "Bulk ingest, summed over its Prefect task runs (seconds): "
-                          + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["ingest_tasks"].items())) + "."]) + "\n"
+                          + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["ingest_tasks"].items())) + "." + batches]) + "\n"
     lines += ["## Where the time goes", "",
               f"Bulk ingest, summed over its Prefect task runs (seconds): "
-              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["ingest_tasks"].items())) + ".", "",
+              + ", ".join(f"{k} {v:.1f}" for k, v in sorted(r["ingest_tasks"].items())) + "." + batches, "",
               f"Fleet flow, summed over tenants (seconds): data check {r['fleet_check_seconds']:.1f}, adaptation "
               f"{r['fleet_adapt_seconds']:.1f}, registration in MLflow {r['fleet_register_seconds']:.1f}; "
               f"their sum {work:.1f} against {r['fleet_seconds']:.1f} s of wall time (registration runs in "

@@ -182,10 +182,7 @@ def _checkpoint(gx, context, suite_name: str, tenant: str, frame: pd.DataFrame, 
     checkpoint, in ``context``; run it on ``frame``."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        source = _get_or_add(lambda: context.data_sources.get("tailor"), lambda: context.data_sources.add_pandas("tailor"))
-        asset = _get_or_add(lambda: source.get_asset(tenant), lambda: source.add_dataframe_asset(tenant))
-        batch = _get_or_add(lambda: asset.get_batch_definition("whole-file"),
-                            lambda: asset.add_batch_definition_whole_dataframe("whole-file"))
+        batch = batch_definition(context, tenant)
         suite = context.suites.add_or_update(gx.ExpectationSuite(name=suite_name, expectations=rules))
         definition = context.validation_definitions.add_or_update(
             gx.ValidationDefinition(name=suite_name, data=batch, suite=suite))
@@ -194,6 +191,15 @@ def _checkpoint(gx, context, suite_name: str, tenant: str, frame: pd.DataFrame, 
             result_format={"result_format": "SUMMARY"}))
         run_id = gx.RunIdentifier(run_name=run_name) if run_name else None
         return checkpoint.run(batch_parameters={"dataframe": frame}, run_id=run_id)
+
+
+def batch_definition(context, tenant: str):
+    """The tenant's dataframe asset and its ``whole-file`` batch definition in ``context``, added
+    on first use (each addition rewrites the project config: see ``batch.one_config_write``)."""
+    source = _get_or_add(lambda: context.data_sources.get("tailor"), lambda: context.data_sources.add_pandas("tailor"))
+    asset = _get_or_add(lambda: source.get_asset(tenant), lambda: source.add_dataframe_asset(tenant))
+    return _get_or_add(lambda: asset.get_batch_definition("whole-file"),
+                       lambda: asset.add_batch_definition_whole_dataframe("whole-file"))
 
 
 def _get_or_add(get, add):

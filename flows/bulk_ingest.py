@@ -100,7 +100,7 @@ def validate_batch(root: str, batch: list[tuple[str, str]], loaded: dict, unread
     ws, settings = open_workspace(root)
     logger = get_run_logger()
     reports, out = {}, []
-    with docs_batch(ws.data_docs_dir) as docs:
+    with docs_batch(ws.data_docs_dir, [t for t, _ in batch if t in loaded]) as docs:
         for tenant, _ in batch:
             if tenant in loaded:
                 reports[tenant] = validate_frame(tenant, loaded[tenant].frame, settings.validation,

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
@@ -62,6 +63,28 @@ def test_good_files_are_versioned_one_commit_per_batch_and_bad_ones_quarantined(
     assert "Bad_Name.csv: failed" in out.out and not (ws.data_dir / "Bad_Name").exists()
     assert "notes.txt" not in out.out
     assert "t-01" in (root / "dvc.yaml").read_text(), "the pipeline lists the new tenants' data"
+
+
+def test_every_validated_file_has_its_data_docs_pages_and_index_entry(bulk):
+    """Batching the Data Docs build must not lose what a single ingest shows: each validated file's
+    result page (found by its data version, as the review page finds it), its suite's page, and
+    a line in the site's index; a refused file's failing result is in the site too."""
+    from data_checks.expectations import docs_page
+
+    ws, folder = bulk["ws"], bulk["folder"]
+    site = ws.data_docs_dir
+    index = (site / "index.html").read_text(encoding="utf-8")
+    for tenant in [*GOOD, "copyco"]:
+        page = docs_page(site, tenant, md5_of(folder / f"{tenant}.csv"))
+        assert page is not None, f"no Data Docs page for {tenant}'s validated file"
+        assert (site / "expectations" / f"tailor-{tenant}.html").is_file(), f"no suite page for {tenant}"
+        assert f"tailor-{tenant}" in index
+    results = list((ws.state_dir / "gx" / "uncommitted" / "validations" / "tailor-t-01").rglob("*.json"))
+    assert results, "the validation result is kept in the file-backed GX context"
+    config = yaml.safe_load((ws.state_dir / "gx" / "great_expectations.yml").read_text(encoding="utf-8"))
+    assets = config["fluent_datasources"]["tailor"]["assets"]
+    for tenant in GOOD:  # written once per batch, but written: a later command finds them
+        assert list(assets[tenant]["batch_definitions"]) == ["whole-file"]
 
 
 def test_an_unchanged_folder_again_commits_nothing(bulk, capsys):
