@@ -45,7 +45,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
 
         if sqlite_path(uri) is not None and sqlite_path(uri).is_file():
             _state.update(uri=uri, workspace=ws, artifact_root=None, lock=settings.stores.lock, client=None,
-                          read_only=True)
+                          read_only=True, settings=settings, debug=debug)
             return uri
     _quiet(debug)
     import mlflow  # imported here so that importing ``registry`` costs nothing
@@ -63,6 +63,13 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
     _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/") if root else None,
                   lock=settings.stores.lock, read_only=False)
     return uri
+
+
+def writable() -> None:
+    """After ``configure(read_only=True)``: MLflow's own client on the same store, for a read
+    path that finds work to finish (an interrupted transition)."""
+    if _state.get("read_only"):
+        configure(_state["workspace"], _state["settings"], _state.get("debug", False))
 
 
 def is_server(uri: str) -> bool:
@@ -120,9 +127,10 @@ def client():
     view after ``configure(read_only=True)``)."""
     _require()
     if _state["client"] is None and _state.get("read_only"):
-        from registry.reader import SqliteReader, sqlite_path
+        from registry.read_view import ReadView
+        from registry.reader import sqlite_path
 
-        _state["client"] = SqliteReader(sqlite_path(_state["uri"]))
+        _state["client"] = ReadView(sqlite_path(_state["uri"]))
     if _state["client"] is None:
         from mlflow import MlflowClient
 
@@ -130,12 +138,15 @@ def client():
     return _state["client"]
 
 
-def experiment_id(name: str) -> str:
-    """The id of experiment ``name``, created under the configured artifact root if new."""
-    from mlflow.exceptions import MlflowException
-
+def experiment_id(name: str) -> str | None:
+    """The id of experiment ``name``, created under the configured artifact root if new (read-only:
+    None when there is none yet, which every search reads as no runs)."""
     c = client()
     found = c.get_experiment_by_name(name)
+    if _state.get("read_only"):
+        return found.experiment_id if found is not None else None
+    from mlflow.exceptions import MlflowException
+
     if found is None:
         # no root configured on a tracking server: the server's own (mlflow-artifacts: when it
         # serves artifacts), so every clone reads the same artifacts through it
@@ -184,12 +195,10 @@ def model_version(name: str, version: str | int, what: str):
 
 def alias_version(name: str, alias: str):
     """The version ``alias`` points to, or None (also when the model does not exist)."""
-    from mlflow.exceptions import MlflowException
-
     try:
         return client().get_model_version_by_alias(name, alias)
-    except MlflowException as exc:
-        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+    except Exception as exc:  # MLflow's or the read-only view's error: both carry MLflow's error_code
+        if getattr(exc, "error_code", None) in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
             return None
         raise
 
