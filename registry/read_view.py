@@ -83,14 +83,12 @@ class ReadView(SqliteReader):
         return self.get_model_version(name, rows[0][0])
 
     def get_model_version_download_uri(self, name: str, version: str | int) -> str:
-        """Where the version's files are (MLflow 3: its logged model's storage location)."""
-        self.get_model_version(name, version)
-        rows = self._all("SELECT storage_location, source FROM model_versions WHERE workspace = ? AND name = ? "
-                         "AND version = ?", (WORKSPACE, name, int(version)))
-        location, source = rows[0]
-        if not location:
-            raise ReadError(f"{name} v{version}: no storage location recorded", "INVALID_PARAMETER_VALUE")
-        return location
+        """Where the version's files are: as MLflow's sqlite store, its storage location (MLflow 3:
+        the logged model's artifacts) or else its source."""
+        mv = self.get_model_version(name, version)
+        (location,), = self._all("SELECT storage_location FROM model_versions WHERE workspace = ? AND name = ? "
+                                 "AND version = ?", (WORKSPACE, name, mv.version))
+        return location or mv.source
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         rows = self._all("SELECT experiment_id FROM experiments WHERE workspace = ? AND name = ?", (WORKSPACE, name))
