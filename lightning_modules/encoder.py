@@ -57,6 +57,10 @@ class Encoder:
     def num_layers(self) -> int:
         return self.model.config.num_hidden_layers
 
+    @property
+    def layer_norm_eps(self) -> float:
+        return self.model.config.layer_norm_eps
+
     def layer_weights(self, first: int) -> dict[str, torch.Tensor]:
         """Frozen weights of layers ``first..`` keyed ``L<i>.<name>`` (i counted from ``first``)."""
         out = {}
@@ -122,6 +126,28 @@ def load_encoder(settings: EncoderSettings) -> Encoder:
     if settings.threads:
         torch.set_num_threads(settings.threads)
     return _load(settings.name, settings.max_length)
+
+
+@lru_cache(maxsize=4)
+def _load_frozen(name: str, max_length: int):
+    from lightning_modules.frozen_bert import FrozenBert, load_frozen_bert
+
+    path = packaged_model_dir()
+    if name != "tiny":
+        return load_frozen_bert(path, name, _digest_dir(path), max_length)
+    tiny = _load(name, max_length)  # random weights only transformers' initialisation makes
+    frozen = load_frozen_bert(path, name, tiny.digest, max_length, weights={})
+    return FrozenBert(name=name, digest=tiny.digest, tokenizer=frozen.tokenizer, weights=dict(tiny.model.state_dict()),
+                      config=tiny.model.config.to_dict(), max_length=max_length)
+
+
+def load_serving_encoder(settings: EncoderSettings):
+    """The encoder named in settings for serving (forward through the frozen layers only): the
+    same weights and results as ``load_encoder`` without importing transformers
+    (``lightning_modules.frozen_bert``), loaded once per process."""
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
+    return _load_frozen(settings.name, settings.max_length)
 
 
 def frozen_layer_count(encoder: Encoder, adapted_layers: int) -> int:

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 
 from lightning_modules.delta import load_base, load_delta
-from lightning_modules.encoder import frozen_layer_count, load_encoder
+from lightning_modules.encoder import frozen_layer_count, load_serving_encoder
 from lightning_modules.features import lower_features
 from lightning_modules.model import top_model
 from workspace.settings import EncoderSettings
@@ -21,7 +21,7 @@ class TenantPredictor:
         base, info = load_base(base_dir)
         delta, self.manifest = load_delta(delta_dir, tenant=tenant, base_digest=info["digest"])
         self.settings = EncoderSettings(**info["encoder_settings"])
-        self.encoder = load_encoder(self.settings)
+        self.encoder = load_serving_encoder(self.settings)
         if self.encoder.digest != info["encoder"]["digest"]:
             raise UserError("the installed encoder differs from the one the base was trained on")
         self.top = top_model(self.encoder, self.settings.adapted_layers, self.settings.lora_rank)

@@ -103,7 +103,7 @@ def top_model(encoder, adapted_layers: int, rank: int) -> TopModel:
     first = encoder.num_layers - adapted_layers
     return TopModel(frozen=encoder.layer_weights(first), n_layers=adapted_layers, n_heads=encoder.num_heads,
                     hidden=encoder.hidden_size, rank=rank,
-                    eps=encoder.model.config.layer_norm_eps)
+                    eps=encoder.layer_norm_eps)
 
 
 NAME_WEIGHT = "log_name_weight"

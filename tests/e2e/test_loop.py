@@ -235,6 +235,26 @@ def test_mlflow_models_serve_answers_for_the_champion_as_tailor_predict_does(loo
     assert got == want
 
 
+def test_predict_in_a_fresh_process_reads_the_store_without_mlflow(loop, capsys):
+    """`tailor predict` answers quickly cold because it reads the embedded store with sqlite (no
+    MLflow, Prefect, GX or DVC import), and gives the labels the in-process command gives."""
+    import subprocess
+    import sys
+
+    texts = ["rain snow storm", "court judge jury", "guitar piano drum"]
+    code, out = tailor(loop["ws"], "predict", "newco", *texts, "--json", capsys=capsys)
+    assert code == 0
+    want = [row["label"] for row in json.loads(out.out)]
+    script = ("import json, sys; from tailor.cli import main; code = main(sys.argv[1:]); "
+              "print(json.dumps(sorted(m for m in ('mlflow', 'sqlalchemy', 'prefect', 'great_expectations', "
+              "'dvc', 'pytorch_lightning', 'pandas') if m in sys.modules)), file=sys.stderr); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script, "--workspace", str(loop["ws"]), "predict", "newco", *texts,
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert [row["label"] for row in json.loads(done.stdout)] == want
+    assert json.loads(done.stderr.strip().splitlines()[-1]) == []
+
+
 @pytest.mark.parametrize("argv, message", [
     (["predict", "newco", ""], "text 1 is empty"),
     (["predict", "newco", "--file", "{tmp}/empty.csv"], "is empty"),

@@ -241,6 +241,7 @@ def test_review_list_reads_the_registry_without_mlflow_and_sees_what_mlflow_sees
     """`review list` reads the embedded sqlite store directly (MLflow's import alone takes seconds):
     every row, alias, gate and champion must be what MLflow's own client gives."""
     from registry import approval, store
+    from registry.reader import SqliteReader
     from workspace.settings import load_settings
 
     ws = fleet["ws"]
@@ -250,10 +251,45 @@ def test_review_list_reads_the_registry_without_mlflow_and_sees_what_mlflow_sees
     mlflow_rows = approval.list_reviews(None, settings)
     store.configure(ws, settings, read_only=True)
     try:
-        assert type(store.client()).__name__ == "SqliteReader"
+        assert isinstance(store.client(), SqliteReader)
         assert approval.list_reviews(None, settings) == mlflow_rows
         assert approval.list_reviews("pending", settings) == [r for r in mlflow_rows if r["status"] == "pending"]
     finally:
         store.configure(ws, settings)
     assert type(store.client()).__name__ == "MlflowClient", "the next command writes through MLflow again"
     assert any(r["champion_version"] == "1" for r in mlflow_rows) and len(mlflow_rows) >= 2
+
+
+def test_predict_reads_the_champion_and_its_audit_records_as_mlflow_gives_them(fleet):
+    """`tailor predict` reads the embedded store through ``registry.reader``: the champion, its
+    tags and files' location, and the tenant's audit records must be what MLflow's client gives."""
+    from registry import audit, drift, serving, store
+    from registry.reader import SqliteReader
+    from workspace.settings import load_settings
+
+    ws = fleet["ws"]
+    settings = load_settings(ws.params_file)
+
+    def seen() -> dict:
+        c, mv = store.client(), serving.champion_version("a-good")
+        return {"version": str(mv.version), "tags": dict(mv.tags), "source": mv.source,
+                "aliases": sorted(mv.aliases),
+                "uri": c.get_model_version_download_uri(mv.name, str(mv.version)),
+                "records": audit.records(ws, "a-good"), "open": audit.open_intents("a-good"),
+                "everyone": [r["seq"] for r in audit.all_records()],
+                "problem": drift.champion_problem("a-good", mv),
+                "missing": store.alias_version("tailor-tenant-a-good", "nothing-here")}
+
+    store.configure(ws, settings)
+    if store.alias_version("tailor-tenant-a-good", "champion") is None:  # run on its own
+        from registry import approval
+
+        approval.approve(ws, settings, "a-good", "1", "alice", "checked", override_reason="test")
+    with_mlflow = seen()
+    store.configure(ws, settings, read_only=True)
+    try:
+        assert isinstance(store.client(), SqliteReader)
+        assert seen() == with_mlflow
+    finally:
+        store.configure(ws, settings)
+    assert with_mlflow["records"] and with_mlflow["uri"].startswith("file:") and with_mlflow["problem"] is None

@@ -41,6 +41,15 @@ def clear_cache(gov):
     shutil.rmtree(gov["ws"].cache_dir / "models", ignore_errors=True)
 
 
+def champion_as_predict_reads_it(gov, tenant):
+    """``serving.champion`` through the read-only sqlite view, as `tailor predict` calls it."""
+    store.configure(gov["ws"], gov["settings"], read_only=True)
+    try:
+        return serving.champion(tenant)
+    finally:
+        store.configure(gov["ws"], gov["settings"])
+
+
 def load_pyfunc(uri):
     return mlflow.pyfunc.load_model(uri)
 
@@ -56,10 +65,13 @@ def test_an_alias_moved_outside_tailor_is_named_and_refused_everywhere(gov):
                         "(alias moved outside Tailor)"]
     with pytest.raises(UserError, match=r"refusing to serve drift: @champion points to v2 .*audit verify"):
         serving.champion("drift")
+    with pytest.raises(UserError, match=r"refusing to serve drift: @champion points to v2 .*audit verify"):
+        champion_as_predict_reads_it(gov, "drift")
     with pytest.raises(Exception, match="refusing to serve drift"):
         load_pyfunc("models:/tailor-tenant-drift@champion")
     store.client().set_registered_model_alias("tailor-tenant-drift", "champion", v1)  # put back: served again
     assert serving.champion("drift")[0] == v1 and verify_all(gov["ws"])["ok"]
+    assert champion_as_predict_reads_it(gov, "drift")[0] == v1
 
 
 def test_edited_tags_deleted_and_hand_made_versions_are_named(gov):
@@ -80,6 +92,8 @@ def test_edited_tags_deleted_and_hand_made_versions_are_named(gov):
     assert f"tailor-tenant-tags: v{rogue.version} has no register record (created outside Tailor)" in problems
     with pytest.raises(UserError, match="tag status was edited"):
         serving.champion("tags")
+    with pytest.raises(UserError, match="tag status was edited"):
+        champion_as_predict_reads_it(gov, "tags")
 
 
 def _swap_in(gov, victim, version, donor, donor_version, edit_manifest=True):
@@ -111,10 +125,14 @@ def test_a_champion_swapped_after_approval_is_refused_and_served_again_once_rest
     clear_cache(gov)  # another machine, or a fresh cache: nothing verified locally yet
     with pytest.raises(UserError, match="refused: delta bytes"):
         serving.champion("iso-c")
+    with pytest.raises(UserError, match="refused: delta bytes"):  # files copied from the local artifact root
+        champion_as_predict_reads_it(gov, "iso-c")
     with pytest.raises(Exception, match="delta bytes"):
         load_pyfunc("models:/tailor-tenant-iso-c@champion")
     for name, data in backup.items():
         (folder / name).write_bytes(data)
+    clear_cache(gov)
+    assert champion_as_predict_reads_it(gov, "iso-c")[0] == a1
     version, local = serving.champion("iso-c")  # the cache is keyed by content: the restored files serve
     assert version == a1 and json.loads((local / "delta" / "manifest.json").read_text())["tenant"] == "iso-c"
 
@@ -132,3 +150,5 @@ def test_an_edited_manifest_or_cache_is_refused_or_fetched_again(gov):
     clear_cache(gov)
     with pytest.raises(UserError, match="labels differ"):
         serving.champion("iso-e")
+    with pytest.raises(UserError, match="labels differ"):
+        champion_as_predict_reads_it(gov, "iso-e")

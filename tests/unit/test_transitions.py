@@ -189,6 +189,23 @@ def test_the_next_command_completes_an_interrupted_approval(gov):
     assert v2 != v1 and verify_all(gov["ws"])["ok"]
 
 
+def test_predict_reading_the_store_read_only_finishes_an_interrupted_approval_first(gov):
+    """`tailor predict` reads through the sqlite view; open work makes it switch to MLflow's client,
+    finish the transition, and serve the champion the approval meant."""
+    from registry import serving
+
+    v1 = reg(gov, "pnext", seed=1)
+    proc = spawn(gov, "approve", "pnext", v1, "alice", fault="approve:after-tags")
+    proc.communicate(timeout=120)
+    assert champion("pnext") is None and status("pnext", v1) == "approved"  # half applied
+    store.configure(gov["ws"], gov["settings"], read_only=True)
+    try:
+        version, _ = serving.champion("pnext")
+    finally:
+        store.configure(gov["ws"], gov["settings"])
+    assert version == v1 and champion("pnext") == v1 and verify_all(gov["ws"])["ok"]
+
+
 def test_a_register_killed_after_creating_the_version_is_completed_not_duplicated(gov, monkeypatch):
     delta = g.make_delta(gov["ws"], gov["base"], "reg-crash")
     kw = dict(base=gov["base"], validation=g.PASSED, requested_by="service:scheduler")
