@@ -147,6 +147,11 @@ def _run_checkpoint(gx, suite_name: str, tenant: str, frame: pd.DataFrame, rules
     with warnings.catch_warnings(), _gx_lock(site):
         warnings.simplefilter("ignore")  # GX's deprecation notices are for us, not the user
         context = open_context(gx, site)
+        if site is not None:  # a new tenant's asset and batch definition: one project-config write, not two
+            from data_checks.batch import one_config_write
+
+            with one_config_write(context):
+                batch_definition(context, tenant)
         actions = [UpdateDataDocsAction(name="data-docs", site_names=["tailor"])] if site is not None else []
         outcome = _checkpoint(gx, context, suite_name, tenant, frame, rules, actions, run_name)
         page = None
