@@ -77,10 +77,9 @@ def read_and_index(root: str, files: list[tuple[str, str]]) -> tuple[dict, dict,
             index.add(tenant, loaded[tenant].frame["text"].tolist())
         except UserError as exc:
             unreadable[tenant] = str(exc)
-    for tenant in versioning.tenants_with_data(ws):  # current data too: a refused file leaves it current
+    for tenant, path in versioning.data_files(ws).items():  # current data too: a refused file leaves it current
         try:
-            index.add(tenant, read_tenant_file(versioning.data_file(ws, tenant), settings.validation,
-                                               settings.limits)["text"].tolist())
+            index.add(tenant, read_tenant_file(path, settings.validation, settings.limits)["text"].tolist())
         except (UserError, KeyError):
             continue
     compared = max(0, len(index.tenants()) - 1)

@@ -36,11 +36,10 @@ def tenants_with_data(ws: Workspace) -> list[str]:
 def other_tenants_texts(ws: Workspace, settings: Settings, tenant: str) -> dict[str, list[str]]:
     """Every other tenant's current texts, for the cross-tenant leakage check at ingest."""
     out = {}
-    for other in tenants_with_data(ws):
+    for other, path in versioning.data_files(ws).items():
         if other != tenant:
             try:
-                out[other] = read_tenant_file(versioning.data_file(ws, other), settings.validation,
-                                              settings.limits)["text"].tolist()
+                out[other] = read_tenant_file(path, settings.validation, settings.limits)["text"].tolist()
             except (UserError, KeyError):
                 continue
     return out

@@ -40,11 +40,11 @@ def stage_inputs(ws: Workspace, settings: Settings) -> dict[str, list[str]]:
 
     Configured tenants without data are left out: the stage itself refuses to run then.
     """
-    available = versioning.tenants_with_data(ws)
+    files = versioning.data_files(ws)
     cfg = settings.meta_train
-    meta = set(cfg.tenant_list() or available) | set(cfg.val_tenant_list())
-    path = lambda t: versioning.data_file(ws, t).relative_to(ws.root).as_posix()  # noqa: E731
-    return {"meta-train": [path(t) for t in available if t in meta], "adapt": [path(t) for t in available]}
+    meta = set(cfg.tenant_list() or files) | set(cfg.val_tenant_list())
+    path = lambda t: files[t].relative_to(ws.root).as_posix()  # noqa: E731
+    return {"meta-train": [path(t) for t in files if t in meta], "adapt": [path(t) for t in files]}
 
 
 def render(ws: Workspace, settings: Settings) -> str:
@@ -64,9 +64,10 @@ def render(ws: Workspace, settings: Settings) -> str:
     return HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
 
 
-def is_current(ws: Workspace, settings: Settings) -> bool:
+def is_current(ws: Workspace, text: str) -> bool:
+    """Whether dvc.yaml is ``text`` (what ``render`` gives)."""
     path = ws.root / PIPELINE_FILE
-    return path.is_file() and path.read_text(encoding="utf-8") == render(ws, settings)
+    return path.is_file() and path.read_text(encoding="utf-8") == text
 
 
 def sync(ws: Workspace, settings: Settings) -> bool:
@@ -75,12 +76,13 @@ def sync(ws: Workspace, settings: Settings) -> bool:
     While ``dvc repro`` runs, the file is DVC's to read, never Tailor's to change: a stale one
     stops the stage with a line saying how to refresh it.
     """
-    if is_current(ws, settings):
+    text = render(ws, settings)
+    if is_current(ws, text):
         return False
     if under_dvc():
         raise UserError("dvc.yaml lists other tenant data than params.yaml and data/tenants/ now hold: "
                         "run `tailor init .` to refresh it, then `dvc repro` again")
-    _write_atomic(ws.root / PIPELINE_FILE, render(ws, settings))
+    _write_atomic(ws.root / PIPELINE_FILE, text)
     return True
 
 

@@ -73,17 +73,29 @@ def ensure_remote(ws: Workspace, store: StoreSettings | None = None) -> str:
 def data_file(ws: Workspace, tenant: str) -> Path | None:
     """The tenant's current data file, or None if it has none."""
     recover(ws)
+    return _current_file(ws, tenant)
+
+
+def _current_file(ws: Workspace, tenant: str) -> Path | None:
     folder = ws.tenant_dir(tenant)
     found = [folder / n for n in DATA_NAMES if (folder / n).is_file()]
     tracked = [p for p in found if dvc_path(p).is_file()]
     return (tracked or found or [None])[0]
 
 
+def data_files(ws: Workspace) -> dict[str, Path]:
+    """Tenant -> its current data file, for every tenant with one, sorted by tenant: one recovery
+    check for all of them (``data_file`` per tenant makes one each, seconds at 1,000 tenants)."""
+    if not ws.data_dir.is_dir():
+        return {}
+    recover(ws)
+    found = {p.name: _current_file(ws, p.name) for p in sorted(ws.data_dir.iterdir()) if p.is_dir()}
+    return {tenant: path for tenant, path in found.items() if path is not None}
+
+
 def tenants_with_data(ws: Workspace) -> list[str]:
     """Every tenant folder holding a data file, sorted."""
-    if not ws.data_dir.is_dir():
-        return []
-    return sorted(p.name for p in ws.data_dir.iterdir() if p.is_dir() and data_file(ws, p.name) is not None)
+    return list(data_files(ws))
 
 
 def verified_version(ws: Workspace, tenant: str) -> DataVersion:
