@@ -142,6 +142,7 @@ def measure(workdir: Path, n: int, per_label: int, encoder: str, ingest_only: bo
 
     approval.approve(ws, settings, tenants[1], "1", "reviewer", "benchmark",
                      override_reason="benchmark of the commands, not of the model")
+    out["load_15min_at_end"] = round(os.getloadavg()[2], 2)  # how busy the cores were meanwhile
     out["commands"] = {" ".join(argv): _cli(ws.root, *argv) for argv in (
         ("review", "list"), ("lineage", tenants[1]), ("data", "show", tenants[1]), ("audit", "verify"),
         ("predict", tenants[1], "dog cat horse"))}
@@ -167,8 +168,9 @@ def report(r: dict) -> str:
              f"`python -m benchmarks.fleet --tenants {n}{' --ingest-only' if ingest_only else ''}"
              f"{'' if r['encoder'] == 'tiny' else ' --encoder ' + r['encoder']}"
              f"{'' if r.get('task_runner', 'thread') == 'thread' else ' --task-runner ' + r['task_runner']}"
-             f"{'' if r.get('workers', 1) == 1 else ' --workers ' + str(r['workers'])}` on {platform.machine()} with {os.cpu_count()} cores "
-             f"(shared with other work while it ran), {r.get('at') or f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC'}. "
+             f"{'' if r.get('workers', 1) == 1 else ' --workers ' + str(r['workers'])}` on {platform.machine()} with {os.cpu_count()} cores"
+             f"{'' if 'load_15min_at_end' not in r else ' (15-minute load average ' + str(r['load_15min_at_end']) + ' when it ended)'}"
+             f", started {r.get('at') or f'{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC'}. "
              f"Each tenant: {r['rows_per_tenant']} rows, 3 labels; encoder: {r['encoder']}; adaptation chunks "
              f"on schedule.task_runner {r.get('task_runner', 'thread')} with {r.get('workers', 1)} worker(s). Real DVC (local "
              "remote), Great Expectations, MLflow (sqlite) and Prefect (the workspace's embedded server).", "",
