@@ -31,6 +31,11 @@ def tailor(ws, *argv, capsys=None, who=None):
     if capsys:
         capsys.readouterr()  # drop what earlier commands printed
     code = cli.main(["--workspace", str(ws), *argv])
+    from registry import store
+
+    # a read command leaves its read-only view configured; the test's own MLflow calls come next,
+    # as the next command (a fresh process) would make them, through MLflow
+    store.writable()
     out = capsys.readouterr() if capsys else None
     return code, out
 

@@ -135,44 +135,65 @@ def test_each_run_leaves_a_markdown_summary_in_prefect(fleet):
     assert any("d-invalid" in t and "## Not registered" in t for t in texts)
 
 
-def test_a_prefect_concurrency_limit_bounds_chunks_across_runs(fleet, capsys, monkeypatch):
-    """`prefect concurrency-limit create tailor-adapt 1` holds two chunks of a run with
-    schedule.workers 2 (and any other run's) to one at a time: their task runs never overlap."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
-    from prefect.client.schemas.sorting import FlowRunSort
+_LIMITED_RUN = """
+import json, sys, time
+from pathlib import Path
+from tailor import cli, commands
 
-    from flows import adaptation
-    from flows.adaptation import ADAPT_TAG
+root = sys.argv[1]
+commands.Context(Path(root)).open(prefect=True, mlflow=False)  # Prefect's settings before Prefect is imported
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, TaskRunFilter, TaskRunFilterName
+from prefect.client.schemas.sorting import FlowRunSort
+from flows import adaptation
 
-    real = adaptation.load_encoder
+real = adaptation.load_encoder
+def slow_start(*args, **kwargs):  # each chunk takes seconds: without the limit, two would overlap
+    time.sleep(3)
+    return real(*args, **kwargs)
+adaptation.load_encoder = slow_start
+limited = sys.argv[2] == "limited"
+if limited:
+    with get_client(sync_client=True) as client:
+        client.create_concurrency_limit(tag=adaptation.ADAPT_TAG, concurrency_limit=1)
+try:
+    code = cli.main(["-w", root, "adapt", "--all", "--force"])
+finally:
+    if limited:
+        with get_client(sync_client=True) as client:
+            client.delete_concurrency_limit_by_tag(adaptation.ADAPT_TAG)
+with get_client(sync_client=True) as client:
+    run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1)[0]
+    chunks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
+                                   task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="adapt-")))
+print(json.dumps({"code": code, "spans": sorted([t.start_time.timestamp(), t.end_time.timestamp()] for t in chunks)}))
+"""
 
-    def slow_start(*args, **kwargs):  # each chunk takes seconds: without the limit, two would overlap
-        time.sleep(3)
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(adaptation, "load_encoder", slow_start)
+def test_a_prefect_concurrency_limit_bounds_chunks_across_runs(fleet):
+    """`prefect concurrency-limit create tailor-adapt 1` holds the chunks of a run with
+    schedule.workers 2 (and any other run's) to one at a time; without the limit they overlap.
+    Each run is a fresh process, as a command is (Prefect keeps client state per process)."""
     params = fleet["root"] / "params.yaml"
     original = params.read_text()
     assert "workers: 1" in original
     params.write_text(original.replace("workers: 1", "workers: 2"))
-    with get_client(sync_client=True) as client:
-        client.create_concurrency_limit(tag=ADAPT_TAG, concurrency_limit=1)
+    env = {**os.environ, "TAILOR_USER": "ci-bot"}
     try:
-        code, out, record = adapt_all(fleet["root"], capsys, "--force")
+        spans = {}
+        for mode in ("limited", "free"):
+            done = subprocess.run([sys.executable, "-c", _LIMITED_RUN, str(fleet["root"]), mode], env=env,
+                                  capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stderr[-3000:]
+            spans[mode] = json.loads(done.stdout.strip().splitlines()[-1])["spans"]
     finally:
         params.write_text(original)
-        with get_client(sync_client=True) as client:
-            client.delete_concurrency_limit_by_tag(ADAPT_TAG)
-    assert {t: record[t]["status"] for t in GOOD} == {t: "adapted" for t in GOOD}
-    with get_client(sync_client=True) as client:
-        run = client.read_flow_runs(sort=FlowRunSort.START_TIME_DESC, limit=1,
-                                    flow_run_filter=FlowRunFilter())[0]
-        chunks = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])),
-                                       task_run_filter=TaskRunFilter(name=TaskRunFilterName(like_="adapt-")))
-    spans = sorted((t.start_time, t.end_time) for t in chunks)
-    assert len(spans) == 3 and all(end for _, end in spans)
-    assert all(spans[i][1] <= spans[i + 1][0] for i in range(len(spans) - 1)), f"chunks overlapped: {spans}"
+
+    def overlapping(found):
+        return any(found[i][1] > found[i + 1][0] for i in range(len(found) - 1))
+
+    assert len(spans["limited"]) == 3 and not overlapping(spans["limited"]), spans["limited"]
+    assert len(spans["free"]) == 3 and overlapping(spans["free"]), "two workers without a limit run chunks at once"
 
 
 def _api(url, path, body=None):
