@@ -35,7 +35,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
 
     Idempotent: every command and flow task calls it before its first registry call. MLflow's own
     logs and warnings stay off the user's screen unless ``debug``. ``read_only`` (a command that
-    only lists versions): with an existing embedded sqlite store, ``client()`` is
+    only reads: review list, lineage, audit verify, predict): with an existing embedded sqlite store, ``client()`` is
     ``registry.reader``'s view and MLflow is not imported at all; the next plain ``configure``
     (any later command in the same process) goes back to MLflow's client.
     """
