@@ -128,12 +128,9 @@ class SqliteReader:
                          (WORKSPACE, DELETED_STAGE, *args))
         tags: dict[tuple, dict] = {}
         names = sorted({r[0] for r in rows})
-        for i in range(0, len(names), 500):
-            chunk = names[i:i + 500]
-            for name, version, key, value in self._all(
-                    f"SELECT name, version, key, value FROM model_version_tags WHERE workspace = ? AND name IN "
-                    f"({','.join('?' * len(chunk))})", (WORKSPACE, *chunk)):
-                tags.setdefault((name, int(version)), {})[key] = value
+        for name, version, key, value in self._in("SELECT name, version, key, value FROM model_version_tags "
+                                                  "WHERE workspace = ? AND name", names, (WORKSPACE,)):
+            tags.setdefault((name, int(version)), {})[key] = value
         found = [ModelVersion(n, int(v), c, u, d, s, r, st, tags.get((n, int(v)), {}), [])
                  for n, v, c, u, d, s, r, st in rows]
         found.sort(key=lambda mv: (-mv.last_updated_timestamp, mv.name, -mv.version))
@@ -216,23 +213,25 @@ class SqliteReader:
         chosen = rows[start:start + max_results]
         tags: dict[str, dict] = {}
         ids = [r[0] for r in chosen]
-        for i in range(0, len(ids), 500):
-            chunk = ids[i:i + 500]
-            for run_id, key, value in self._all(f"SELECT run_uuid, key, value FROM tags WHERE run_uuid IN "
-                                                f"({','.join('?' * len(chunk))})", chunk):
-                tags.setdefault(run_id, {})[key] = value
+        for run_id, key, value in self._in("SELECT run_uuid, key, value FROM tags WHERE run_uuid", ids):
+            tags.setdefault(run_id, {})[key] = value
         page = Page(Run(RunInfo(r[0], str(r[1]), r[2], r[3], r[4], r[5]), RunData(tags.get(r[0], {})))
                     for r in chosen)
         page.token = str(start + max_results) if start + max_results < len(rows) else None
         return page
 
+    def _in(self, sql: str, keys: list, args: tuple = ()) -> list[tuple]:
+        """Rows of ``sql`` + `` IN (keys)``, asked 500 keys at a time (sqlite's bound on parameters)."""
+        rows = []
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            rows += self._all(f"{sql} IN ({','.join('?' * len(chunk))})", (*args, *chunk))
+        return rows
+
     def _by_name(self, table: str, columns: str, names: list[str]) -> dict[str, list]:
         out: dict[str, list] = {}
-        for i in range(0, len(names), 500):
-            chunk = names[i:i + 500]
-            for row in self._all(f"SELECT name, {columns} FROM {table} WHERE workspace = ? AND name IN "
-                                 f"({','.join('?' * len(chunk))})", (WORKSPACE, *chunk)):
-                out.setdefault(row[0], []).append(row[1:])
+        for row in self._in(f"SELECT name, {columns} FROM {table} WHERE workspace = ? AND name", names, (WORKSPACE,)):
+            out.setdefault(row[0], []).append(row[1:])
         return out
 
     def __getattr__(self, name: str):
