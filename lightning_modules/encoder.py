@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from lightning_modules.frozen_bert import batched_states, load_frozen_bert
 from workspace.settings import EncoderSettings
 
 TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
@@ -80,18 +81,8 @@ class Encoder:
         Returns ``(states [N, T, H] float16, mask [N, T] bool)``; T is the longest text here.
         """
         self.model.eval()
-        chunks, masks = [], []
-        for start in range(0, len(texts), batch_size):
-            enc = self.tokenize(texts[start:start + batch_size])
-            out = self.model(**enc, output_hidden_states=True)
-            chunks.append(out.hidden_states[frozen_layers].to(torch.float16))
-            masks.append(enc["attention_mask"].bool())
-        width = max(c.shape[1] for c in chunks) if chunks else 1
-        pad = lambda t, v: torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1]) if t.dim() == 3
-                                                    else (0, width - t.shape[1]), value=v)
-        if not chunks:
-            return torch.zeros(0, 1, self.hidden_size, dtype=torch.float16), torch.zeros(0, 1, dtype=torch.bool)
-        return torch.cat([pad(c, 0.0) for c in chunks]), torch.cat([pad(m, False) for m in masks])
+        return batched_states(texts, batch_size, self.hidden_size, self.tokenize,
+                              lambda enc: self.model(**enc, output_hidden_states=True).hidden_states[frozen_layers])
 
 
 def _digest_dir(path: Path) -> str:
@@ -130,15 +121,12 @@ def load_encoder(settings: EncoderSettings) -> Encoder:
 
 @lru_cache(maxsize=4)
 def _load_frozen(name: str, max_length: int):
-    from lightning_modules.frozen_bert import FrozenBert, load_frozen_bert
-
     path = packaged_model_dir()
     if name != "tiny":
         return load_frozen_bert(path, name, _digest_dir(path), max_length)
     tiny = _load(name, max_length)  # random weights only transformers' initialisation makes
-    frozen = load_frozen_bert(path, name, tiny.digest, max_length, weights={})
-    return FrozenBert(name=name, digest=tiny.digest, tokenizer=frozen.tokenizer, weights=dict(tiny.model.state_dict()),
-                      config=tiny.model.config.to_dict(), max_length=max_length)
+    return load_frozen_bert(path, name, tiny.digest, max_length, weights=dict(tiny.model.state_dict()),
+                            config=tiny.model.config.to_dict())
 
 
 def load_serving_encoder(settings: EncoderSettings):

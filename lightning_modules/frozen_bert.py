@@ -94,29 +94,37 @@ class FrozenBert:
             h = self._layer(h, mask, i)
         return h
 
-    @torch.no_grad()
     def lower_states(self, texts: list[str], frozen_layers: int, batch_size: int = 128):
         """As ``Encoder.lower_states``: ``(states [N, T, H] float16, mask [N, T] bool)``."""
-        chunks, masks = [], []
-        for start in range(0, len(texts), batch_size):
-            enc = self.tokenize(texts[start:start + batch_size])
-            chunks.append(self.hidden(enc["input_ids"], enc["attention_mask"], frozen_layers).to(torch.float16))
-            masks.append(enc["attention_mask"].bool())
-        if not chunks:
-            return torch.zeros(0, 1, self.hidden_size, dtype=torch.float16), torch.zeros(0, 1, dtype=torch.bool)
-        width = max(c.shape[1] for c in chunks)
-        states = torch.cat([F.pad(c, (0, 0, 0, width - c.shape[1])) for c in chunks])
-        return states, torch.cat([F.pad(m, (0, width - m.shape[1]), value=False) for m in masks])
+        return batched_states(texts, batch_size, self.hidden_size, self.tokenize,
+                              lambda enc: self.hidden(enc["input_ids"], enc["attention_mask"], frozen_layers))
+
+
+@torch.no_grad()
+def batched_states(texts: list[str], batch_size: int, hidden_size: int, tokenize, states_of):
+    """``(states [N, T, H] float16, mask [N, T] bool)`` of ``texts``, ``batch_size`` at a time:
+    ``tokenize(texts)`` gives ``input_ids``/``attention_mask``, ``states_of(encoded)`` the token
+    states; batches are padded to the longest text of all (T). Serves both encoders."""
+    chunks, masks = [], []
+    for start in range(0, len(texts), batch_size):
+        enc = tokenize(texts[start:start + batch_size])
+        chunks.append(states_of(enc).to(torch.float16))
+        masks.append(enc["attention_mask"].bool())
+    if not chunks:
+        return torch.zeros(0, 1, hidden_size, dtype=torch.float16), torch.zeros(0, 1, dtype=torch.bool)
+    width = max(c.shape[1] for c in chunks)
+    states = torch.cat([F.pad(c, (0, 0, 0, width - c.shape[1])) for c in chunks])
+    return states, torch.cat([F.pad(m, (0, width - m.shape[1]), value=False) for m in masks])
 
 
 def load_frozen_bert(path: Path, name: str, digest: str, max_length: int,
-                     weights: dict | None = None) -> FrozenBert:
+                     weights: dict | None = None, config: dict | None = None) -> FrozenBert:
     """The packaged encoder at ``path`` (``model.safetensors``, ``config.json``, ``tokenizer.json``);
-    ``weights``: use these instead of the file's (the tests' tiny encoder)."""
+    ``weights`` and ``config``: use these instead of the files' (the tests' tiny encoder)."""
     from safetensors.torch import load_file
     from tokenizers import Tokenizer
 
-    config = json.loads((path / "config.json").read_text(encoding="utf-8"))
+    config = config or json.loads((path / "config.json").read_text(encoding="utf-8"))
     if config.get("model_type") != "bert" or config.get("hidden_act") != "gelu" \
             or config.get("position_embedding_type", "absolute") != "absolute":
         raise ValueError(f"{path}: not a BERT encoder this module runs")
