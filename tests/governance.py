@@ -7,9 +7,11 @@ import json
 import shutil
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from registry import base_model, candidates, store
+from registry.reader import SqliteReader
 from workspace.paths import Workspace
 
 PASSED = {"passed": True, "failures": []}
@@ -35,6 +37,18 @@ def fresh_workspace(root: Path, settings=None) -> tuple[Workspace, object]:
         settings = tiny_settings()
     store.configure(ws, settings)
     return ws, settings
+
+
+@contextmanager
+def read_only(ws: Workspace, settings):
+    """The store as a read command opens it (``registry.reader``'s sqlite view, no MLflow), then
+    MLflow's client again, as the next command would have it."""
+    store.configure(ws, settings, read_only=True)
+    try:
+        assert isinstance(store.client(), SqliteReader)
+        yield
+    finally:
+        store.configure(ws, settings)
 
 
 def tiny_settings_with(**sections):

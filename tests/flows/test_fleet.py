@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tailor import cli
+from tests import governance as g
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import write_csv
 from workspace import versioning
@@ -262,7 +263,6 @@ def test_review_list_reads_the_registry_without_mlflow_and_sees_what_mlflow_sees
     """`review list` reads the embedded sqlite store directly (MLflow's import alone takes seconds):
     every row, alias, gate and champion must be what MLflow's own client gives."""
     from registry import approval, store
-    from registry.reader import SqliteReader
     from workspace.settings import load_settings
 
     ws = fleet["ws"]
@@ -270,13 +270,9 @@ def test_review_list_reads_the_registry_without_mlflow_and_sees_what_mlflow_sees
     store.configure(ws, settings)
     approval.approve(ws, settings, "a-good", "1", "alice", "checked", override_reason="test")
     mlflow_rows = approval.list_reviews(None, settings)
-    store.configure(ws, settings, read_only=True)
-    try:
-        assert isinstance(store.client(), SqliteReader)
+    with g.read_only(ws, settings):
         assert approval.list_reviews(None, settings) == mlflow_rows
         assert approval.list_reviews("pending", settings) == [r for r in mlflow_rows if r["status"] == "pending"]
-    finally:
-        store.configure(ws, settings)
     assert type(store.client()).__name__ == "MlflowClient", "the next command writes through MLflow again"
     assert any(r["champion_version"] == "1" for r in mlflow_rows) and len(mlflow_rows) >= 2
 
@@ -285,7 +281,6 @@ def test_predict_reads_the_champion_and_its_audit_records_as_mlflow_gives_them(f
     """`tailor predict` reads the embedded store through ``registry.reader``: the champion, its
     tags and files' location, and the tenant's audit records must be what MLflow's client gives."""
     from registry import audit, drift, serving, store
-    from registry.reader import SqliteReader
     from workspace.settings import load_settings
 
     ws = fleet["ws"]
@@ -307,10 +302,6 @@ def test_predict_reads_the_champion_and_its_audit_records_as_mlflow_gives_them(f
 
         approval.approve(ws, settings, "a-good", "1", "alice", "checked", override_reason="test")
     with_mlflow = seen()
-    store.configure(ws, settings, read_only=True)
-    try:
-        assert isinstance(store.client(), SqliteReader)
+    with g.read_only(ws, settings):
         assert seen() == with_mlflow
-    finally:
-        store.configure(ws, settings)
     assert with_mlflow["records"] and with_mlflow["uri"].startswith("file:") and with_mlflow["problem"] is None

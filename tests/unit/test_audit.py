@@ -28,14 +28,9 @@ def _run_of(ws, seq):
 def verify(ws):
     """``audit.verify`` through MLflow's client and through the read-only sqlite view that
     ``tailor audit verify`` uses: both must see the same chain, problems and head."""
-    settings = load_settings(ws.params_file)
     through_mlflow = audit.verify(ws)
-    store.configure(ws, settings, read_only=True)
-    try:
-        assert type(store.client()).__name__ == "SqliteReader"
+    with g.read_only(ws, load_settings(ws.params_file)):
         assert audit.verify(ws) == through_mlflow
-    finally:
-        store.configure(ws, settings)
     return through_mlflow
 
 

@@ -43,11 +43,8 @@ def clear_cache(gov):
 
 def champion_as_predict_reads_it(gov, tenant):
     """``serving.champion`` through the read-only sqlite view, as `tailor predict` calls it."""
-    store.configure(gov["ws"], gov["settings"], read_only=True)
-    try:
+    with g.read_only(gov["ws"], gov["settings"]):
         return serving.champion(tenant)
-    finally:
-        store.configure(gov["ws"], gov["settings"])
 
 
 def load_pyfunc(uri):

@@ -14,7 +14,6 @@ from registry import approval, store
 from tailor import cli
 from tailor.web import users
 from tests import governance as g
-from workspace.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -32,7 +31,7 @@ def run(ws, *argv, capsys):
     code = cli.main(["--workspace", str(ws.root), *argv])
     # a read command leaves the read-only view configured; the test's next library call writes,
     # as the next command (a fresh process) would, through MLflow
-    store.configure(ws, load_settings(ws.params_file))
+    store.writable()
     return code, capsys.readouterr()
 
 

@@ -4,7 +4,6 @@ MLflow's own client answers, on a store that has been tampered with by hand: the
 import pytest
 
 from registry import approval, drift, lineage, store
-from registry.reader import SqliteReader
 from tests import governance as g
 from workspace.settings import load_settings
 
@@ -31,12 +30,8 @@ def _both(ws, settings, ask):
     """``ask()`` through MLflow's client, then through the read-only view."""
     store.configure(ws, settings)
     through_mlflow = ask()
-    store.configure(ws, settings, read_only=True)
-    try:
-        assert isinstance(store.client(), SqliteReader)
+    with g.read_only(ws, settings):
         return through_mlflow, ask()
-    finally:
-        store.configure(ws, settings)
 
 
 def _version(mv) -> tuple:

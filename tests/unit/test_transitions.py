@@ -198,11 +198,8 @@ def test_predict_reading_the_store_read_only_finishes_an_interrupted_approval_fi
     proc = spawn(gov, "approve", "pnext", v1, "alice", fault="approve:after-tags")
     proc.communicate(timeout=120)
     assert champion("pnext") is None and status("pnext", v1) == "approved"  # half applied
-    store.configure(gov["ws"], gov["settings"], read_only=True)
-    try:
+    with g.read_only(gov["ws"], gov["settings"]):
         version, _ = serving.champion("pnext")
-    finally:
-        store.configure(gov["ws"], gov["settings"])
     assert version == v1 and champion("pnext") == v1 and verify_all(gov["ws"])["ok"]
 
 
