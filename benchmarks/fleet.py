@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -228,12 +229,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.keep:
         args.keep.mkdir(parents=True)
-        result = measure(args.keep, args.tenants, args.per_label, args.encoder, args.ingest_only,
+    with nullcontext(args.keep) if args.keep else tempfile.TemporaryDirectory(prefix="tailor-fleet-") as where:
+        result = measure(Path(where), args.tenants, args.per_label, args.encoder, args.ingest_only,
                          args.task_runner, args.workers)
-    else:
-        with tempfile.TemporaryDirectory(prefix="tailor-fleet-") as tmp:
-            result = measure(Path(tmp), args.tenants, args.per_label, args.encoder, args.ingest_only,
-                             args.task_runner, args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
     name = "fleet-ingest" if args.ingest_only else ("fleet" if args.encoder == "tiny" else "fleet-real-encoder")
     (args.out / f"{name}.json").write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
