@@ -265,3 +265,29 @@ def test_a_registry_lock_left_by_a_dead_process_is_taken_over_and_a_live_one_wai
             with RegistryLock("busy", timeout=0.3):
                 pass
     assert not store.registered_models("tailor-lock-%")
+
+
+def test_audit_verify_waits_for_a_registration_under_way_instead_of_calling_it_interrupted(gov, monkeypatch):
+    """Two commands at once: `audit verify` while another command is between a registration's
+    intent and its commit sees an open intent and a version without a register record; it waits
+    for the live writer's lock and then finds the log and registry in agreement."""
+    import time
+
+    from registry import transitions
+    from registry.verify import verify_all
+
+    real, started = transitions.apply, threading.Event()
+
+    def slow_apply(plan):
+        started.set()
+        time.sleep(3)
+        return real(plan)
+
+    monkeypatch.setattr(transitions, "apply", slow_apply)
+    writer = threading.Thread(target=reg, args=(gov, "busy"), kwargs={"seed": 1})
+    writer.start()
+    assert started.wait(60)
+    result = verify_all(gov["ws"])
+    writer.join()
+    assert result["ok"], result["problems"]
+    assert champion("busy") is None and status("busy", "1") == "pending"
