@@ -143,7 +143,7 @@ def adaptation_cost(settings, tenants, metas: dict[str, dict], cache_dir, repeat
     from lightning_modules.adaptation import adapt_tenant
     from lightning_modules.encoder import packaged_model_dir
     from lightning_modules.features import lower_features
-    from lightning_modules.model import HEAD
+    from lightning_modules.model import HEAD, is_adapter
     from lightning_modules.tasks import LOGREG_C, TaskData, adapt_task
 
     enc, top, frozen = encoder(settings)
@@ -187,7 +187,7 @@ def adaptation_cost(settings, tenants, metas: dict[str, dict], cache_dir, repeat
                 f"whole adapt_tenant {row['adapt_tenant_s']:.2f}s")
         if source == TIMED_SOURCES[0]:
             params, _ = adapt_task(top, meta, data, steps, optimizer=mt.optimizer, head=head)
-            adapted = {k: v for k, v in params.items() if k.startswith("L") or k in HEAD}
+            adapted = {k: v for k, v in params.items() if is_adapter(k) or k in HEAD}
             product = adapt_tenant(enc, settings, meta, "bench", texts, labels, cache_dir)
             out["bytes"]["tailor"], out["bytes"]["manifest"] = _delta_bytes(adapted, names)
             out["bytes"]["product"], _ = _delta_bytes(product.delta, names)

@@ -43,7 +43,7 @@ def encoder(settings):
     from lightning_modules.model import top_model
 
     enc = load_encoder(settings.encoder)
-    top = top_model(enc, settings.encoder.adapted_layers, settings.encoder.lora_rank)
+    top = top_model(enc, settings.encoder.adapted_layers, settings.encoder.lora_rank, settings.encoder.token_rank)
     return enc, top, frozen_layer_count(enc, settings.encoder.adapted_layers)
 
 

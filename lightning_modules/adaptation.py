@@ -15,7 +15,7 @@ from lightning_modules import baselines
 from lightning_modules.algorithms import AdaptationDiverged
 from lightning_modules.encoder import Encoder, frozen_layer_count
 from lightning_modules.features import FeatureTable, lower_features
-from lightning_modules.model import HEAD, init_meta_params, prototype_head, top_model
+from lightning_modules.model import HEAD, init_meta_params, is_adapter, layout, prototype_head, top_model
 from lightning_modules.tasks import TaskData, accuracy, adapt_task, logreg_head, predictions
 from workspace.settings import Settings
 
@@ -79,13 +79,6 @@ def _fit(method: str, top, metas: dict, data: TaskData, frozen_z: torch.Tensor, 
     return prototype_head(z, y, data.n_way, torch.tensor(math.log(10.0))), []
 
 
-def layout(meta: dict) -> tuple[int, int]:
-    """(adapted layers, LoRA rank) of a base's meta-parameters."""
-    layers = {k.split(".", 1)[0] for k in meta if k.startswith("L") and ".lora_A" in k}
-    rank = next(v.shape[0] for k, v in meta.items() if k.endswith(".lora_A"))
-    return len(layers), rank
-
-
 def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: str, texts: list[str],
                  labels: list[str], cache_dir=None) -> AdaptationResult:
     """Measure every method on a held-out split, keep the best (the meta-learned adaptation unless a
@@ -96,8 +89,8 @@ def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: 
     names = sorted(set(labels))
     index = {name: i for i, name in enumerate(names)}
     y = torch.tensor([index[label] for label in labels])
-    adapted_layers, rank = layout(base_meta)
-    top = top_model(encoder, adapted_layers, rank)
+    adapted_layers, rank, token_rank = layout(base_meta)
+    top = top_model(encoder, adapted_layers, rank, token_rank)
     frozen = frozen_layer_count(encoder, adapted_layers)
     feats = lower_features(encoder, texts, frozen, cache_dir)
     name_feats = lower_features(encoder, names, frozen, cache_dir) if cfg.label_names else None
@@ -129,11 +122,11 @@ def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: 
         "n_support": len(support), "n_query": len(query), "n_labels": len(names),
         "adapt_seconds": seconds, "final_support_loss": final_losses[-1] if final_losses else None,
     }
-    delta = {k: v for k, v in final.items() if k.startswith("L") or k in HEAD}
+    delta = {k: v for k, v in final.items() if is_adapter(k) or k in HEAD}
     y_pred = predictions(top, fitted[chosen], held_out.query).tolist()
     adaptation = {"algorithm": f"{mt.optimizer}-inner-loop", "inner_steps": cfg.inner_steps, "head": chosen,
                   "head_fit": cfg.head, "label_names": cfg.label_names, "adapted_layers": adapted_layers,
-                  "lora_rank": rank, "holdout_fraction": cfg.holdout_fraction, "seed": cfg.seed,
+                  "lora_rank": rank, "token_rank": token_rank, "holdout_fraction": cfg.holdout_fraction, "seed": cfg.seed,
                   "measured_on": "held-out split", "registered_on": "all data",
                   "accuracies": {m: round(a, 4) for m, a in accs.items()}}
     return AdaptationResult(tenant, names, delta, metrics, adaptation,

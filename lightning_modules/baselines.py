@@ -6,14 +6,14 @@ import numpy as np
 import torch
 
 from lightning_modules.features import FeatureTable
-from lightning_modules.model import TopModel
+from lightning_modules.model import TopModel, is_adapter
 from lightning_modules.tasks import LOGREG_C
 
 
 @torch.no_grad()
 def frozen_embeddings(top: TopModel, no_meta: dict, feats: FeatureTable, batch: int = 256) -> torch.Tensor:
     """Sentence embeddings of the frozen encoder (adapters at their zero start)."""
-    fast = {k: v for k, v in no_meta.items() if k.startswith("L")}
+    fast = {k: v for k, v in no_meta.items() if is_adapter(k)}
     return torch.cat([top.embed(fast, *feats.rows(torch.arange(i, min(i + batch, len(feats)))))
                       for i in range(0, len(feats), batch)])
 

@@ -9,7 +9,7 @@ import torch
 from lightning_modules.delta import load_base, load_delta
 from lightning_modules.encoder import frozen_layer_count, load_serving_encoder
 from lightning_modules.features import lower_features
-from lightning_modules.model import top_model
+from lightning_modules.model import layout, top_model
 from workspace.settings import EncoderSettings
 from workspace.errors import UserError
 
@@ -24,8 +24,9 @@ class TenantPredictor:
         self.encoder = load_serving_encoder(self.settings)
         if self.encoder.digest != info["encoder"]["digest"]:
             raise UserError("the installed encoder differs from the one the base was trained on")
-        self.top = top_model(self.encoder, self.settings.adapted_layers, self.settings.lora_rank)
-        self.frozen = frozen_layer_count(self.encoder, self.settings.adapted_layers)
+        layers, rank, token_rank = layout(base)
+        self.top = top_model(self.encoder, layers, rank or self.settings.lora_rank, token_rank)
+        self.frozen = frozen_layer_count(self.encoder, layers)
         self.params = delta
         self.labels: list[str] = list(self.manifest["labels"])
 

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 ADAPTED = ("attention.self.query", "attention.self.value", "attention.output.dense", "output.dense")
 HEAD = ("head.weight", "head.bias")
+TOKEN = ("tok.lora_A", "tok.lora_B", "tok.score")   # the token adapter and its pooling scores
 LORA_ALPHA = 8.0
 
 
@@ -35,6 +36,7 @@ class TopModel:
     hidden: int
     rank: int
     eps: float = 1e-12
+    token_rank: int = 0   # rank of the token adapter on the top states (0: none)
 
     def to(self, device) -> "TopModel":
         self.frozen = {k: v.to(device) for k, v in self.frozen.items()}
@@ -42,6 +44,25 @@ class TopModel:
 
     def lora_names(self) -> list[str]:
         return [f"L{i}.{m}.lora_{ab}" for i in range(self.n_layers) for m in ADAPTED for ab in "AB"]
+
+    def token_names(self) -> list[str]:
+        return list(TOKEN) if self.token_rank else []
+
+    def _token_adapter(self, h, keep, params):
+        """A residual low-rank MLP on every top token state, then attention pooling whose scores
+        start at zero (plain mean pooling): cheap enough to meta-train on a CPU (no attention or
+        feed-forward of a transformer layer), and able to re-weight and reshape the tokens before
+        they are pooled, which a map of the pooled embedding cannot (mean pooling is linear)."""
+        a = params.get(TOKEN[0])
+        if a is not None:
+            h = h + F.linear(F.gelu(F.linear(h, a)), params[TOKEN[1]]) * (LORA_ALPHA / max(self.token_rank, 1))
+        weights = keep.unsqueeze(-1).float()
+        score = params.get(TOKEN[2])
+        if score is not None:
+            logits = (h @ score).masked_fill(~keep, float("-inf"))
+            weights = torch.softmax(logits, dim=1).nan_to_num(0.0).unsqueeze(-1)
+            return (h * weights).sum(1)
+        return (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
 
     def _linear(self, x, params, layer: int, name: str):
         w = self.frozen[f"L{layer}.{name}.weight"]
@@ -90,20 +111,32 @@ class TopModel:
         h, keep = states[:, :width].float(), mask[:, :width]
         for i in range(self.n_layers):
             h = self._layer(h, keep, params, i)
-        weights = keep.unsqueeze(-1).float()
-        pooled = (h * weights).sum(1) / weights.sum(1).clamp_min(1.0)
-        return F.normalize(pooled, dim=-1)
+        return F.normalize(self._token_adapter(h, keep, params), dim=-1)
 
     def logits(self, params: dict, states, mask) -> torch.Tensor:
         z = self.embed(params, states, mask)
         return F.linear(z, params["head.weight"], params["head.bias"])
 
 
-def top_model(encoder, adapted_layers: int, rank: int) -> TopModel:
+def top_model(encoder, adapted_layers: int, rank: int, token_rank: int = 0) -> TopModel:
     first = encoder.num_layers - adapted_layers
     return TopModel(frozen=encoder.layer_weights(first), n_layers=adapted_layers, n_heads=encoder.num_heads,
-                    hidden=encoder.hidden_size, rank=rank,
-                    eps=encoder.layer_norm_eps)
+                    hidden=encoder.hidden_size, rank=rank, eps=encoder.layer_norm_eps, token_rank=token_rank)
+
+
+def layout(params: dict) -> tuple[int, int, int]:
+    """(adapted transformer layers, their LoRA rank, token-adapter rank) of a base's meta-parameters
+    or a delta: read from the tensors, so a base or delta says itself what it needs."""
+    layers = {k.split(".", 1)[0] for k in params if k.startswith("L") and ".lora_A" in k}
+    rank = next((v.shape[0] for k, v in params.items() if k.startswith("L") and k.endswith(".lora_A")), 0)
+    token = params[TOKEN[0]].shape[0] if TOKEN[0] in params else 0
+    return len(layers), rank, token
+
+
+def is_adapter(name: str) -> bool:
+    """Whether a fast weight belongs to the adapted encoder part (not the head): what a delta carries
+    besides its head."""
+    return name.startswith("L") or name in TOKEN
 
 
 NAME_WEIGHT = "log_name_weight"
@@ -126,7 +159,11 @@ def init_meta_params(top: TopModel, inner_lr: float, seed: int = 0, head_lr: flo
         else:
             out = top.frozen[name.replace(".lora_B", ".weight")].shape[0]
             params[name] = torch.zeros(out, r)
-    for name in top.lora_names():
+    if top.token_rank:
+        params[TOKEN[0]] = torch.randn(top.token_rank, top.hidden, generator=gen) / math.sqrt(top.hidden)
+        params[TOKEN[1]] = torch.zeros(top.hidden, top.token_rank)
+        params[TOKEN[2]] = torch.zeros(top.hidden)
+    for name in top.lora_names() + top.token_names():
         params[f"log_lr.{name}"] = torch.tensor(math.log(inner_lr))
     for name in HEAD:
         params[f"log_lr.{name}"] = torch.tensor(math.log(head_lr if head_lr is not None else inner_lr))

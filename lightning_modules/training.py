@@ -18,7 +18,7 @@ from lightning_modules.delta import save_base
 from lightning_modules.encoder import Encoder, frozen_layer_count
 from lightning_modules.episodes import EpisodeSampler, TaskStream, collate_tasks, pools_from_labels
 from lightning_modules.features import FeatureTable, lower_features
-from lightning_modules.model import init_meta_params, top_model
+from lightning_modules.model import init_meta_params, layout, top_model
 from lightning_modules.module import MetaLearner, meta_from_checkpoint
 from lightning_modules.tasks import TaskData, evaluate_task
 from workspace.settings import Settings
@@ -125,10 +125,8 @@ def _score(top, meta: dict, feats: FeatureTable, names, tasks, settings: Setting
 def validation_score(encoder: Encoder, settings: Settings, val: TenantData, meta: dict, cache_dir=None) -> float:
     """Mean held-out accuracy of ``meta`` on the validation tasks ``meta_train`` draws from ``val``
     (the same tasks, so a base can be re-scored independently of the run that chose it)."""
-    from lightning_modules.adaptation import layout
-
-    layers, rank = layout(meta)
-    top = top_model(encoder, layers, rank)
+    layers, rank, token_rank = layout(meta)
+    top = top_model(encoder, layers, rank, token_rank)
     feats, names, tasks = _validation_tasks(encoder, settings, val, frozen_layer_count(encoder, layers), cache_dir)
     return _score(top, meta, feats, names, tasks, settings)
 
@@ -161,7 +159,7 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     ckpt_dir = Path(checkpoint_dir) if checkpoint_dir else Path(tempfile.mkdtemp(prefix="tailor-meta-ckpt-"))
     torch.manual_seed(cfg.seed)
     frozen = frozen_layer_count(encoder, layers)
-    top = top_model(encoder, layers, enc.lora_rank)
+    top = top_model(encoder, layers, enc.lora_rank, enc.token_rank)
     start = time.perf_counter()
     use_names = uses_names(settings)
     train_feats, train_pools, train_names = feature_table(encoder, train, frozen, cache_dir, use_names)

@@ -3,7 +3,8 @@
 What isolation means here, and no more: a delta is self-contained (its file matches its
 checksum and its declared tensors), bound to exactly one tenant and one base (the manifest names
 both, and the base digest matches the base it is registered with), and it cannot modify the
-shared base: it may only carry low-rank adapters (``L<i>.<module>.lora_A|B``) and the tenant's
+shared base: it may only carry low-rank adapters (``L<i>.<module>.lora_A|B``, the token adapter
+``tok.lora_A|B`` and its pooling scores ``tok.score``) and the tenant's
 own classification head (one row per label of its own), never a frozen encoder or base weight.
 Serving loads base + delta per tenant, so one tenant's delta cannot reach another's predictions.
 It does not prove that a tenant's training data held no other tenant's text; that is the data
@@ -27,7 +28,7 @@ def sha256_file(path: Path) -> str:
             h.update(block)
     return h.hexdigest()
 
-ADAPTER = re.compile(r"^L\d+\.[A-Za-z0-9_.]+\.lora_[AB]$")
+ADAPTER = re.compile(r"^(L\d+\.[A-Za-z0-9_.]+\.lora_[AB]|tok\.lora_[AB]|tok\.score)$")
 HEAD = ("head.weight", "head.bias")
 
 

@@ -29,7 +29,9 @@ def _need(cond: bool, message: str) -> None:
 class EncoderSettings:
     name: str = _f("all-MiniLM-L6-v2", "encoder: 'all-MiniLM-L6-v2' (packaged) or 'tiny' (tests)")
     max_length: int = _f(64, "tokens kept per text")
-    adapted_layers: int = _f(1, "top transformer layers that carry LoRA adapters; the rest are frozen and cached")
+    adapted_layers: int = _f(0, "top transformer layers that carry LoRA adapters; the rest are frozen and cached "
+                                "(0: every layer frozen, only the token adapter is learned: cheap on a CPU)")
+    token_rank: int = _f(16, "rank of the token adapter on the encoder's top token states, before pooling (0 = none)")
     gpu_adapted_layers: int = _f(2, "adapted layers when meta-training finds a GPU (0 = same as adapted_layers); "
                                     "the base records which, and every tenant adapts the same")
     lora_rank: int = _f(8, "rank of the low-rank adapters in the adapted layers")
@@ -41,6 +43,9 @@ class EncoderSettings:
         _need(0 <= self.adapted_layers <= 6, "encoder.adapted_layers must be within 0..6")
         _need(0 <= self.gpu_adapted_layers <= 6, "encoder.gpu_adapted_layers must be within 0..6")
         _need(1 <= self.lora_rank <= 64, "encoder.lora_rank must be within 1..64")
+        _need(0 <= self.token_rank <= 128, "encoder.token_rank must be within 0..128")
+        _need(self.adapted_layers or self.token_rank, "encoder: adapted_layers and token_rank are both 0: "
+                                                      "nothing would be adapted")
         _need(self.threads >= 0, "encoder.threads must be >= 0")
 
 
