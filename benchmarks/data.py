@@ -1,4 +1,4 @@
-"""The benchmark's data: six text sources, each turned into pseudo-tenants with human label names,
+"""The benchmark's data: the text sources (tailor.demo_data.ALL_SOURCES), each turned into pseudo-tenants with human label names,
 and the leave-one-source-out folds over them.
 
 A fold leaves one source S out: meta-training sees four other sources, early stopping a fifth (V,
@@ -14,7 +14,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from lightning_modules.episodes import EpisodeSampler, Task, TenantPool
-from tailor.demo_data import SOURCES
+from tailor.demo_data import ALL_SOURCES as SOURCES
 from tailor.demo_sources import label_name
 
 WAYS, QUERY = 5, 10          # evaluation episodes: 5-way, 10 query texts per class

@@ -117,7 +117,7 @@ def prepare(profile: Profile, seed: int) -> dict:
     from benchmarks.data import SOURCES, all_tenants, clean_pools, fold_data, folds
     from tailor.demo_data import class_pools
 
-    pools = clean_pools(class_pools(seed=seed), profile.per_class, seed)
+    pools = clean_pools(class_pools(seed=seed, sources=SOURCES), profile.per_class, seed)
     tenants = all_tenants(pools, seed)
     plan = folds(profile.folds)
     counts = {s: {"classes": len(pools[s]), "tenants": len(tenants[s]),
