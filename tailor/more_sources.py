@@ -65,7 +65,13 @@ def mask_label_words(texts: list[str], label: str) -> list[str]:
 
 
 def _masked(classes: dict[str, list[str]]) -> dict[str, list[str]]:
-    return {k: mask_label_words(v, more_label_name(k)) for k, v in classes.items()}
+    """Label words masked, and a text found in two classes dropped from both (its label is ambiguous)."""
+    masked = {k: mask_label_words(v, more_label_name(k)) for k, v in classes.items()}
+    count: dict[str, int] = {}
+    for texts in masked.values():
+        for t in texts:
+            count[t] = count.get(t, 0) + 1
+    return {k: [t for t in v if count[t] == 1] for k, v in masked.items()}
 
 
 def _missing(package: str, path: Path) -> FileNotFoundError:
@@ -226,6 +232,55 @@ def pydoc_classes(min_words: int = 5, max_words: int = 80) -> dict[str, list[str
     return _masked(out)
 
 
+VERA_DICT = Path("/usr/share/dictd/vera.dict.dz")
+# V.E.R.A. context tags (the first one of an expansion's "(MS, Windows)") -> a human name.
+VERA_LABELS = {
+    "org.": "Organizations", "MS": "Microsoft", "IBM": "IBM", "slang": "Slang", "Intel": "Intel",
+    "OS": "Operating systems", "IC": "Integrated circuits", "Linux": "Linux", "Internet": "Internet",
+    "manufacturer": "Manufacturers", "Unix": "Unix", "CPU": "Processors", "ATM": "ATM networks",
+    "Java": "Java", "Apple": "Apple", "WWW": "World Wide Web", "Novell": "Novell", "DB": "Databases",
+    "cryptography": "Cryptography", "USA": "United States", "OSI": "OSI model", "mil.": "Military",
+    "TZ": "Time zones", "DEC": "Digital Equipment", "network": "Networking", "mobile-systems": "Mobile phones",
+    "Sun": "Sun Microsystems", "UNI": "Universities", "GNU": "GNU", "XML": "XML", "HP": "Hewlett-Packard",
+    "MODEM": "Modems", "telecommunication": "Telecommunication", "ISO": "ISO standards",
+    "WLAN": "Wireless LAN", "RAM": "Memory chips", "ISDN": "ISDN", "HDD": "Hard disks", "Android": "Android",
+    "Adobe": "Adobe", "Bluetooth": "Bluetooth", "DVD": "DVD", "Cisco": "Cisco", "SAP": "SAP",
+}
+_VERA_TAG = re.compile(r"\(([^()]+)\)\s*$")
+_PARENS = re.compile(r"\([^()]*\)|\[[^\]]*\]")
+
+
+def vera_classes(path: Path = VERA_DICT, min_words: int = 2) -> dict[str, list[str]]:
+    """Context tag -> acronym expansions of V.E.R.A. (Debian's `dict-vera`) carrying it first,
+    parentheses and brackets removed ("Advanced Vector eXtensions (CPU, Intel)" -> CPU)."""
+    path = Path(path)
+    if not path.is_file():
+        raise _missing("dict-vera", path)
+    with gzip.open(path, "rt", encoding="utf-8", errors="replace") as f:
+        lines = f.read().splitlines()
+    out: dict[str, list[str]] = {}
+    body: list[str] = []
+
+    def flush() -> None:
+        text = _clean(" ".join(body))
+        body.clear()
+        m = _VERA_TAG.search(text)
+        tag = m.group(1).split(",")[0].strip() if m else ""
+        if tag in VERA_LABELS:
+            expansion = _clean(_PARENS.sub(" ", text))
+            if len(expansion.split()) >= min_words:
+                out.setdefault(f"vera:{tag}", []).append(expansion)
+
+    for line in lines:
+        if line.startswith(" ") or line.startswith("("):
+            if line.strip():
+                body.append(line.strip())
+        else:
+            flush()
+    flush()
+    return _masked({k: list(dict.fromkeys(v)) for k, v in sorted(out.items())})
+
+
 def more_label_name(key: str) -> str | None:
     """Human label for a class key of these sources, or None if the key is not theirs."""
     source, _, name = key.partition(":")
@@ -235,7 +290,9 @@ def more_label_name(key: str) -> str | None:
         return DEBIAN_SECTIONS[name]
     if source == "pydoc":
         return PYDOC_MODULES[name]
+    if source == "vera":
+        return VERA_LABELS[name]
     return None
 
 
-READERS = {"gcide": gcide_classes, "debian-pkg": debian_package_classes, "pydoc": pydoc_classes}
+READERS = {"gcide": gcide_classes, "debian-pkg": debian_package_classes, "pydoc": pydoc_classes, "vera": vera_classes}
