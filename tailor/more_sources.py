@@ -37,10 +37,13 @@ def _clean(text: str) -> str:
 
 def stem(word: str) -> str:
     """A crude stem, enough to match 'animals' with 'Animal' and 'musical' with 'Music'."""
-    w = word.lower()
-    for suffix in ("ations", "ation", "ings", "ing", "ical", "ics", "ies", "ial", "al", "es", "s", "y", "e"):
-        if len(w) - len(suffix) >= 4 and w.endswith(suffix):
-            return w[: -len(suffix)]
+    w, before = word.lower(), ""
+    while w != before:  # "animals" -> "animal" -> "anim", as "Animal" -> "anim"
+        before = w
+        for suffix in ("ations", "ation", "ings", "ing", "ical", "ics", "ies", "ial", "al", "es", "s", "y", "e"):
+            if len(w) - len(suffix) >= 4 and w.endswith(suffix):
+                w = w[: -len(suffix)]
+                break
     return w
 
 
