@@ -34,3 +34,12 @@ def test_class_pools_builds_only_the_sources_asked_for():
     assert set(class_pools(sources=("pydoc",))) == {"pydoc"}
     with pytest.raises(ValueError, match="unknown text sources"):
         class_pools(sources=("nope",))
+
+
+def test_benchmark_masks_the_label_words_of_the_older_sources():
+    from benchmarks.data import mask_leaks
+
+    raw = class_pools(seed=0, sources=("ha-intents",))
+    masked = mask_leaks(raw)["ha-intents"]
+    assert max(more.leak_share(v, label_name(k)) for k, v in masked.items()) == 0
+    assert max(more.leak_share(v, label_name(k)) for k, v in raw["ha-intents"].items()) > 0.3
