@@ -4,8 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 # One file of each Debian text package the demo and benchmark tenants are built from
-TEXTS := /usr/share/wordnet/data.noun /usr/share/games/fortunes/people /usr/bin/bible /usr/share/dictd/foldoc.dict.dz
-TEXT_PACKAGES := wordnet-base fortunes bible-kjv bible-kjv-text dict-foldoc
+TEXTS := /usr/share/wordnet/data.noun /usr/share/games/fortunes/people /usr/bin/bible /usr/share/dictd/foldoc.dict.dz /usr/share/dictd/gcide.dict.dz /usr/share/dictd/vera.dict.dz
+TEXT_PACKAGES := wordnet-base fortunes bible-kjv bible-kjv-text dict-foldoc dict-gcide dict-vera
 BENCH_STAMP := $(VENV)/.installed-bench
 CHROMEDRIVER := /usr/bin/chromedriver
 export PIP_DISABLE_PIP_VERSION_CHECK := 1

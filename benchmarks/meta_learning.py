@@ -114,10 +114,10 @@ def _pool(workers: int, t0: float, threads: int = 1, fresh: bool = False) -> Pro
 
 
 def prepare(profile: Profile, seed: int) -> dict:
-    from benchmarks.data import SOURCES, all_tenants, clean_pools, fold_data, folds
+    from benchmarks.data import SOURCES, all_tenants, clean_pools, fold_data, folds, mask_leaks
     from tailor.demo_data import class_pools
 
-    pools = clean_pools(class_pools(seed=seed), profile.per_class, seed)
+    pools = clean_pools(mask_leaks(class_pools(seed=seed, sources=SOURCES)), profile.per_class, seed)
     tenants = all_tenants(pools, seed)
     plan = folds(profile.folds)
     counts = {s: {"classes": len(pools[s]), "tenants": len(tenants[s]),

@@ -232,7 +232,11 @@ def label_name(key: str) -> str:
         return HA_LABELS.get(name) or re.sub(r"(?<!^)(?=[A-Z])", " ", name.removeprefix("Hass")).capitalize()
     from tailor.debian_sources import debian_label_name
 
+    from tailor.more_sources import more_label_name
+
     other = debian_label_name(key)
+    if other is None:
+        other = more_label_name(key)
     if other is None:
         raise ValueError(f"unknown class source in {key!r}")
     return other
