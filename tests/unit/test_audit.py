@@ -107,25 +107,10 @@ def test_a_rewritten_tail_is_caught_by_the_anchors(ws):
     assert any("rewritten" in p for p in verify(ws)["problems"])
 
 
-def _forge(ws, **fields):
-    """What a writer of the tracking store can do without the signing key: append a correctly
-    chained record through MLflow's API and move the registry's head tag."""
-    c = store.client()
-    exp = c.get_experiment_by_name(audit.EXPERIMENT).experiment_id
-    head = json.loads(c.get_experiment(exp).tags["head"])
-    record = {"seq": head["count"] + 1, "at": audit.now(), "actor": "bob", "action": "approve", "tenant": "acme",
-              "from": None, "to": "9", "reason": "forged", "details": {}, "prev_hash": head["hash"], **fields}
-    record["hash"] = audit.record_hash(record)
-    run = c.create_run(exp, tags=audit._tags_of(record))
-    c.set_terminated(run.info.run_id, "FINISHED")
-    c.set_experiment_tag(exp, "head", json.dumps({"count": record["seq"], "hash": record["hash"]}))
-    return record
-
-
 @pytest.mark.parametrize("sig", [None, "c2lnbmF0dXJl"])
 def test_a_forged_append_is_named_and_refused(ws, sig):
     _write(ws, 2)
-    _forge(ws, **({} if sig is None else {"sig": sig}))
+    g.forge_append(**({} if sig is None else {"sig": sig}))
     assert verify(ws)["problems"] == ["record 3 (approve by bob) is not signed with the workspace key: "
                                       "written or re-chained outside Tailor"]
     assert "record 3 (approve by bob) is not signed" in audit.unsigned(audit.records(ws, "acme"), ws)
@@ -138,7 +123,7 @@ def test_a_record_signed_with_another_key_is_refused(ws, tmp_path):
     other = g.fresh_workspace(tmp_path / "other")[0]
     stranger = signing.ensure_key(other)  # a key of its own, pinned in another workspace
     store.configure(ws, load_settings(ws.params_file))
-    record = _forge(ws)
+    record = g.forge_append()
     _rewrite(_run_of(ws, 2), {**record, "sig": signing.sign(stranger, audit._record_message(record["hash"]))})
     assert "record 2 (approve by bob) is not signed" in verify(ws)["problems"][0]
 
