@@ -126,6 +126,8 @@ def _registry_problem(recorded: dict, folder: Path) -> str | None:
         return f"its files are not the ones registered as {name} v{mv.version}: {'; '.join(problems)}"
     if champion is not None and str(champion.version) == str(mv.version):
         return drift.champion_problem(tenant, champion)
+    if mv.tags.get("status") in ("rejected", "rolled_back"):  # e.g. its files copied over the champion's
+        return f"these files are {name} v{mv.version}, which was {mv.tags['status'].replace('_', ' ')}"
     return None
 
 

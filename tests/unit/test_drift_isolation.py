@@ -216,3 +216,15 @@ def test_a_swap_with_its_config_edited_too_is_refused_by_the_pyfunc(gov, tmp_pat
     # (MLflow's CLI itself then reports that its server process exited with 2)
     assert out.returncode != 0 and "load_context" not in out.stderr and "RefusedToLoad" not in out.stderr
     assert len(said) == 1 and "not the ones registered as tailor-tenant-iso-f v1: delta bytes" in said[0]
+
+
+def test_a_rejected_version_copied_over_the_champion_is_refused_by_the_pyfunc(gov):
+    v1 = reg(gov, "iso-h", seed=1)
+    approve(gov, "iso-h", v1)
+    v2 = reg(gov, "iso-h", seed=2)
+    approval.reject(gov["ws"], "iso-h", v2, "alice", "worse")
+    champion, rejected = stored_folder("iso-h", v1).parent, stored_folder("iso-h", v2).parent
+    shutil.rmtree(champion)
+    shutil.copytree(rejected, champion)  # MLmodel, config and files: all of v2, under v1's location
+    with pytest.raises(Exception, match=f"these files are tailor-tenant-iso-h v{v2}, which was rejected"):
+        load_pyfunc("models:/tailor-tenant-iso-h@champion")
