@@ -90,7 +90,7 @@ def unsigned(recs: list[dict], ws: Workspace | None) -> str | None:
     with), or None: what serving asks before it replays a tenant's records."""
     if not recs:
         return None
-    public, why = signing.verifying_key(ws, store.signing_key_setting())
+    public, why = signing.verifying_key(ws or _workspace_of_store(), store.signing_key_setting())
     if public is None:
         return f"cannot check who wrote the audit log: {why}"
     for record in recs:
@@ -98,6 +98,18 @@ def unsigned(recs: list[dict], ws: Workspace | None) -> str | None:
                 or not signed_by(public, record):
             return (f"audit record {record.get('seq')} ({record.get('action')} by {record.get('actor')}) is not "
                     "signed with the workspace key (written outside Tailor)")
+    return None
+
+
+def _workspace_of_store() -> Workspace | None:
+    """Without a configured workspace (a pyfunc under ``mlflow models serve``): the workspace whose
+    embedded store this is (``<ws>/.tailor/mlflow.db``), else None (``TAILOR_HOME`` or the current
+    folder)."""
+    from registry.reader import sqlite_path
+
+    db = sqlite_path(store.tracking_uri())
+    if db is not None and db.parent.name == ".tailor" and (db.parent.parent / "params.yaml").is_file():
+        return Workspace(db.parent.parent.resolve())
     return None
 
 

@@ -127,8 +127,9 @@ def verifying_key(ws: Workspace | None, setting: str = ""):
     reason, not a key."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-    if ws is None:
-        ws = Workspace.find()
+    hint = ""
+    if ws is None:  # a pyfunc under `mlflow models serve`: the workspace is TAILOR_HOME or the current folder
+        ws, hint = Workspace.find(), " (set TAILOR_HOME to the workspace)"
     try:
         pinned = pinned_public(ws)
         path = key_path(ws, setting)
@@ -139,7 +140,7 @@ def verifying_key(ws: Workspace | None, setting: str = ""):
         return None, f"the audit signing key {path} is not the one {PUBLIC_FILE} pins"
     raw = pinned if pinned is not None else own
     if raw is None:
-        return None, f"no audit public key ({PUBLIC_FILE} beside params.yaml) to check signatures with"
+        return None, f"no audit public key ({PUBLIC_FILE} beside params.yaml) to check signatures with{hint}"
     return Ed25519PublicKey.from_public_bytes(raw), None
 
 
