@@ -132,7 +132,7 @@ if __name__ == "__main__":
     sys.exit(worker(sys.argv[1:]))
 
 
-def forge_append(**fields) -> dict:
+def forge_append(move_head: bool = True, **fields) -> dict:
     """What a writer of the tracking store can do without the workspace signing key: append a
     correctly chained audit record through MLflow's API and move the registry's head tag."""
     from registry import audit
@@ -148,6 +148,7 @@ def forge_append(**fields) -> dict:
         tags["open"] = "no"  # as a commit closes it
     run = c.create_run(exp, tags=tags)
     c.set_terminated(run.info.run_id, "FINISHED")
-    c.set_experiment_tag(exp, "head", json.dumps({"count": record["seq"], "hash": record["hash"]}))
+    if move_head:
+        c.set_experiment_tag(exp, "head", json.dumps({"count": record["seq"], "hash": record["hash"]}))
     return record
 

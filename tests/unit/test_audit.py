@@ -118,6 +118,13 @@ def test_a_forged_append_is_named_and_refused(ws, sig):
         _write(ws, 1)  # never chained onto
 
 
+def test_an_unsigned_next_record_is_not_adopted(ws):
+    _write(ws, 2)
+    g.forge_append(move_head=False)  # looks like a writer killed before it moved the head
+    with pytest.raises(UserError, match=r"audit record 3 \(run \w+\) is not signed with the workspace key"):
+        _write(ws, 1)
+
+
 def test_a_record_signed_with_another_key_is_refused(ws, tmp_path):
     _write(ws, 1)
     other = g.fresh_workspace(tmp_path / "other")[0]
