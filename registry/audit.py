@@ -8,6 +8,11 @@ the chain. Deleting the *last* records leaves a valid shorter chain, so the head
 is anchored twice outside the records: as a tag of the experiment and in the workspace
 (``.tailor/audit-head.json``). ``verify`` compares the chain with both.
 
+The chain proves order, not authorship: anyone who can write the tracking store could append
+correctly chained records. So each record's hash, and the workspace anchor, are signed with the
+workspace signing key (``workspace.signing``), which that writer does not hold; ``verify`` and
+serving refuse a record or anchor without a valid signature (docs/security.md).
+
 A state change writes two records (``transitions``): an ``intent`` holding the plan, then a
 ``commit`` naming the intent. An intent without a commit is open work the next command finishes.
 """
@@ -20,6 +25,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from registry import store
+from workspace import signing
 from workspace.errors import UserError
 from workspace.paths import Workspace
 
@@ -54,7 +60,7 @@ def parse_time(value: str | datetime) -> datetime:
 
 
 def record_hash(record: dict) -> str:
-    body = {k: v for k, v in record.items() if k != "hash"}
+    body = {k: v for k, v in record.items() if k not in ("hash", "sig")}
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -64,6 +70,47 @@ def lock(ws: Workspace, key: str, timeout: float = 120.0):
     from registry.locks import lock as make
 
     return make(ws, key, timeout)
+
+
+def _record_message(digest: str) -> str:
+    return f"tailor-audit-record/1 {digest}"
+
+
+def _anchor_message(anchor: dict) -> str:
+    return f"tailor-audit-anchor/1 {anchor.get('store')} {anchor.get('count')} {anchor.get('hash')}"
+
+
+def signed_by(public, record: dict) -> bool:
+    """Whether ``record`` carries a valid signature of its hash by ``public``'s key."""
+    return signing.valid(public, _record_message(str(record.get("hash"))), record.get("sig"))
+
+
+def unsigned(recs: list[dict], ws: Workspace | None) -> str | None:
+    """Why ``recs`` may not be trusted (a record without a valid signature, or no key to check
+    with), or None: what serving asks before it replays a tenant's records."""
+    if not recs:
+        return None
+    public, why = signing.verifying_key(ws or _workspace_of_store(), store.signing_key_setting())
+    if public is None:
+        return f"cannot check who wrote the audit log: {why}"
+    for record in recs:
+        if record_hash({k: v for k, v in record.items() if k != "_run_id"}) != record.get("hash") \
+                or not signed_by(public, record):
+            return (f"audit record {record.get('seq')} ({record.get('action')} by {record.get('actor')}) is not "
+                    "signed with the workspace key (written outside Tailor)")
+    return None
+
+
+def _workspace_of_store() -> Workspace | None:
+    """Without a configured workspace (a pyfunc under ``mlflow models serve``): the workspace whose
+    embedded store this is (``<ws>/.tailor/mlflow.db``), else None (``TAILOR_HOME`` or the current
+    folder)."""
+    from registry.reader import sqlite_path
+
+    db = sqlite_path(store.tracking_uri())
+    if db is not None and db.parent.name == ".tailor" and (db.parent.parent / "params.yaml").is_file():
+        return Workspace(db.parent.parent.resolve())
+    return None
 
 
 def _experiment() -> str:
@@ -91,10 +138,12 @@ def _local_head(ws: Workspace) -> dict | None:
         return None
 
 
-def _write_local_head(ws: Workspace, head: dict) -> None:
+def _write_local_head(ws: Workspace, head: dict, key) -> None:
     path = _anchor_file(ws)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({**head, "store": store.tracking_uri()}) + "\n", encoding="utf-8")
+    anchor = {**head, "store": store.tracking_uri()}
+    anchor["sig"] = signing.sign(key, _anchor_message(anchor))
+    tmp.write_text(json.dumps(anchor) + "\n", encoding="utf-8")
     os.replace(tmp, path)
 
 
@@ -147,13 +196,22 @@ def _by_seq(seq: int) -> dict | None:
 def append(ws: Workspace, *, actor: str, action: str, tenant: str | None, frm: str | None,
            to: str | None, reason: str, details: dict | None = None, phase: str | None = None,
            intent: int | None = None) -> dict:
-    """Append one record chained to the head, then move both anchors; returns the record."""
+    """Append one record chained to the head, signed, then move both anchors; returns the record."""
+    key = signing.ensure_key(ws, store.signing_key_setting())
+    public = key.public_key()
     exp = _experiment()
     with lock(ws, "audit"):
         head = _remote_head(exp)
+        last = _by_seq(head["count"]) if head["count"] else None
+        if head["count"] and (last is None or last.get("hash") != head["hash"] or not signed_by(public, last)):
+            raise UserError(f"the audit log's head (record {head['count']}) is not a record signed with the workspace "
+                            "key: it was written outside Tailor; run `tailor audit verify`")
         # A writer killed after creating its record but before moving the head left a valid next
-        # record: adopt it instead of forking the chain.
+        # record: adopt it instead of forking the chain. One nobody signed is refused, not adopted.
         while (nxt := _by_seq(head["count"] + 1)) is not None and nxt.get("prev_hash") == head["hash"]:
+            if not signed_by(public, nxt):
+                raise UserError(f"audit record {nxt['seq']} (run {nxt['_run_id']}) is not signed with the workspace "
+                                "key: it was written outside Tailor; run `tailor audit verify`")
             head = {"count": head["count"] + 1, "hash": nxt["hash"]}
         record = {"seq": head["count"] + 1, "at": now(), "actor": actor, "action": action, "tenant": tenant,
                   "from": None if frm is None else str(frm), "to": None if to is None else str(to),
@@ -163,12 +221,13 @@ def append(ws: Workspace, *, actor: str, action: str, tenant: str | None, frm: s
         if intent is not None:
             record["intent"] = int(intent)
         record["hash"] = record_hash(record)
+        record["sig"] = signing.sign(key, _record_message(record["hash"]))
         c = store.client()
         run = c.create_run(exp, run_name=f"audit-{record['seq']:09d}-{action}", tags=_tags_of(record))
         c.set_terminated(run.info.run_id, "FINISHED")
         new_head = {"count": record["seq"], "hash": record["hash"]}
         c.set_experiment_tag(exp, "head", json.dumps(new_head))
-        _write_local_head(ws, new_head)
+        _write_local_head(ws, new_head, key)
     record["_run_id"] = run.info.run_id
     return record
 
@@ -217,13 +276,18 @@ def effective(recs: list[dict]) -> list[dict]:
     return out
 
 
-def verify(ws: Workspace) -> dict:
-    """Recompute the chain and compare its head with both anchors.
+def verify(ws: Workspace, reanchor: bool = False) -> dict:
+    """Recompute the chain, check every record's signature, and compare the head with both anchors.
 
-    Returns {"ok", "records", "problems": [one line each], "head": {"count", "hash"}}.
+    A missing, unreadable, foreign or unsigned workspace anchor is a problem, never skipped; with
+    ``reanchor`` (``audit verify --repair``) it is written again once the signed chain verifies.
+    Returns {"ok", "records", "problems": [one line each], "head": {"count", "hash"}, "reanchored"}.
     """
     recs = all_records()
     problems: list[str] = []
+    public, why = signing.verifying_key(ws, store.signing_key_setting())
+    if recs and public is None:
+        problems.append(f"cannot check who wrote the audit log: {why}")
     prev = GENESIS
     for i, record in enumerate(recs, start=1):
         if record is None:
@@ -240,18 +304,47 @@ def verify(ws: Workspace) -> dict:
         if record_hash({k: v for k, v in record.items() if k != "_run_id"}) != stored:
             problems.append(f"record {i} was changed after it was written (hash mismatch)")
             break
+        if public is not None and not signed_by(public, record):
+            problems.append(f"record {i} ({record.get('action')} by {record.get('actor')}) is not signed with the "
+                            "workspace key: written or re-chained outside Tailor")
+            break
         prev = stored
     head = {"count": len(recs), "hash": prev}
+    reanchored = False
     if not problems:
         problems += _check_anchor("registry anchor (experiment tag)", _remote_head(_experiment()), recs, head)
-        local = _local_head(ws)
-        if local is not None and local.get("store") == store.tracking_uri():
-            problems += _check_anchor(f"workspace anchor ({_anchor_file(ws).name})", local, recs, head)
-    return {"ok": not problems, "records": len(recs), "problems": problems, "head": head}
+        local = _check_local(ws, public, recs, head)
+        if local and reanchor and local[0][1] and not problems:
+            _write_local_head(ws, head, signing.ensure_key(ws, store.signing_key_setting()))
+            reanchored = True
+        elif local:
+            problems.append(local[0][0])
+    return {"ok": not problems, "records": len(recs), "problems": problems, "head": head, "reanchored": reanchored}
+
+
+def _check_local(ws: Workspace, public, recs: list, head: dict) -> list[tuple[str, bool]]:
+    """[(problem, whether re-anchoring may fix it)] of the workspace anchor."""
+    path = _anchor_file(ws)
+    name = f"workspace anchor ({path.name})"
+    fix = "; after checking nothing was removed, `tailor audit verify --repair` anchors the verified log again"
+    if not path.exists():
+        return [] if not recs else [(f"{name} is missing: deletions from the end of the log cannot be ruled "
+                                     f"out{fix}", True)]
+    local = _local_head(ws)
+    if not isinstance(local, dict):
+        return [(f"{name} is unreadable{fix}", True)]
+    if local.get("store") != store.tracking_uri():
+        return [(f"{name} belongs to another store ({local.get('store')!r}){fix}", True)]
+    if public is not None and not signing.valid(public, _anchor_message(local), local.get("sig")):
+        return [(f"{name} is not signed with the workspace key (written outside Tailor){fix}", True)]
+    return [(p, False) for p in _check_anchor(name, local, recs, head)]
 
 
 def _check_anchor(name: str, anchor: dict, recs: list, head: dict) -> list[str]:
-    count = int(anchor.get("count", 0))
+    try:
+        count = int(anchor.get("count", 0))
+    except (TypeError, ValueError):
+        return [f"{name} is unreadable"]
     if count > head["count"]:
         return [f"{name} says {count} record(s) but the log has {head['count']}: "
                 "records were deleted from the end"]

@@ -106,7 +106,11 @@ def _show(value) -> str:
 def champion_problem(tenant: str, mv) -> str | None:
     """Why the live ``@champion`` ``mv`` may not be served, or None when the log backs it."""
     name = tenant_model_name(tenant)
-    exp = expected_state(audit.records(tenant=tenant)).get(name, {"aliases": {}, "tags": {}})
+    recs = audit.records(tenant=tenant)
+    forged = audit.unsigned(recs, store.workspace())
+    if forged:
+        return forged
+    exp = expected_state(recs).get(name, {"aliases": {}, "tags": {}})
     want = exp["aliases"].get("champion")
     version = str(mv.version)
     if want != version:

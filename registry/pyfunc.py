@@ -6,7 +6,9 @@ pure function of its input.
 from __future__ import annotations
 
 import functools
+import os
 import shutil
+import sys
 import tempfile
 import warnings
 from importlib import metadata
@@ -46,7 +48,13 @@ class TenantModel(mlflow.pyfunc.PythonModel):
 
         recorded = dict(context.model_config or {})
         folder = Path(context.artifacts["delta"]).parent
-        _check(recorded, folder)
+        try:
+            _check(recorded, folder)
+        except RefusedToLoad as exc:
+            if os.environ.get(_SCORING_SERVER):  # `mlflow models serve`: one line, then stop, no traceback
+                print(f"tailor: {exc}", file=sys.stderr, flush=True)
+                raise SystemExit(2) from None
+            raise
         self._predictor = load_predictor(Path(context.artifacts["base"]), Path(context.artifacts["delta"]),
                                          recorded.get("tenant"))
 
@@ -59,13 +67,18 @@ class TenantModel(mlflow.pyfunc.PythonModel):
                              "score": proba[np.arange(len(texts)), best] if len(texts) else []})
 
 
+_SCORING_SERVER = "__pyfunc_model_path__"  # set by MLflow's scoring server (mlflow.pyfunc.scoring_server)
+
+
 class RefusedToLoad(RuntimeError):
     """The version's files or its place in the registry are not what Tailor recorded."""
 
 
 def _check(recorded: dict, folder: Path) -> None:
-    """The same checks as ``tailor predict``: files against the registration, and, when the
-    registry is reachable, a ``@champion`` holding this delta must be backed by an approval."""
+    """The same checks as ``tailor predict``: the files against the config stored beside them, and,
+    whenever the registry is reachable, against the digests recorded on the model version in the
+    registry (the config is in the artifact store too: whoever edits the files can edit it); a
+    ``@champion`` must moreover be backed by a signed approval."""
     from registry import isolation
 
     if not recorded.get("delta_sha256"):
@@ -73,26 +86,60 @@ def _check(recorded: dict, folder: Path) -> None:
     problems = isolation.verify_artifacts(recorded, folder)
     if problems:
         raise RefusedToLoad(f"tenant {recorded.get('tenant')}: {'; '.join(problems)}")
-    problem = _registry_problem(recorded)
+    problem = _registry_problem(recorded, folder)
     if problem:
         raise RefusedToLoad(f"refusing to serve {recorded.get('tenant')}: {problem}")
 
 
-def _registry_problem(recorded: dict) -> str | None:
+def _registry_problem(recorded: dict, folder: Path) -> str | None:
     import mlflow
 
-    from registry import drift, store
+    from registry import drift, isolation, store
+    from workspace.tenants import tenant_model_name
 
+    from workspace.errors import UserError
+
+    tenant = str(recorded.get("tenant"))
+    try:
+        name = tenant_model_name(tenant)
+    except UserError as exc:
+        return str(exc)
     uri = mlflow.get_registry_uri() or mlflow.get_tracking_uri()
     try:
         if store._state["uri"] != uri:
             store.configure_uri(uri)
-        champion = store.alias_version(f"tailor-tenant-{recorded['tenant']}", "champion")
+        versions = store.versions(name)
+        champion = store.alias_version(name, "champion")
     except Exception:  # noqa: BLE001 - no registry here (a copied model folder): the file checks stand
         return None
-    if champion is None or champion.tags.get("delta_sha256") != recorded["delta_sha256"]:
+    logged = _logged_as(folder)
+    mine = [mv for mv in versions if logged and (mv.source == f"models:/{logged.get('model_id')}"
+                                                 or mv.run_id == logged.get("run_id"))]
+    if not mine:
+        return f"these files are no registered version of {name} (the artifact store was edited)"
+    problems = []
+    for mv in mine:
+        problems = isolation.verify_artifacts(mv.tags, folder)
+        if not problems:
+            break
+    if problems:
+        return f"its files are not the ones registered as {name} v{mv.version}: {'; '.join(problems)}"
+    if champion is not None and str(champion.version) == str(mv.version):
+        return drift.champion_problem(tenant, champion)
+    if mv.tags.get("status") in ("rejected", "rolled_back"):  # e.g. its files copied over the champion's
+        return f"these files are {name} v{mv.version}, which was {mv.tags['status'].replace('_', ' ')}"
+    return None
+
+
+def _logged_as(folder: Path) -> dict | None:
+    """The ``MLmodel`` of the loaded model (beside ``artifacts/``): its run and logged-model id."""
+    import yaml
+
+    try:
+        meta = yaml.safe_load((Path(folder).parent / "MLmodel").read_text(encoding="utf-8"))
+    except (OSError, ValueError, yaml.YAMLError):
         return None
-    return drift.champion_problem(recorded["tenant"], champion)
+    return meta if isinstance(meta, dict) else None
 
 
 def pip_requirements() -> list[str]:

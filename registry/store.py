@@ -45,7 +45,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
 
         if sqlite_path(uri) is not None and sqlite_path(uri).is_file():
             _state.update(uri=uri, workspace=ws, artifact_root=None, lock=settings.stores.lock, client=None,
-                          read_only=True, settings=settings, debug=debug)
+                          read_only=True, settings=settings, debug=debug, signing_key=settings.stores.signing_key)
             return uri
     _quiet(debug)
     import mlflow  # imported here so that importing ``registry`` costs nothing
@@ -61,7 +61,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
     if uri != _state["uri"] or _state.get("read_only"):
         _state["client"] = None
     _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/") if root else None,
-                  lock=settings.stores.lock, read_only=False)
+                  lock=settings.stores.lock, read_only=False, signing_key=settings.stores.signing_key)
     return uri
 
 
@@ -101,6 +101,11 @@ def lock_kind() -> str:
     if kind == "auto":
         return "registry" if str(_state["uri"]).startswith(("http://", "https://", "databricks")) else "file"
     return kind
+
+
+def signing_key_setting() -> str:
+    """``stores.signing_key`` as ``configure`` was given it ("" = the default place)."""
+    return _state.get("signing_key") or ""
 
 
 def tracking_uri() -> str:

@@ -17,7 +17,9 @@ def verify_all(ws: Workspace, repair: bool = False) -> dict:
         for commit in transitions.repair(ws, transitions.open_tenants()):
             repaired.append(f"{commit.get('tenant') or 'tailor-base'}: {commit['action']} "
                             f"(intent {commit.get('intent')}) {commit['details'].get('outcome')}")
-    chain = audit.verify(ws)
+    chain = audit.verify(ws, reanchor=repair)
+    if chain["reanchored"]:
+        repaired.append(f"workspace anchor written again at record {chain['head']['count']} (the signed log verified)")
     problems = list(chain["problems"])
     for intent in audit.open_intents(None, every_tenant=True):
         problems.append(f"{intent.get('tenant') or 'tailor-base'}: {intent['action']} by {intent['actor']} "

@@ -352,7 +352,7 @@ def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False) -> 
         raise UserError(f"audit verify found {len(result['problems'])} problem(s) "
                         f"({result['records']} record(s) checked); see the lines above")
     if not json_out:
-        print(f"audit log intact: {result['records']} record(s), hash chain and anchors verified, "
+        print(f"audit log intact: {result['records']} record(s), hash chain, signatures and anchors verified, "
               f"registry matches the log")
     return result
 

@@ -130,3 +130,25 @@ def worker(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     sys.exit(worker(sys.argv[1:]))
+
+
+def forge_append(move_head: bool = True, **fields) -> dict:
+    """What a writer of the tracking store can do without the workspace signing key: append a
+    correctly chained audit record through MLflow's API and move the registry's head tag."""
+    from registry import audit
+
+    c = store.client()
+    exp = c.get_experiment_by_name(audit.EXPERIMENT).experiment_id
+    head = json.loads(c.get_experiment(exp).tags["head"])
+    record = {"seq": head["count"] + 1, "at": audit.now(), "actor": "bob", "action": "approve", "tenant": "acme",
+              "from": None, "to": "9", "reason": "forged", "details": {}, "prev_hash": head["hash"], **fields}
+    record["hash"] = audit.record_hash(record)
+    tags = audit._tags_of(record)
+    if record.get("phase") == "intent":
+        tags["open"] = "no"  # as a commit closes it
+    run = c.create_run(exp, tags=tags)
+    c.set_terminated(run.info.run_id, "FINISHED")
+    if move_head:
+        c.set_experiment_tag(exp, "head", json.dumps({"count": record["seq"], "hash": record["hash"]}))
+    return record
+

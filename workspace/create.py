@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workspace import pipeline, versioning
+from workspace import pipeline, signing, versioning
 from workspace.paths import Workspace
 from workspace.settings import Settings, default_params_yaml, load_settings
 
@@ -18,5 +18,6 @@ def init_workspace(root: str | Path, settings: Settings | None = None) -> Worksp
         ws.params_file.write_text(default_params_yaml(settings), encoding="utf-8")
     current = load_settings(ws.params_file)
     pipeline.sync(ws, current)
+    signing.ensure_key(ws, current.stores.signing_key)  # 0600, outside the MLflow store; its public half pinned
     versioning.init_repo(ws, current.stores)
     return ws

@@ -47,7 +47,8 @@ def init_repo(ws: Workspace, store: StoreSettings) -> None:
         remote.configure(repo, ws, store)
     ensure_line(root / ".gitignore", ".tailor/")
     setup = [".dvc/config", ".dvc/.gitignore", ".dvcignore", ".gitignore"]
-    setup += [name for name in ("params.yaml", "dvc.yaml") if (root / name).exists()]  # versioned too
+    setup += [name for name in ("params.yaml", "dvc.yaml", "audit-signing.pub")
+              if (root / name).exists()]  # versioned too (the pinned audit public key: docs/security.md)
     git(ws, "add", "--", *setup)
     if git(ws, "diff", "--cached", "--quiet", "--", *setup, check=False, rc=True):
         git(ws, "commit", "-q", "-m", "tailor: initialise DVC data versioning", "--", *setup)

@@ -39,7 +39,7 @@ def load(ws: Workspace) -> dict:
 
 def add_user(ws: Workspace, name: str, password: str) -> str:
     """Add or reset ``name``; returns the normalised identity it logs in as."""
-    who = identity.normalise(name)
+    who = identity.checked(name, "user name")
     if not who or len(who) > 64:
         raise UserError("a user name must be 1-64 characters")
     if identity.is_service(who):

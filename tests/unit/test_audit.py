@@ -6,7 +6,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from registry import audit, store
+from registry.verify import verify_all
 from tests import governance as g
+from workspace import signing
 from workspace.errors import UserError
 from workspace.settings import load_settings
 
@@ -61,13 +63,13 @@ def test_an_edited_record_is_detected(ws):
     assert not result["ok"] and "record 2 was changed" in result["problems"][0]
 
 
-def test_an_edit_with_a_recomputed_hash_still_breaks_the_chain(ws):
+def test_an_edit_with_a_recomputed_hash_is_caught_by_its_signature(ws):
     recs = _write(ws)
     edited = {k: v for k, v in recs[1].items() if k != "_run_id"}
     edited["reason"] = "nothing to see"
     edited["hash"] = audit.record_hash(edited)
     _rewrite(recs[1]["_run_id"], edited)
-    assert "record 3 does not follow record 2" in verify(ws)["problems"][0]
+    assert "record 2 (approve by alice) is not signed with the workspace key" in verify(ws)["problems"][0]
 
 
 def test_a_deleted_record_is_detected(ws):
@@ -97,7 +99,75 @@ def test_a_rewritten_tail_is_caught_by_the_anchors(ws):
     forged["reason"] = "forged"
     forged["hash"] = audit.record_hash(forged)
     _rewrite(recs[-1]["_run_id"], forged)
+    assert verify(ws)["problems"] == ["record 3 (approve by alice) is not signed with the workspace key: "
+                                      "written or re-chained outside Tailor"]
+    # even someone holding the key (re-signing the rewritten record) is caught by the anchors
+    forged["sig"] = signing.sign(signing.ensure_key(ws), audit._record_message(forged["hash"]))
+    _rewrite(recs[-1]["_run_id"], forged)
     assert any("rewritten" in p for p in verify(ws)["problems"])
+
+
+@pytest.mark.parametrize("sig", [None, "c2lnbmF0dXJl"])
+def test_a_forged_append_is_named_and_refused(ws, sig):
+    _write(ws, 2)
+    g.forge_append(**({} if sig is None else {"sig": sig}))
+    assert verify(ws)["problems"] == ["record 3 (approve by bob) is not signed with the workspace key: "
+                                      "written or re-chained outside Tailor"]
+    assert "record 3 (approve by bob) is not signed" in audit.unsigned(audit.records(ws, "acme"), ws)
+    with pytest.raises(UserError, match=r"head \(record 3\) is not a record signed with the workspace key"):
+        _write(ws, 1)  # never chained onto
+
+
+def test_an_unsigned_next_record_is_not_adopted(ws):
+    _write(ws, 2)
+    g.forge_append(move_head=False)  # looks like a writer killed before it moved the head
+    with pytest.raises(UserError, match=r"audit record 3 \(run \w+\) is not signed with the workspace key"):
+        _write(ws, 1)
+
+
+def test_a_record_signed_with_another_key_is_refused(ws, tmp_path):
+    _write(ws, 1)
+    other = g.fresh_workspace(tmp_path / "other")[0]
+    stranger = signing.ensure_key(other)  # a key of its own, pinned in another workspace
+    store.configure(ws, load_settings(ws.params_file))
+    record = g.forge_append()
+    _rewrite(_run_of(ws, 2), {**record, "sig": signing.sign(stranger, audit._record_message(record["hash"]))})
+    assert "record 2 (approve by bob) is not signed" in verify(ws)["problems"][0]
+
+
+def test_a_missing_unreadable_foreign_or_unsigned_anchor_is_reported_not_skipped(ws):
+    recs = _write(ws, 2)
+    anchor = ws.state_dir / "audit-head.json"
+    good = anchor.read_text()
+    anchor.unlink()
+    assert verify(ws)["problems"] == [
+        "workspace anchor (audit-head.json) is missing: deletions from the end of the log cannot be ruled out; "
+        "after checking nothing was removed, `tailor audit verify --repair` anchors the verified log again"]
+    anchor.write_text("{not json")
+    assert "workspace anchor (audit-head.json) is unreadable" in verify(ws)["problems"][0]
+    anchor.write_text(json.dumps({**json.loads(good), "store": "sqlite:////elsewhere/mlflow.db"}))
+    assert "belongs to another store ('sqlite:////elsewhere/mlflow.db')" in verify(ws)["problems"][0]
+    anchor.write_text(json.dumps({**json.loads(good), "count": 1, "hash": recs[0]["hash"]}))  # sig is for 2
+    assert "workspace anchor (audit-head.json) is not signed" in verify(ws)["problems"][0]
+    # --repair writes it again, signed, once the signed chain verifies
+    repaired = verify_all(ws, repair=True)
+    assert repaired["ok"] and repaired["repaired"] == [
+        "workspace anchor written again at record 2 (the signed log verified)"]
+    assert verify(ws)["ok"]
+
+
+def test_the_key_is_private_outside_the_store_and_pinned(ws):
+    _write(ws, 1)
+    key = signing.key_path(ws)
+    assert key.is_file() and (key.stat().st_mode & 0o777) == 0o600
+    assert not key.is_relative_to(ws.artifacts_dir) and key != ws.mlflow_db
+    assert (ws.root / "audit-signing.pub").read_text().startswith("tailor-audit-ed25519 ")
+    key.unlink()  # a clone without the team's key: it cannot sign, an auditor can still verify
+    with pytest.raises(UserError, match="no audit signing key .* pins one"):
+        _write(ws, 1)
+    assert verify(ws)["ok"]
+    (ws.root / "audit-signing.pub").unlink()
+    assert "cannot check who wrote the audit log: no audit public key" in verify(ws)["problems"][0]
 
 
 def test_a_writer_killed_before_moving_the_head_is_adopted_not_forked(ws):

@@ -2,7 +2,10 @@
 version deleted; a delta swapped for another tenant's, or its manifest edited, is refused at
 approval, by `tailor predict` and by the pyfunc (`mlflow models serve`)."""
 import json
+import os
+import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -149,3 +152,79 @@ def test_an_edited_manifest_or_cache_is_refused_or_fetched_again(gov):
         serving.champion("iso-e")
     with pytest.raises(UserError, match="labels differ"):
         champion_as_predict_reads_it(gov, "iso-e")
+
+
+def test_a_forged_approval_is_named_and_refused_everywhere(gov):
+    """A writer of the tracking store approves a rejected version as Tailor would: a correctly
+    chained intent and commit, the tags and the alias, all through MLflow's API, without the key."""
+    from registry import transitions
+
+    v1 = reg(gov, "forge", seed=1)
+    approve(gov, "forge", v1)
+    v2 = reg(gov, "forge", seed=2)
+    approval.reject(gov["ws"], "forge", v2, "alice", "worse")
+    plan = transitions.Plan(action="approve", model="tailor-tenant-forge", tenant="forge", actor="alice",
+                            reason="ok", frm=v1, to=v2, tags={v2: {"status": "approved", "approved_by": "alice"}},
+                            aliases=[("champion", v2, None)])
+    intent = g.forge_append(action="approve", tenant="forge", actor="alice", frm=v1, to=v2, reason="ok",
+                            phase="intent", details={"plan": plan.to_json()})
+    g.forge_append(action="approve", tenant="forge", actor="alice", frm=v1, to=v2, reason="ok", phase="commit",
+                   intent=intent["seq"], details={"outcome": "applied"})
+    transitions.apply(plan)
+    forged = f"audit record {intent['seq']} (approve by alice) is not signed with the workspace key"
+    problems = verify_all(gov["ws"])["problems"]
+    assert problems == [f"record {intent['seq']} (approve by alice) is not signed with the workspace key: "
+                        "written or re-chained outside Tailor"]
+    with pytest.raises(UserError, match=rf"refusing to serve forge: {re.escape(forged)}"):
+        serving.champion("forge")
+    with pytest.raises(UserError, match=rf"refusing to serve forge: {re.escape(forged)}"):
+        champion_as_predict_reads_it(gov, "forge")
+    with pytest.raises(Exception, match=re.escape(forged)):
+        load_pyfunc("models:/tailor-tenant-forge@champion")
+
+
+def _edit_config(folder: Path, **changes) -> None:
+    """Edit the ``model_config`` in a stored version's ``MLmodel``, as the artifact store allows."""
+    import yaml
+
+    path = folder.parent / "MLmodel"
+    meta = yaml.safe_load(path.read_text())
+    meta["flavors"]["python_function"]["config"].update(changes)
+    path.write_text(yaml.safe_dump(meta))
+
+
+def test_a_swap_with_its_config_edited_too_is_refused_by_the_pyfunc(gov, tmp_path):
+    """Delta, manifest and the ``MLmodel``'s model_config edited together (the database untouched):
+    the files agree with the config beside them, not with the registry."""
+    a1, b1 = reg(gov, "iso-f"), reg(gov, "iso-g", labels=("Refund", "Spam"), seed=5)
+    approve(gov, "iso-f", a1)
+    _swap_in(gov, "iso-f", a1, "iso-g", b1)
+    donor = store.client().get_model_version("tailor-tenant-iso-g", b1).tags
+    _edit_config(stored_folder("iso-f", a1), delta_sha256=donor["delta_sha256"], labels_sha256=donor["labels_sha256"])
+    with pytest.raises(Exception, match=r"not the ones registered as tailor-tenant-iso-f v1: delta bytes"):
+        load_pyfunc("models:/tailor-tenant-iso-f@champion")
+    clear_cache(gov)
+    with pytest.raises(UserError, match="refused: delta bytes"):
+        champion_as_predict_reads_it(gov, "iso-f")
+    # `mlflow models serve` says it in one line and stops, instead of a traceback
+    env = {**os.environ, "MLFLOW_TRACKING_URI": store.tracking_uri(), "PYTHONPATH": os.getcwd(),
+           "TAILOR_HOME": str(gov["ws"].root), "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
+    out = subprocess.run([sys.executable, "-m", "mlflow", "models", "serve", "-m", "models:/tailor-tenant-iso-f@champion",
+                          "--env-manager", "local", "--port", "0"], env=env, capture_output=True, text=True,
+                         timeout=300)
+    said = [line for line in (out.stdout + out.stderr).splitlines() if "tailor:" in line]
+    # (MLflow's CLI itself then reports that its server process exited with 2)
+    assert out.returncode != 0 and "load_context" not in out.stderr and "RefusedToLoad" not in out.stderr
+    assert len(said) == 1 and "not the ones registered as tailor-tenant-iso-f v1: delta bytes" in said[0]
+
+
+def test_a_rejected_version_copied_over_the_champion_is_refused_by_the_pyfunc(gov):
+    v1 = reg(gov, "iso-h", seed=1)
+    approve(gov, "iso-h", v1)
+    v2 = reg(gov, "iso-h", seed=2)
+    approval.reject(gov["ws"], "iso-h", v2, "alice", "worse")
+    champion, rejected = stored_folder("iso-h", v1).parent, stored_folder("iso-h", v2).parent
+    shutil.rmtree(champion)
+    shutil.copytree(rejected, champion)  # MLmodel, config and files: all of v2, under v1's location
+    with pytest.raises(Exception, match=f"these files are tailor-tenant-iso-h v{v2}, which was rejected"):
+        load_pyfunc("models:/tailor-tenant-iso-h@champion")
