@@ -62,8 +62,19 @@ def candidate(settings: Settings, tenant: str, version: str) -> dict:
         data_changes=data_changes(mv.tags, None if champ is None or str(champ.version) == str(mv.version)
                                   else champ.tags),
         description=mv.description or "", labels=_labels(mv.tags),
-        comparison=_comparison(mv, champ))
+        comparison=_comparison(mv, champ), base_digest=mv.tags.get("base_digest", ""),
+        flow_run_id=mv.tags.get("flow_run_id", ""), run=_run(mv))
     return out
+
+
+def _run(mv) -> dict | None:
+    """The MLflow run the version was logged in (its id and experiment), for a link to it."""
+    if not mv.run_id:
+        return None
+    try:
+        return {"run_id": mv.run_id, "experiment_id": str(store.client().get_run(mv.run_id).info.experiment_id)}
+    except Exception:  # noqa: BLE001 - a run deleted from the store: the id alone
+        return {"run_id": mv.run_id, "experiment_id": ""}
 
 
 def _comparison(mv, champ) -> dict | None:

@@ -104,7 +104,7 @@ def test_review_page_shows_the_comparison(tmp_path, monkeypatch):
     second = g.register(ws, base, base_dir, "cmpw", requested_by="bob", labels=LABELS, seed=2,
                         held_out={"y_true": TRUE, "y_pred": CAND, "texts": TEXTS})
     users.add_user(ws, "alice", "alice's long password")
-    c = TestClient(create_app(ws, settings), base_url="http://testserver")
+    c = TestClient(create_app(ws, settings), base_url="http://localhost")
     login(c, "alice")
     page = c.get(f"/t/cmpw/v/{second}").text
     assert "Against the champion, on the same texts" in page and 'id="changed"' in page
