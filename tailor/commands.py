@@ -145,13 +145,17 @@ def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, for
     registered = [o for o in outcomes if o.get("version")]
     failed = [o for o in outcomes if o["status"] in ("failed", "error")]
     skipped = [o for o in outcomes if o["status"] == "skipped"]
-    print(f"{len(registered)} candidate(s) registered, pending review "
+    new = [o for o in registered if not o.get("existing")]
+    print(f"{len(new)} new candidate(s) pending review, {len(registered) - len(new)} already registered "
           f"({len(outcomes) - len(registered) - len(skipped)} not registered"
           + (f", {len(skipped)} unchanged since their newest version: `--force` adapts them too)"
              if skipped else ")"))
     for o in outcomes:
         if o["status"] in ("invalid", "rejected"):
             print(f"  {o['tenant']}: not registered: {printable(o['reason'])}")
+        elif o.get("version"):  # new, or an identical delta mapped to the version it made before
+            print(f"  {o['tenant']}: " + (f"v{o['version']} already existed ({o['existing']}): the same delta"
+                                          if o.get("existing") else f"v{o['version']} new, pending review"))
     if failed:  # the others are registered; the command still says it did not do all it was asked
         error = UserError(f"not adapted: " + "; ".join(f"{o['tenant']}: {o['reason']}" for o in failed))
         if all(o["status"] == "error" for o in failed):
