@@ -65,6 +65,8 @@ def test_registration_scores_the_champion_on_the_candidates_held_out_texts(tmp_p
     same = row["same_texts"]
     assert same["n"] == 9 and same["champion_version"] == first
     assert same["candidate"]["interval"][0] < 7 / 9 < same["candidate"]["interval"][1]
+    from tailor.commands import same_texts_cell  # the `tailor review list` column
+    assert same_texts_cell(same) == f"0.778 [0.45,0.94] vs v{first} 0.778 [0.45,0.94], n=9"
 
     page = review.candidate(settings, "cmp", second)
     cmp = page["comparison"]
