@@ -105,6 +105,19 @@ def _register_one(ws, outcome: dict, base_dir: str, base: dict, requested_by: st
             time.sleep(REGISTER_DELAY * attempt)
 
 
+def _already_registered(outcome: dict, base: dict) -> tuple[str, str] | None:
+    """(version, status) of a version registered earlier from this very delta, if any."""
+    from pathlib import Path
+
+    from lightning_modules.delta import read_manifest
+
+    if not store.has_model(f"{candidates.PREFIX}{outcome['tenant']}"):
+        return None
+    found = candidates._existing(outcome["tenant"], read_manifest(Path(outcome["delta_dir"])),
+                                 base_model.BaseRef(**base))
+    return None if found is None else (str(found.version), found.tags.get("status", ""))
+
+
 REGISTER_TRIES, REGISTER_DELAY = 3, 2.0  # what the per-tenant task had: retries=2, 2 s apart
 
 
@@ -117,6 +130,7 @@ def register_chunk(root: str, outcomes: list[dict], base_dir: str, base: dict, r
     logger = get_run_logger()
     for outcome in outcomes:
         started = time.perf_counter()
+        prior = _contained(outcome["tenant"], _already_registered, outcome, base)
         done = _contained(outcome["tenant"], _register_one, ws, outcome, base_dir, base, requested_by)
         outcome.setdefault("seconds", {})["register"] = round(time.perf_counter() - started, 4)
         if isinstance(done, dict):  # registration failed: this tenant only
@@ -124,7 +138,12 @@ def register_chunk(root: str, outcomes: list[dict], base_dir: str, base: dict, r
             logger.warning("%s not registered: %s", outcome["tenant"], done["reason"])
         else:
             outcome["version"] = done
-            logger.info("%s registered as v%s (pending review)", outcome["tenant"], done)
+            # an identical delta maps to the version it made before: say so, with that version's status
+            if isinstance(prior, tuple) and prior[0] == done:
+                outcome["existing"] = prior[1]
+            logger.info("%s %s v%s (%s)", outcome["tenant"],
+                        "already registered as" if "existing" in outcome else "registered as", done,
+                        outcome.get("existing", "pending review"))
             faults.point("adapt:registered")  # crash tests: killed between two tenants
     return outcomes
 

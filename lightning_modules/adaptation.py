@@ -32,7 +32,8 @@ class AdaptationResult:
     metrics: dict
     adaptation: dict = field(default_factory=dict)
     # the held-out split as label indices into ``labels``: y_true and the chosen head's y_pred,
-    # for per-label metrics and the confusion matrix a reviewer sees
+    # for per-label metrics and the confusion matrix a reviewer sees; ``rows``/``texts``: the held-out
+    # texts (row indices into the tenant's table), on which registration also scores the champion
     held_out: dict = field(default_factory=dict)
 
 
@@ -130,4 +131,5 @@ def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: 
                   "measured_on": "held-out split", "registered_on": "all data",
                   "accuracies": {m: round(a, 4) for m, a in accs.items()}}
     return AdaptationResult(tenant, names, delta, metrics, adaptation,
-                            {"y_true": held_out.query_y.tolist(), "y_pred": y_pred})
+                            {"y_true": held_out.query_y.tolist(), "y_pred": y_pred,
+                             "rows": list(query), "texts": [texts[i] for i in query]})

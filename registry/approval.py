@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from registry import audit, identity, isolation, store, transitions
+from registry import audit, compare, identity, isolation, store, transitions
 from registry.candidates import APPROVED, CANDIDATE, CHAMPION, PENDING, PREFIX, REJECTED, ROLLED_BACK
 from registry.describe import describe
 from workspace.errors import UserError
@@ -48,7 +48,17 @@ def gate_failures(mv, champion_mv, settings: Settings) -> list[str]:
     if acc is None:
         failed.append("metrics (no query_accuracy recorded)")
         return failed
-    if champion_mv is not None and str(champion_mv.version) != str(mv.version):
+    paired = _float(t, "compare_difference_high")
+    if (champion_mv is not None and str(champion_mv.version) != str(mv.version)
+            and t.get("compared_with") == str(champion_mv.version) and paired is not None):
+        # same texts: worse only when the paired difference's whole 95% interval is below -tolerance
+        if compare.gate_failure(paired, g.champion_tolerance):
+            failed.append(f"champion (on the same {t.get('compare_n')} held-out texts: "
+                          f"{t.get('compare_candidate_correct')} right vs champion v{champion_mv.version}'s "
+                          f"{t.get('compare_champion_correct')}; difference interval "
+                          f"[{_float(t, 'compare_difference_low'):+.3f}, {paired:+.3f}] lies below "
+                          f"-{g.champion_tolerance})")
+    elif champion_mv is not None and str(champion_mv.version) != str(mv.version):
         champ = _float(champion_mv.tags, "query_accuracy")
         if champ is not None and acc < champ - g.champion_tolerance:
             failed.append(f"champion ({acc:.3f} < champion v{champion_mv.version} {champ:.3f} "
@@ -57,6 +67,23 @@ def gate_failures(mv, champion_mv, settings: Settings) -> list[str]:
         method = t.get("baseline_method") or "no-meta"
         failed.append(f"baseline ({acc:.3f} < {method} baseline {base:.3f} - tolerance {g.baseline_tolerance})")
     return failed
+
+
+def same_texts(t: dict) -> dict | None:
+    """Candidate and champion on the candidate's held-out texts, from the version's tags: both
+    accuracies with n and a 95% Wilson interval, and the paired difference's interval."""
+    try:
+        n, kc, kk = int(t["compare_n"]), int(t["compare_candidate_correct"]), int(t["compare_champion_correct"])
+    except (KeyError, ValueError):
+        return None if not t.get("compare_error") else {"error": t["compare_error"]}
+    if n <= 0:
+        return None
+    return {"champion_version": t.get("compared_with"), "n": n,
+            "candidate": {"correct": kc, "accuracy": kc / n, "interval": list(compare.wilson(kc, n))},
+            "champion": {"correct": kk, "accuracy": kk / n, "interval": list(compare.wilson(kk, n))},
+            "difference": {"value": _float(t, "compare_difference"),
+                           "interval": [_float(t, "compare_difference_low"), _float(t, "compare_difference_high")]},
+            "changed": int(t.get("compare_changed") or 0)}
 
 
 def summary(mv, aliases: dict[str, list[str]] | None = None, champion_mv=None, settings: Settings | None = None) -> dict:
@@ -72,7 +99,7 @@ def summary(mv, aliases: dict[str, list[str]] | None = None, champion_mv=None, s
            "validation": t.get("validation", ""), "isolation": t.get("isolation", ""),
            "data_version": t.get("data_version", ""), "base_version": t.get("base_version", ""),
            "requested_by": t.get("requested_by", ""), "created": audit.iso_ms(mv.creation_timestamp),
-           "data_docs": t.get("data_docs", "")}
+           "data_docs": t.get("data_docs", ""), "same_texts": same_texts(t)}
     if settings is not None:
         failed = gate_failures(mv, champion_mv, settings)
         out.update(gates="passed" if not failed else "FAILS " + ", ".join(f.split(" (")[0] for f in failed),

@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from registry import audit, evaluation, identity, isolation, store, transitions
+from registry import audit, compare, evaluation, identity, isolation, store, transitions
 from registry.base_model import BaseRef, read_digest
 from registry.describe import describe
 from workspace.errors import UserError
@@ -146,6 +146,8 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         return str(found.version)
     iso = isolation.check(tenant, delta_dir, base)
     tags = _version_tags(tenant, manifest, base, validation or {}, iso, requested_by, flow_run_id)
+    comparison = champion_comparison(tenant, manifest, held_out)
+    tags.update(comparison_tags(comparison))
     metrics = store.numeric(manifest.get("metrics") or {})
     params = {k: str(v)[:6000] for k, v in store.flatten("", manifest.get("adaptation") or {}).items()}
     params.update(base_version=str(base.version), data_version=tags["data_version"],
@@ -159,6 +161,8 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
             "labels_sha256": tags["labels_sha256"]})
         mlflow.log_params(params)
         _log_review_artifacts(tenant, manifest, validation or {}, held_out, metrics)
+        if comparison is not None:
+            mlflow.log_dict(comparison, "review/comparison.json")
 
     def make():
         again = _existing(tenant, manifest, base)
@@ -173,6 +177,46 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
     except _Already as done:
         return done.version
     return str(commit["to"])
+
+
+def champion_comparison(tenant: str, manifest: dict, held_out: dict | None) -> dict | None:
+    """The tenant's champion scored on the candidate's held-out texts, beside the candidate's own
+    predictions (both kept: ``review/comparison.json`` of the candidate's run); None without a
+    champion or held-out texts. A champion that cannot be scored is recorded as such, not skipped."""
+    texts = list((held_out or {}).get("texts") or [])
+    champ = store.alias_version(tenant_model_name(tenant), CHAMPION) if store.has_model(
+        tenant_model_name(tenant)) else None
+    if champ is None or not texts:
+        return None
+    labels = list(manifest.get("labels") or [])
+    y_true = [labels[i] for i in held_out["y_true"]]
+    cand = [labels[i] for i in held_out["y_pred"]]
+    from registry import serving
+
+    try:
+        old = [row["label"] for row in serving.predict(tenant, texts)]
+    except Exception as exc:  # noqa: BLE001 - the reviewer sees why there is no comparison
+        return {"champion_version": str(champ.version), "error": str(exc).splitlines()[0][:300] if str(exc) else
+                type(exc).__name__}
+    out = compare.compare(texts, y_true, cand, old)
+    out.update(champion_version=str(champ.version), texts=texts, y_true=y_true, candidate_pred=cand,
+               champion_pred=old)
+    return out
+
+
+def comparison_tags(comparison: dict | None) -> dict[str, str]:
+    """What the champion gate and ``review list`` read without downloading the artifact."""
+    if not comparison:
+        return {}
+    if "error" in comparison:
+        return {"compare_error": f"champion v{comparison['champion_version']}: {comparison['error']}"[:MAX_TAG]}
+    d = comparison["difference"]
+    return {"compared_with": comparison["champion_version"], "compare_n": str(comparison["n"]),
+            "compare_candidate_correct": str(comparison["candidate"]["correct"]),
+            "compare_champion_correct": str(comparison["champion"]["correct"]),
+            "compare_difference": f"{d['value']:.6f}", "compare_difference_low": f"{d['interval'][0]:.6f}",
+            "compare_difference_high": f"{d['interval'][1]:.6f}",
+            "compare_changed": str(len(comparison["changed"]))}
 
 
 class _Already(Exception):

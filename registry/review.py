@@ -61,8 +61,33 @@ def candidate(settings: Settings, tenant: str, version: str) -> dict:
                                    "base bytes vs the registered base digest"]},
         data_changes=data_changes(mv.tags, None if champ is None or str(champ.version) == str(mv.version)
                                   else champ.tags),
-        description=mv.description or "", labels=_labels(mv.tags))
+        description=mv.description or "", labels=_labels(mv.tags),
+        comparison=_comparison(mv, champ), base_digest=mv.tags.get("base_digest", ""),
+        flow_run_id=mv.tags.get("flow_run_id", ""), run=_run(mv))
     return out
+
+
+def _run(mv) -> dict | None:
+    """The MLflow run the version was logged in (its id and experiment), for a link to it."""
+    if not mv.run_id:
+        return None
+    try:
+        return {"run_id": mv.run_id, "experiment_id": str(store.client().get_run(mv.run_id).info.experiment_id)}
+    except Exception:  # noqa: BLE001 - a run deleted from the store: the id alone
+        return {"run_id": mv.run_id, "experiment_id": ""}
+
+
+def _comparison(mv, champ) -> dict | None:
+    """Candidate vs the champion it was compared with at registration, on the same held-out texts
+    (``review/comparison.json``), with the per-label table and the texts whose prediction changed;
+    ``current``: whether that champion is still the champion."""
+    if not mv.tags.get("compared_with") and not mv.tags.get("compare_error"):
+        return None
+    found = _artifact_json(mv.run_id, "review/comparison.json") if mv.run_id else {}
+    if not found:
+        return {"error": mv.tags.get("compare_error") or "the comparison artifact is missing"}
+    found["current"] = champ is not None and str(champ.version) == str(found.get("champion_version"))
+    return found
 
 
 def _labels(tags: dict) -> list[str]:

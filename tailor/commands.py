@@ -145,13 +145,17 @@ def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, for
     registered = [o for o in outcomes if o.get("version")]
     failed = [o for o in outcomes if o["status"] in ("failed", "error")]
     skipped = [o for o in outcomes if o["status"] == "skipped"]
-    print(f"{len(registered)} candidate(s) registered, pending review "
+    new = [o for o in registered if not o.get("existing")]
+    print(f"{len(new)} new candidate(s) pending review, {len(registered) - len(new)} already registered "
           f"({len(outcomes) - len(registered) - len(skipped)} not registered"
           + (f", {len(skipped)} unchanged since their newest version: `--force` adapts them too)"
              if skipped else ")"))
     for o in outcomes:
         if o["status"] in ("invalid", "rejected"):
             print(f"  {o['tenant']}: not registered: {printable(o['reason'])}")
+        elif o.get("version"):  # new, or an identical delta mapped to the version it made before
+            print(f"  {o['tenant']}: " + (f"v{o['version']} already existed ({o['existing']}): the same delta"
+                                          if o.get("existing") else f"v{o['version']} new, pending review"))
     if failed:  # the others are registered; the command still says it did not do all it was asked
         error = UserError(f"not adapted: " + "; ".join(f"{o['tenant']}: {o['reason']}" for o in failed))
         if all(o["status"] == "error" for o in failed):
@@ -253,11 +257,23 @@ def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
             r["champion"] = (f"v{r['champion_version']} {r['champion_accuracy']:.3f}"
                              if r.get("champion_version") and r.get("champion_accuracy") is not None
                              else (f"v{r['champion_version']}" if r.get("champion_version") else "none"))
-        print(table(rows, ["tenant", "version", "status", "query_accuracy", "baseline", "champion", "head", "gates",
-                           "requested_by"],
-                    ["tenant", "version", "status", "accuracy", "baseline", "champion", "head", "gates",
-                     "requested by"]))
+            r["same_texts"] = same_texts_cell(r.get("same_texts"))
+        print(table(rows, ["tenant", "version", "status", "query_accuracy", "baseline", "champion", "same_texts",
+                           "head", "gates", "requested_by"],
+                    ["tenant", "version", "status", "accuracy", "baseline", "champion",
+                     "vs champion, same texts (95%)", "head", "gates", "requested by"]))
     return rows
+
+
+def same_texts_cell(s: dict | None) -> str:
+    """``0.833 [0.55,0.95] vs v1 0.667 [0.39,0.86], n=12``: both accuracies on the same held-out texts."""
+    if not s:
+        return "-"
+    if "error" in s:
+        return "not compared"
+    c, k = s["candidate"], s["champion"]
+    return (f"{c['accuracy']:.3f} [{c['interval'][0]:.2f},{c['interval'][1]:.2f}] vs v{s['champion_version']} "
+            f"{k['accuracy']:.3f} [{k['interval'][0]:.2f},{k['interval'][1]:.2f}], n={s['n']}")
 
 
 def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, override: str | None) -> dict:

@@ -149,7 +149,7 @@ class AdaptSettings:
 
 @dataclass(frozen=True)
 class GateSettings:
-    champion_tolerance: float = _f(0.02, "a candidate may be this much below the champion's accuracy")
+    champion_tolerance: float = _f(0.02, "a candidate fails the champion gate when, on the same held-out texts, even the top of the 95% interval of its accuracy minus the champion's is below -this (worse by more than the split can explain); a version registered without that comparison is compared by accuracy on its own split, this much below the champion's")
     baseline_tolerance: float = _f(0.0, "... and this much below the best baseline without meta-learning "
                                         "(no-meta start, prototypes, logistic regression)")
     four_eyes: bool = _f(True, "the reviewer must differ from the requester")

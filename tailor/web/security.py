@@ -43,5 +43,53 @@ def check_csrf(request: Request, form: dict) -> None:
         raise HTTPException(403, "missing or wrong form token (reload the page)")
 
 
-def current_user(request: Request) -> str | None:
-    return request.session.get("user")
+def current_user(request: Request, ws: Workspace | None = None) -> str | None:
+    """The signed-in user, only while the session's token is still the user's (``ws`` given): a
+    logout, a password reset or the user's removal ends every session, an old cookie included."""
+    who = request.session.get("user")
+    if not who or ws is None:
+        return who
+    from tailor.web import users
+
+    token = users.session_token(ws, who)
+    if token is None or not hmac.compare_digest(str(request.session.get("sid", "")), token):
+        request.session.clear()
+        return None
+    return who
+
+
+class LoginBackoff:
+    """Failed sign-ins per user name and per client: after ``free`` failures within ``window``
+    seconds, each next try waits twice as long as the one before (up to ``cap``), and a try during
+    the wait is refused without checking the password, so guessing runs at a few per minute."""
+
+    def __init__(self, free: int = 5, window: float = 300.0, base: float = 1.0, cap: float = 300.0, clock=None):
+        import time
+
+        self.free, self.window, self.base, self.cap = free, window, base, cap
+        self.clock = clock or time.monotonic
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, key: str) -> list[float]:
+        now = self.clock()
+        kept = [t for t in self._failures.get(key, []) if now - t < self.window]
+        self._failures[key] = kept
+        return kept
+
+    def wait(self, *keys: str) -> float:
+        """Seconds until a try for any of ``keys`` is allowed again (0: now)."""
+        longest = 0.0
+        for key in keys:
+            recent = self._recent(key)
+            if len(recent) >= self.free:
+                delay = min(self.cap, self.base * 2 ** (len(recent) - self.free))
+                longest = max(longest, recent[-1] + delay - self.clock())
+        return max(0.0, longest)
+
+    def failed(self, *keys: str) -> None:
+        for key in keys:
+            self._recent(key).append(self.clock())
+
+    def succeeded(self, *keys: str) -> None:
+        for key in keys:
+            self._failures.pop(key, None)

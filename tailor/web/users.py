@@ -48,13 +48,55 @@ def add_user(ws: Workspace, name: str, password: str) -> str:
         raise UserError("the password must have at least 8 characters")
     with FileLock(str(ws.state_dir / "users.json.lock"), timeout=30):
         users = load(ws)
-        users[who] = {"password": _hash(password, secrets.token_bytes(16)),
+        # a new session token: a reset password ends every session signed in with the old one
+        users[who] = {"password": _hash(password, secrets.token_bytes(16)), "session": secrets.token_hex(16),
                       "added": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-        tmp = _file(ws).with_suffix(".tmp")
-        tmp.write_text(json.dumps(users, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        os.chmod(tmp, 0o600)
-        os.replace(tmp, _file(ws))
+        _write(ws, users)
     return who
+
+
+def _write(ws: Workspace, users: dict) -> None:
+    tmp = _file(ws).with_suffix(".tmp")
+    tmp.write_text(json.dumps(users, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, _file(ws))
+
+
+def session_token(ws: Workspace, who: str) -> str | None:
+    """The token every session of ``who`` carries (created for a user added before tokens); None
+    for a user that no longer exists. A session is valid only while its token is the user's."""
+    entry = load(ws).get(who)
+    if entry is None:
+        return None
+    if entry.get("session"):
+        return entry["session"]
+    with FileLock(str(ws.state_dir / "users.json.lock"), timeout=30):
+        users = load(ws)
+        if who not in users:
+            return None
+        users[who].setdefault("session", secrets.token_hex(16))
+        _write(ws, users)
+        return users[who]["session"]
+
+
+def end_sessions(ws: Workspace, who: str) -> None:
+    """End every session of ``who`` (log out everywhere): a new token makes the old cookies void."""
+    with FileLock(str(ws.state_dir / "users.json.lock"), timeout=30):
+        users = load(ws)
+        if who in users:
+            users[who]["session"] = secrets.token_hex(16)
+            _write(ws, users)
+
+
+def remove_user(ws: Workspace, name: str) -> bool:
+    """Remove ``name``; its sessions end with it. False when there was no such user."""
+    who = identity.normalise(name)
+    with FileLock(str(ws.state_dir / "users.json.lock"), timeout=30):
+        users = load(ws)
+        if users.pop(who, None) is None:
+            return False
+        _write(ws, users)
+    return True
 
 
 def check(ws: Workspace, name: str, password: str) -> str | None:

@@ -76,7 +76,7 @@ def test_broken_tenants_and_a_crashed_chunk_cost_only_their_own(fleet, capsys, m
     monkeypatch.setattr(adaptation, "load_encoder", crash_third_chunk)
     code, out, record = adapt_all(fleet["root"], capsys)
     assert code == 2 and len(out.err.strip().splitlines()) == 1 and "Traceback" not in out.err
-    assert "2 candidate(s) registered" in out.out
+    assert "2 new candidate(s) pending review" in out.out
     assert {t: versions(t) for t in ALL} == {"a-good": ["1"], "b-good": ["1"], "c-edited": [], "d-invalid": [],
                                              "e-good": [], "f-good": []}
     assert "changed outside Tailor" in record["c-edited"]["reason"] and record["c-edited"]["status"] == "failed"
@@ -100,7 +100,7 @@ def test_a_rerun_after_kill_9_registers_nothing_twice(fleet, capsys):
     assert {t: versions(t) for t in GOOD} == {t: ["1"] for t in GOOD}
     assert {t: record[t]["status"] for t in GOOD} == {"a-good": "skipped", "b-good": "skipped",
                                                       "e-good": "skipped", "f-good": "adapted"}
-    assert "1 candidate(s) registered" in out.out and "3 unchanged" in out.out
+    assert "1 new candidate(s) pending review" in out.out and "3 unchanged" in out.out
 
 
 def test_an_unchanged_fleet_adapts_nothing_and_a_changed_tenant_alone_is_adapted(fleet, capsys):
@@ -109,7 +109,7 @@ def test_an_unchanged_fleet_adapts_nothing_and_a_changed_tenant_alone_is_adapted
     code, out, record = adapt_all(root, capsys)
     assert code == 0 and versions("c-edited") == ["1"]
     code, out, record = adapt_all(root, capsys)
-    assert code == 0 and "0 candidate(s) registered" in out.out
+    assert code == 0 and "0 new candidate(s) pending review" in out.out
     assert {t: o["status"] for t, o in record.items()} == {**{t: "skipped" for t in [*GOOD, "c-edited"]},
                                                           "d-invalid": "invalid"}
     versioning.track(ws, "b-good", write_csv(fleet["inbox"] / "b2.csv", *synthetic_tenant(GOOD["b-good"], 9, seed=9)))
@@ -121,6 +121,8 @@ def test_an_unchanged_fleet_adapts_nothing_and_a_changed_tenant_alone_is_adapted
     code, out, record = adapt_all(root, capsys, "--force")  # adapts all again: the same deltas, no new versions
     assert code == 0 and {t: record[t]["status"] for t in GOOD} == {t: "adapted" for t in GOOD}
     assert {t: versions(t) for t in ALL} == before
+    assert "0 new candidate(s) pending review" in out.out  # each named as the version it already was
+    assert "b-good: v2 already existed (pending): the same delta" in out.out
 
 
 def test_each_run_leaves_a_markdown_summary_in_prefect(fleet):

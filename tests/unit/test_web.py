@@ -18,7 +18,7 @@ def client(tmp_path):
     version = g.register(ws, base, base_dir, "webt", requested_by="Bob")
     users.add_user(ws, "bob", "bob's long password")
     users.add_user(ws, "alice", "alice's long password")
-    return TestClient(create_app(ws, settings), base_url="http://testserver"), version
+    return TestClient(create_app(ws, settings), base_url="http://localhost"), version
 
 
 def token(html: str) -> str:
@@ -40,7 +40,7 @@ def test_pages_need_a_login_and_forms_need_the_sessions_token(client):
     page = c.get(f"/t/webt/v/{version}")
     assert page.status_code == 200 and "approve as alice" in page.text
     wrong = c.post(f"/t/webt/v/{version}/approve", data={"reason": "x", "csrf": "guess"},
-                   headers={"origin": "http://testserver"})
+                   headers={"origin": "http://localhost"})
     assert wrong.status_code == 403
     assert store.alias_version("tailor-tenant-webt", "champion") is None
 
@@ -50,12 +50,13 @@ def test_a_decision_acts_as_the_login_and_four_eyes_applies(client):
     login(c, "bob")
     page = c.get(f"/t/webt/v/{version}")
     refused = c.post(f"/t/webt/v/{version}/approve", data={"reason": "mine", "csrf": token(page.text)})
-    assert refused.status_code == 400 and "four-eyes: bob requested" in refused.text
+    assert refused.history[0].status_code == 303 and "four-eyes: bob requested" in refused.text
     c.post("/logout", data={"csrf": token(page.text)})
     login(c, "alice")
     page = c.get(f"/t/webt/v/{version}")
     done = c.post(f"/t/webt/v/{version}/approve", data={"reason": "fine", "csrf": token(page.text)})
-    assert done.status_code == 200 and "now champion (approved by alice)" in done.text
+    assert done.history[0].status_code == 303 and "now champion (approved by alice)" in done.text
+    assert "now champion" not in c.get(f"/t/webt/v/{version}").text  # said once, not on every reload
     mv = store.alias_version("tailor-tenant-webt", "champion")
     assert str(mv.version) == version and mv.tags["approved_by"] == "alice"
 
@@ -76,7 +77,7 @@ def test_the_candidate_page_shows_a_swapped_delta_and_refuses_to_approve_it(clie
     page = c.get(f"/t/webt/v/{version}")
     assert 'id="isolation" class="fail"' in page.text and "are not the ones registered" in page.text
     refused = c.post(f"/t/webt/v/{version}/approve", data={"reason": "ok", "csrf": token(page.text)})
-    assert refused.status_code == 400 and "fail isolation" in refused.text
+    assert refused.history[0].status_code == 303 and "fail isolation" in refused.text
     assert store.alias_version("tailor-tenant-webt", "champion") is None
 
 
@@ -88,10 +89,74 @@ def test_the_data_docs_link_serves_the_versions_page_and_nothing_outside_the_sit
     page.write_text("<h1>validation of abc</h1>")
     version = g.register(ws, base, base_dir, "docs", validation={**g.PASSED, "data_docs": page.as_uri()})
     users.add_user(ws, "alice", "alice's long password")
-    c = TestClient(create_app(ws, settings), base_url="http://testserver")
+    c = TestClient(create_app(ws, settings), base_url="http://localhost")
     login(c, "alice")
     html = c.get(f"/t/docs/v/{version}").text
     link = re.search(r'id="data-docs" href="([^"]+)"', html).group(1)
-    assert c.get(link).text == "<h1>validation of abc</h1>"
+    served = c.get(link)
+    assert served.text == "<h1>validation of abc</h1>"
+    assert served.headers["content-security-policy"].startswith("sandbox;")  # no CDN script runs here
     assert c.get("/docs/..%2F..%2Fusers.json").status_code == 404
     assert c.get("/docs/../users.json").status_code == 404
+
+
+def test_logout_ends_the_session_an_old_cookie_included(client):
+    c, version = client
+    login(c, "alice")
+    stolen = dict(c.cookies)
+    page = c.get(f"/t/webt/v/{version}")
+    c.post("/logout", data={"csrf": token(page.text)})
+    c.cookies.clear()
+    c.cookies.update(stolen)  # the cookie as it was before logout, replayed
+    assert c.get(f"/t/webt/v/{version}", follow_redirects=False).headers["location"] == "/login"
+    replay = c.post(f"/t/webt/v/{version}/reject", data={"reason": "replayed", "csrf": token(page.text)},
+                    follow_redirects=False)
+    assert replay.status_code == 303 and replay.headers["location"] == "/login"
+    assert store.client().get_model_version("tailor-tenant-webt", version).tags["status"] == "pending"
+
+
+def test_a_removed_user_or_a_reset_password_ends_their_sessions(client):
+    c, version = client
+    ws = store.workspace()
+    login(c, "alice")
+    assert c.get(f"/t/webt/v/{version}").status_code == 200
+    users.add_user(ws, "alice", "alice's long password")  # password reset (here: to the same)
+    assert c.get(f"/t/webt/v/{version}", follow_redirects=False).status_code == 303
+    login(c, "alice")
+    assert c.get(f"/t/webt/v/{version}").status_code == 200
+    assert users.remove_user(ws, "alice")
+    assert c.get(f"/t/webt/v/{version}", follow_redirects=False).headers["location"] == "/login"
+
+
+def test_failed_logins_back_off(client, monkeypatch):
+    c, _ = client
+    checked = []
+    real = users.check
+    monkeypatch.setattr(users, "check", lambda ws, name, pw: checked.append(pw) or real(ws, name, pw))
+    csrf = token(c.get("/login").text)
+    answers = [c.post("/login", data={"user": "alice", "password": f"guess {i}", "csrf": csrf}).status_code
+               for i in range(30)]
+    assert len(checked) == 5 and answers[:5] == [401] * 5 and set(answers[5:]) == {429}
+    right = c.post("/login", data={"user": "alice", "password": "alice's long password", "csrf": csrf},
+                   follow_redirects=False)
+    assert right.status_code == 429 and len(checked) == 5  # not even the right one is tried yet
+
+
+def test_every_response_has_csp_and_frame_options_and_other_hosts_are_refused(client):
+    c, version = client
+    for response in (c.get("/login"), c.get("/health"), c.get("/static/review.css")):
+        assert response.headers["x-frame-options"] == "DENY"
+        assert "default-src 'none'" in response.headers["content-security-policy"]
+        assert "script-src" not in response.headers["content-security-policy"]
+    assert "<style" not in c.get("/login").text and "/static/review.css" in c.get("/login").text
+    assert c.get("/login", headers={"host": "evil.example"}).status_code == 400
+
+
+def test_the_page_names_who_when_what_and_says_refusals_in_its_own_words(client):
+    c, version = client
+    login(c, "alice")
+    page = c.get(f"/t/webt/v/{version}").text
+    assert 'id="requested-by">bob<' in page.lower() and "sha256:" in page and 'id="run"' in page
+    assert "no other candidate waits for review" in page
+    empty = c.post(f"/t/webt/v/{version}/approve", data={"reason": " ", "csrf": token(page)})
+    assert "write a reason before you approve" in empty.text and "--reason" not in empty.text

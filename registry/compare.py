@@ -1,0 +1,85 @@
+"""Candidate against champion on the same texts: both accuracies with n and a 95% Wilson interval,
+the paired difference with its interval, per-label precision/recall side by side, and the texts
+whose prediction changed. Pure functions over label names (the two versions may index labels
+differently); what registration stores and the review page reads."""
+from __future__ import annotations
+
+import math
+
+Z95 = 1.959964
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """95% Wilson score interval of ``k`` successes in ``n`` (``(0, 1)`` when ``n`` is 0)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def paired_difference(worse: int, better: int, n: int, z: float = Z95) -> tuple[float, float, float]:
+    """(candidate minus champion accuracy, low, high) on the same ``n`` texts: ``better`` texts only
+    the candidate gets right, ``worse`` only the champion. The interval is the normal one of the
+    paired mean; its half-width is at least one text, so 0 discordant texts is not false certainty."""
+    if n <= 0:
+        return 0.0, -1.0, 1.0
+    diff = (better - worse) / n
+    var = max(0.0, ((better + worse) / n - diff * diff) / n)
+    half = max(z * math.sqrt(var), 1.0 / n)
+    return diff, max(-1.0, diff - half), min(1.0, diff + half)
+
+
+def _per_label(labels: list[str], y_true: list[str], y_pred: list[str]) -> dict[str, dict]:
+    out = {}
+    for label in labels:
+        tp = sum(1 for t, p in zip(y_true, y_pred) if t == label and p == label)
+        predicted = sum(1 for p in y_pred if p == label)
+        support = sum(1 for t in y_true if t == label)
+        out[label] = {"precision": round(tp / predicted, 4) if predicted else None,
+                      "recall": round(tp / support, 4) if support else None, "support": support}
+    return out
+
+
+def compare(texts: list[str], y_true: list[str], candidate: list[str], champion: list[str]) -> dict:
+    """Everything a reviewer reads about candidate vs champion on these texts (label names)."""
+    n = len(y_true)
+    ok_cand = [c == t for c, t in zip(candidate, y_true)]
+    ok_champ = [c == t for c, t in zip(champion, y_true)]
+    better = sum(1 for a, b in zip(ok_cand, ok_champ) if a and not b)
+    worse = sum(1 for a, b in zip(ok_cand, ok_champ) if b and not a)
+    k_cand, k_champ = sum(ok_cand), sum(ok_champ)
+    diff, low, high = paired_difference(worse, better, n)
+    labels = sorted(set(y_true) | set(candidate) | set(champion))
+    pc, pk = _per_label(labels, y_true, candidate), _per_label(labels, y_true, champion)
+    rows = []
+    for label in labels:
+        row = {"label": label, "support": pc[label]["support"]}
+        for metric in ("precision", "recall"):
+            a, b = pk[label][metric], pc[label][metric]
+            row[f"champion_{metric}"], row[f"candidate_{metric}"] = a, b
+            row[f"{metric}_change"] = None if a is None or b is None else round(b - a, 4)
+        rows.append(row)
+    changed = [{"text": t, "old": o, "new": c, "true": y} for t, y, c, o in zip(texts, y_true, candidate, champion)
+               if c != o]
+    return {"n": n,
+            "candidate": {"correct": k_cand, "accuracy": k_cand / n if n else None, "interval": wilson(k_cand, n)},
+            "champion": {"correct": k_champ, "accuracy": k_champ / n if n else None, "interval": wilson(k_champ, n)},
+            "only_candidate_right": better, "only_champion_right": worse,
+            "difference": {"value": diff, "interval": (low, high)},
+            "per_label": rows, "changed": changed}
+
+
+def gate_failure(difference_high: float, tolerance: float) -> bool:
+    """The champion gate on the same texts: the candidate fails only when even the top of the
+    paired difference's 95% interval is more than ``tolerance`` below zero, i.e. it is worse than
+    the champion by more than the split can explain."""
+    return difference_high < -tolerance
+
+
+def interval_text(acc: float | None, interval, n: int) -> str:
+    if acc is None:
+        return "-"
+    return f"{acc:.3f} [{interval[0]:.2f}, {interval[1]:.2f}] on {n} texts"

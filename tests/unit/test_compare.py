@@ -1,0 +1,113 @@
+"""Candidate vs champion on the same texts: registration scores the champion on the candidate's
+held-out split and keeps both predictions; review list, the review page and the champion gate read
+that comparison (n, 95% intervals, per-label change, the texts whose prediction changed)."""
+from types import SimpleNamespace
+
+import pytest
+
+from registry import approval, compare, review, serving, store
+from tests import governance as g
+
+LABELS = ("Billing", "Login")
+TEXTS = ["refund my card", "charged twice", "invoice missing", "cannot sign in", "password reset",
+         "locked out", "2fa broken", "wrong amount", "login loop"]
+TRUE = [0, 0, 0, 1, 1, 1, 1, 0, 1]
+CAND = [0, 0, 0, 1, 1, 1, 0, 1, 1]          # 7 of 9 right
+CHAMP = ["Billing", "Billing", "Login", "Login", "Login", "Login", "Login", "Billing", "Billing"]  # 7 of 9
+
+
+def test_wilson_and_paired_interval():
+    low, high = compare.wilson(8, 9)
+    assert 0.56 < low < 0.57 and 0.98 < high < 0.99  # 0.889 on 9 texts is [0.57, 0.98]
+    assert compare.wilson(0, 0) == (0.0, 1.0)
+    diff, low, high = compare.paired_difference(worse=1, better=0, n=9)
+    assert diff == pytest.approx(-1 / 9) and low < diff < high and high > 0
+
+
+def test_champion_gate_on_the_same_texts_survives_a_small_split():
+    """One text worse out of 9 is within what 9 texts can tell: the gate passes; 6 worse fails."""
+    settings = g.tiny_settings_with(gates={"champion_tolerance": 0.02})
+    champ = SimpleNamespace(version="1", tags={"query_accuracy": "1.0"})
+
+    def mv(worse, better=0, n=9):
+        diff, low, high = compare.paired_difference(worse, better, n)
+        return SimpleNamespace(version="2", tags={
+            "validation": "passed", "isolation": "passed", "query_accuracy": str(1 - worse / n),
+            "compared_with": "1", "compare_n": str(n), "compare_candidate_correct": str(n - worse),
+            "compare_champion_correct": str(n), "compare_difference": str(diff),
+            "compare_difference_low": str(low), "compare_difference_high": str(high)})
+
+    assert approval.gate_failures(mv(1), champ, settings) == []
+    failed = approval.gate_failures(mv(6), champ, settings)
+    assert len(failed) == 1 and failed[0].startswith("champion (on the same 9 held-out texts")
+
+
+def test_registration_scores_the_champion_on_the_candidates_held_out_texts(tmp_path, monkeypatch):
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    first = g.register(ws, base, base_dir, "cmp", requested_by="bob", labels=LABELS, seed=1)
+    approval.approve(ws, settings, "cmp", first, "alice", "first champion")
+    seen = []
+
+    def champion_predict(tenant, texts, batch_size=64):  # the hand-built champion cannot really predict
+        seen.append((tenant, list(texts)))
+        return [{"text": t, "label": label, "score": 0.9} for t, label in zip(texts, CHAMP)]
+
+    monkeypatch.setattr(serving, "predict", champion_predict)
+    held_out = {"y_true": TRUE, "y_pred": CAND, "rows": list(range(9)), "texts": TEXTS}
+    second = g.register(ws, base, base_dir, "cmp", requested_by="bob", labels=LABELS, seed=2, held_out=held_out)
+    assert seen == [("cmp", TEXTS)]
+    tags = store.client().get_model_version("tailor-tenant-cmp", second).tags
+    assert tags["compared_with"] == first and tags["compare_n"] == "9"
+    assert tags["compare_candidate_correct"] == "7" and tags["compare_champion_correct"] == "7"
+
+    row = next(r for r in approval.list_reviews("pending", settings) if r["version"] == second)
+    same = row["same_texts"]
+    assert same["n"] == 9 and same["champion_version"] == first
+    assert same["candidate"]["interval"][0] < 7 / 9 < same["candidate"]["interval"][1]
+    from tailor.commands import same_texts_cell  # the `tailor review list` column
+    assert same_texts_cell(same) == f"0.778 [0.45,0.94] vs v{first} 0.778 [0.45,0.94], n=9"
+
+    page = review.candidate(settings, "cmp", second)
+    cmp = page["comparison"]
+    assert cmp["current"] and cmp["champion_pred"] == CHAMP
+    changed = {(r["text"], r["old"], r["new"], r["true"]) for r in cmp["changed"]}
+    assert changed == {("invoice missing", "Login", "Billing", "Billing"),
+                       ("2fa broken", "Login", "Billing", "Login"),
+                       ("wrong amount", "Billing", "Login", "Billing"),
+                       ("login loop", "Billing", "Login", "Login")}
+    billing = next(r for r in cmp["per_label"] if r["label"] == "Billing")
+    assert billing["champion_recall"] == 0.75 and billing["candidate_recall"] == 0.75
+    assert page["gates"] == "passed"
+
+
+def test_first_candidate_has_nothing_to_compare(tmp_path):
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    held_out = {"y_true": TRUE, "y_pred": CAND, "texts": TEXTS}
+    version = g.register(ws, base, base_dir, "solo", labels=LABELS, held_out=held_out)
+    assert "compared_with" not in store.client().get_model_version("tailor-tenant-solo", version).tags
+    assert review.candidate(settings, "solo", version)["comparison"] is None
+
+
+def test_review_page_shows_the_comparison(tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+
+    from tailor.web import users
+    from tailor.web.app import create_app
+    from tests.unit.test_web import login
+
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    first = g.register(ws, base, base_dir, "cmpw", requested_by="bob", labels=LABELS, seed=1)
+    approval.approve(ws, settings, "cmpw", first, "alice", "first champion")
+    monkeypatch.setattr(serving, "predict", lambda tenant, texts, batch_size=64: [
+        {"text": t, "label": label, "score": 0.9} for t, label in zip(texts, CHAMP)])
+    second = g.register(ws, base, base_dir, "cmpw", requested_by="bob", labels=LABELS, seed=2,
+                        held_out={"y_true": TRUE, "y_pred": CAND, "texts": TEXTS})
+    users.add_user(ws, "alice", "alice's long password")
+    c = TestClient(create_app(ws, settings), base_url="http://localhost")
+    login(c, "alice")
+    page = c.get(f"/t/cmpw/v/{second}").text
+    assert "Against the champion, on the same texts" in page and 'id="changed"' in page
+    assert "invoice missing" in page and "7 / 9" in page and "0.45 – 0.94" in page
