@@ -75,6 +75,14 @@ def load(tenant: str) -> Champion:
                     _fingerprint(mv.version, mv.tags), predictor)
 
 
+def in_transition(tenant: str) -> bool:
+    """An approval, rollback or registration of the tenant is under way (its audit intent is open):
+    a poll waits for its commit rather than loading a half-applied state."""
+    from registry import audit
+
+    return bool(audit.open_intents(tenant))
+
+
 def recheck(tenant: str) -> str | None:
     """Why the tenant's current champion may no longer be served (drift, files that no longer
     match the registry), or None: the checks of ``load`` without loading tensors."""

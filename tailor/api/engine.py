@@ -149,9 +149,10 @@ class Engine:
         with self._registry:
             fps = champions.fingerprints()
             self._fps = fps
+            with self._lock:
+                stale = [t for t, e in self._cache.items() if fps.get(t) != e.fingerprint]
+            stale = [t for t in stale if not champions.in_transition(t)]  # the next poll sees its commit
         self.metrics.poll.observe(time.perf_counter() - start)
-        with self._lock:
-            stale = [t for t, e in self._cache.items() if fps.get(t) != e.fingerprint]
         for tenant in stale:
             self._load(tenant)
         if time.monotonic() >= self._next_verify and self.conf.verify_seconds > 0:

@@ -197,6 +197,9 @@ def test_a_tampered_delta_is_409_never_an_answer(served):
     path = _artifact(root, "umbrella", "1")
     original = path.read_bytes()
     path.write_bytes(original[:-4] + b"\x00\x00\x00\x01")
+    for cached in (root / ".tailor" / "cache" / "models").glob("*/delta/delta.safetensors"):
+        if cached.read_bytes() == original:  # the approval's checked copy: edited too, so it is fetched again
+            cached.write_bytes(original[:-4] + b"\x00\x00\x00\x02")
     try:
         status, body, _ = call(url, "/v1/tenants/umbrella/predict", {"texts": ["rain snow"]}, key)
         assert status == 409, body
@@ -263,5 +266,6 @@ def test_no_champion_is_404_and_sigterm_shuts_down_cleanly(served):
     status, body, _ = call(url, "/v1/tenants/nobody-here/predict", {"texts": ["x"]}, key)
     assert status == 404 and "no approved champion" in body["detail"]
     server.terminate()
-    assert server.wait(30) == 0
-    assert "shutting down" in served["log"].read_text()
+    assert server.wait(30) in (0, -15)  # uvicorn re-raises SIGTERM once it has shut down
+    log = served["log"].read_text()
+    assert "shutting down: answering queued requests" in log and "Application shutdown complete" in log
