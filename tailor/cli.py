@@ -178,6 +178,19 @@ def review_serve(host: str = typer.Option("127.0.0.1"), port: int = typer.Option
     commands.review_serve(_ctx(), host, port)
 
 
+@app.command("serve-api")
+def serve_api(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(8780),
+              add_key: Optional[str] = typer.Option(None, "--add-key", metavar="CALLER",
+                                                    help="make an API key for CALLER, print it once and exit"),
+              tenants: str = typer.Option("", "--tenants", help="with --add-key: the tenants CALLER may query "
+                                                                "(comma-separated; '*' = all)"),
+              revoke_key: Optional[str] = typer.Option(None, "--revoke-key", metavar="CALLER",
+                                                       help="delete CALLER's key and exit")) -> None:
+    """Serve every tenant's champion over HTTP from one process (encoder loaded once, deltas on
+    demand, approvals picked up without a restart). Callers need a key from --add-key."""
+    commands.serve_api(_ctx(), host, port, add_key, tenants, revoke_key)
+
+
 @user_app.command("add")
 def user_add(name: str, password_stdin: bool = typer.Option(False, "--password-stdin",
                                                            help="read the password from standard input")) -> None:

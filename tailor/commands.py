@@ -380,6 +380,33 @@ def review_serve(ctx: Context, host: str, port: int) -> None:
     serve(ws, settings, host, port)
 
 
+def serve_api(ctx: Context, host: str, port: int, add_key: str | None = None, tenants: str = "",
+              revoke_key: str | None = None) -> str | None:
+    """Run the prediction API, or manage its callers' keys (stored hashed in the workspace)."""
+    from tailor.api import keys
+
+    if add_key and revoke_key:
+        raise UserError("give --add-key or --revoke-key (not both)")
+    if add_key or revoke_key:
+        ws, _ = ctx.open(mlflow=False)
+        if revoke_key:
+            if not keys.revoke(ws, revoke_key):
+                raise UserError(f"caller {revoke_key!r} has no key")
+            print(f"{revoke_key}'s key is revoked (a running server stops accepting it within serving.poll_seconds)")
+            return None
+        key = keys.add_key(ws, add_key, tenants.split(","))
+        print(f"API key of {add_key} (shown once; only its hash is kept):\n{key}")
+        return key
+    if tenants:
+        raise UserError("--tenants goes with --add-key CALLER")
+    ws, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
+    from tailor.api.app import serve
+
+    print(f"serving every tenant's champion at http://{host}:{port} (Ctrl-C stops after requests in flight)")
+    serve(ws, settings, host, port)
+    return None
+
+
 def user_add(ctx: Context, name: str, password_stdin: bool) -> None:
     import getpass
     import sys

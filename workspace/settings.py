@@ -242,6 +242,30 @@ class PredictSettings:
 
 
 @dataclass(frozen=True)
+class ServingSettings:
+    cache_tenants: int = _f(2000, "`tailor serve-api`: most tenants' champions kept loaded (LRU); a delta is a "
+                                  "few KiB to a few MiB, the encoder is shared")
+    poll_seconds: float = _f(1.0, "how often `tailor serve-api` reads the registry for approvals, rollbacks "
+                                  "and drift; a change reaches serving within about this long")
+    verify_seconds: float = _f(300.0, "how often the files of every loaded champion are checked again against "
+                                      "the registry's digests (0 = only when loaded)")
+    batch_window_ms: float = _f(4.0, "requests arriving within this window are grouped: the frozen encoder runs "
+                                     "once for the group")
+    max_batch_texts: int = _f(256, "most texts in one group")
+    max_request_texts: int = _f(256, "most texts in one request (more: HTTP 413)")
+    shutdown_seconds: float = _f(20.0, "on SIGTERM, how long requests in flight may take to finish")
+
+    def __post_init__(self) -> None:
+        _need(self.cache_tenants >= 1, "serving.cache_tenants must be >= 1")
+        _need(0.05 <= self.poll_seconds <= 3600, "serving.poll_seconds must be within 0.05..3600")
+        _need(self.verify_seconds >= 0, "serving.verify_seconds must be >= 0")
+        _need(0 <= self.batch_window_ms <= 1000, "serving.batch_window_ms must be within 0..1000")
+        _need(self.max_batch_texts >= 1 and self.max_request_texts >= 1,
+              "serving.max_batch_texts and max_request_texts must be >= 1")
+        _need(self.shutdown_seconds >= 0, "serving.shutdown_seconds must be >= 0")
+
+
+@dataclass(frozen=True)
 class Settings:
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
@@ -252,6 +276,7 @@ class Settings:
     schedule: ScheduleSettings = field(default_factory=ScheduleSettings)
     limits: LimitSettings = field(default_factory=LimitSettings)
     predict: PredictSettings = field(default_factory=PredictSettings)
+    serving: ServingSettings = field(default_factory=ServingSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

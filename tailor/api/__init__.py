@@ -1,0 +1,1 @@
+"""The multi-tenant prediction API (`tailor serve-api`)."""
