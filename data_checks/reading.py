@@ -148,7 +148,9 @@ def _check_rows(path: Path, text: str, max_rows: int) -> None:
     csv.field_size_limit(_FIELD_LIMIT)
     reader = csv.reader(io.StringIO(text))
     try:
-        width = len(next((row for row in reader if row), []))  # pandas skips blank lines too
+        header = next((row for row in reader if row), [])  # pandas skips blank lines too
+        _check_header(path, header)
+        width = len(header)
         rows = 0
         for row in reader:
             rows += 1
@@ -207,6 +209,15 @@ def _parse_jsonl(path: Path, text: str, max_rows: int) -> pd.DataFrame:
     return frame.astype(object).where(frame.notna(), "")
 
 
+def _check_header(path: Path, header: list[str]) -> None:
+    """A column named twice ("text,label,label"; "Label" and "label ") is ambiguous: which one is
+    the label? Refused on the raw header, before pandas renames the second to "label.1"."""
+    normalised = [str(h).strip().lower() for h in header]
+    for name in COLUMNS:
+        if normalised.count(name) > 1:
+            raise UserError(f"{path} has {normalised.count(name)} columns named {name!r}: keep one")
+
+
 def _keep_contract_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
     found = [str(c) for c in frame.columns]
     # "Text " and "LABEL" are the same column to a person filling a spreadsheet
@@ -234,6 +245,8 @@ def _csv_texts(path: Path, stream) -> Iterator[str]:
         if header is None:
             raise UserError(f"{path} is empty: give a 'text' header and one text per row")
         names = [h.strip().lower() for h in header]
+        if names.count("text") > 1:
+            raise UserError(f"{path} has {names.count('text')} columns named 'text': keep one")
         if "text" not in names:
             shown = ", ".join(repr(h) for h in header[:10])
             raise UserError(f"{path} lacks a text column (found: {shown}): put the texts under a 'text' header")

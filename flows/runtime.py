@@ -13,9 +13,11 @@ runs meanwhile, and stops itself once no live command holds a lease on it
 """
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -172,7 +174,23 @@ def _start(ws: Workspace, idle_seconds: float) -> str:
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+    _raise_if_disk_full(log_dir / "prefect-server.log")
     raise RuntimeError(f"the embedded Prefect server did not start; see {log_dir / 'prefect-server.log'}")
+
+
+def _raise_if_disk_full(log: Path) -> None:
+    """A server that died of a full disk says so in its log (its SQLite database or its files), or
+    the disk has no room left even for that: raise it as the OSError it is, which the CLI
+    reports as one line and exit 2."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, f.seek(0, os.SEEK_END) - 65536))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        tail = ""
+    if ("No space left on device" in tail or "database or disk is full" in tail
+            or shutil.disk_usage(log.parent).free < (1 << 20)):  # too full even to log why
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(log.parent.parent))
 
 
 def _read_info(home: Path) -> dict | None:

@@ -5,6 +5,7 @@ too, and its traceback only with ``--debug``.
 """
 from __future__ import annotations
 
+import errno
 import sys
 import traceback
 from datetime import datetime
@@ -251,6 +252,11 @@ def _fail(args: list[str], exc: Exception, debug: bool) -> int:
     if user is not None:
         print(f"error: {one_line(str(user))}", file=sys.stderr)
         return user.exit_code
+    full = disk_full(exc)
+    if full is not None:
+        print(f"error: no space left on device{f' ({full})' if full else ''}: the command stopped and kept "
+              "the previous state; free disk space and run it again", file=sys.stderr)
+        return 2
     where = f"traceback in {logged}" if logged else "rerun with --debug for the traceback"
     print(f"internal error: {type(exc).__name__}: {one_line(str(exc))[:300]} ({where})", file=sys.stderr)
     return 1
@@ -272,6 +278,23 @@ def user_error(exc: BaseException) -> UserError | None:
         stack.append(current.__cause__)
         if type(current).__module__.startswith("prefect"):
             stack.append(current.__context__)  # Prefect raises its own while handling the task's
+    return None
+
+
+def disk_full(exc: BaseException) -> str | None:
+    """The file a full disk (or quota) refused to write, "" if unnamed, or None when ``exc`` was no
+    such failure: it is searched, as ``user_error`` does, through causes and Prefect's wrappers."""
+    stack, seen = [exc], set()
+    while stack:
+        current = stack.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
+            return current.filename or ""
+        if isinstance(current, BaseExceptionGroup):
+            stack.extend(current.exceptions)
+        stack.extend([current.__cause__, current.__context__])
     return None
 
 

@@ -27,7 +27,7 @@ def setup(ws: Workspace, debug: bool = False) -> Path | None:
     current = _installed.get("file")
     if current is None or getattr(current, "baseFilename", None) != str(path):
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = RotatingFileHandler(path, maxBytes=5 << 20, backupCount=3, encoding="utf-8", delay=True)
+        handler = _File(path, maxBytes=5 << 20, backupCount=3, encoding="utf-8", delay=True)
         handler.setFormatter(logging.Formatter(_FORMAT))
         if current is not None:
             root.removeHandler(current)
@@ -70,5 +70,20 @@ def record(ws: Workspace | None, argv: list[str], exc: BaseException, user_error
     logging.getLogger("tailor").log(logging.INFO if user_error else logging.ERROR,
                                     "command %r failed (%s)", argv, "user error" if user_error else "internal error",
                                     exc_info=(type(exc), exc, exc.__traceback__))
-    _installed["file"].flush()
-    return log_file(ws)
+    handler = _installed["file"]
+    try:
+        handler.flush()
+    except OSError:
+        handler.failed = True
+    return None if getattr(handler, "failed", False) else log_file(ws)
+
+
+class _File(RotatingFileHandler):
+    """The log file; when it cannot be written (a full disk), records are dropped without a word
+    instead of logging's "--- Logging error ---" and a traceback on stderr for every one of them,
+    and the command's one line then says it has no traceback file."""
+
+    failed = False
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        self.failed = True

@@ -321,10 +321,15 @@ def load_settings(path: Path) -> Settings:
     """Read ``params.yaml``; a missing file means all defaults."""
     if not Path(path).exists():
         return Settings()
+    if Path(path).is_dir():
+        raise UserError(f"{path} is a folder, not a settings file: remove it and run `tailor init` "
+                        "to write the default params.yaml")
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserError(f"params.yaml is not valid YAML: {str(exc).splitlines()[0]}") from None
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     return settings_from_dict(raw)
 
 

@@ -177,3 +177,16 @@ def test_bad_prediction_files_are_one_line(tmp_path, name, content, expected):
     with pytest.raises(UserError, match=expected) as err:
         list(iter_texts(write(tmp_path, name, content)))
     assert "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("header", ["text,label,label", "text,Label,label ", "text,text,label"])
+def test_a_column_named_twice_is_refused_not_stored(tmp_path, header):
+    path = write(tmp_path, "t.csv", header + "\nhello,a,b\n")
+    with pytest.raises(UserError, match="2 columns named"):
+        load_tenant_file(path)
+
+
+def test_texts_to_classify_under_two_text_columns_are_refused(tmp_path):
+    path = write(tmp_path, "p.csv", "text,text\nfirst,second\n")
+    with pytest.raises(UserError, match="2 columns named 'text'"):
+        list(iter_texts(path))

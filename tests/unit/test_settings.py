@@ -44,6 +44,13 @@ def test_broken_yaml_is_one_clear_error(tmp_path):
         load_settings(path)
 
 
+def test_a_folder_as_params_yaml_is_one_clear_error(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.mkdir()
+    with pytest.raises(UserError, match="is a folder"):
+        load_settings(path)
+
+
 def test_tenant_lists_parse_from_comma_separated_text():
     s = settings_from_dict(yaml.safe_load("meta_train: {tenants: 'a-1, b-2,', val_tenants: c-3}"))
     assert s.meta_train.tenant_list() == ["a-1", "b-2"] and s.meta_train.val_tenant_list() == ["c-3"]
