@@ -19,6 +19,8 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from tailor.demo_data import ALL_SOURCES
+
 ROOT = Path(__file__).resolve().parent
 SHOTS = (1, 5, 10)
 CHECKPOINTS = (1, 2, 4, 8, 16)
@@ -46,14 +48,14 @@ class Profile:
     meta_train: dict = field(default_factory=dict)   # changes to the product's meta_train settings
 
 
-FULL = Profile("full", folds=("wordnet-lex", "wordnet-topic", "ha-intents", "fortunes", "bible", "foldoc"),
+FULL = Profile("full", folds=ALL_SOURCES,
                per_class=40, episodes={1: 15, 5: 30, 10: 10}, curve_episodes=10, trace_episodes=6,
                setfit_episodes=5, setfit_max_pairs=None, cost_warmup=1, cost_rounds=3, memory_steps=2,
-               cost_repeats=3, chunk=5, meta_train={"max_minutes": 5.0, "val_every": 10, "val_tasks": 16})
+               cost_repeats=3, chunk=5, meta_train={"max_minutes": 4.0, "val_every": 50, "val_tasks": 16})
 QUICK = Profile("quick", folds=("ha-intents", "fortunes"), per_class=40, episodes={1: 4, 5: 8, 10: 3},
                 curve_episodes=4, trace_episodes=3, setfit_episodes=1, setfit_max_pairs=48, cost_warmup=0,
                 cost_rounds=1, memory_steps=1, cost_repeats=1, chunk=4,
-                meta_train={"max_minutes": 1.5, "val_every": 5, "val_tasks": 8})
+                meta_train={"max_minutes": 1.5, "val_every": 50, "val_tasks": 8})
 
 
 def log(msg: str, t0: float) -> None:

@@ -5,6 +5,7 @@ import hashlib
 import json
 import random
 import sys
+import time
 from datetime import datetime, timezone
 
 from prefect import flow, task
@@ -68,8 +69,23 @@ def _checkpoint_key(settings, algorithm: str, data_versions: dict) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
+# what the command keeps of meta_train.max_minutes for registering the base and recording the stage
+# after training (measured: a few seconds on the embedded store), so the whole command stays in budget
+REGISTER_RESERVE_S = 15.0
+
+
+def deadline_of(settings, started_at: float | None) -> float | None:
+    """The wall-clock time (``time.time()``) meta-training must stop by: the command's start plus
+    meta_train.max_minutes, less what registration needs; None without a budget."""
+    if not settings.meta_train.max_minutes:
+        return None
+    start = time.time() if started_at is None else started_at
+    return start + settings.meta_train.max_minutes * 60 - REGISTER_RESERVE_S
+
+
 @task(name="meta-train", cache_policy=NO_CACHE)
-def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_versions: dict):
+def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_versions: dict,
+               deadline_at: float | None = None):
     ws, settings = open_workspace(root)
     if algorithm:
         settings = settings.replace("meta_train", algorithm=algorithm)
@@ -80,7 +96,8 @@ def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_ve
     logger = base_model.training_logger(f"meta-train-{stamp}")
     result = meta_train(load_encoder(settings.encoder), settings, train, val, out, ws.cache_dir, say=say,
                         logger=logger, checkpoint_dir=ws.runs_dir / "meta-train-checkpoints" / key,
-                        progress=sys.stdout.isatty())
+                        progress=sys.stdout.isatty(),
+                        deadline=None if deadline_at is None else time.monotonic() + deadline_at - time.time())
     result.metrics["training_run_id"] = logger.run_id
     return result
 
@@ -93,13 +110,18 @@ def register_task(root: str, result, algorithm: str, data_versions: dict) -> dic
                                    history=result.history, data_versions=data_versions,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
                                          "algorithm": algorithm,
+                                         "best_step": str(result.metrics.get("best_step", "")),
+                                         "stop_reason": str(result.metrics.get("stop_reason", "")),
                                          "training_run_id": str(result.metrics.get("training_run_id", ""))})
-    return {"name": ref.name, "version": ref.version, "digest": ref.digest, "metrics": result.metrics}
+    return {"name": ref.name, "version": ref.version, "digest": ref.digest, "metrics": result.metrics,
+            "best_step": result.metrics.get("best_step"), "stop_reason": result.metrics.get("stop_reason")}
 
 
 @flow(name="tailor-meta-train", log_prints=False)
-def meta_train_flow(root: str, algorithm: str | None = None) -> dict:
+def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None) -> dict:
+    """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it."""
     ws, settings = open_workspace(root)
+    deadline_at = deadline_of(settings, started_at)
     configured = settings.meta_train.algorithm  # a different --algorithm is not what dvc.yaml reproduces
     if algorithm:
         settings = settings.replace("meta_train", algorithm=algorithm)
@@ -110,7 +132,7 @@ def meta_train_flow(root: str, algorithm: str | None = None) -> dict:
     if not train or not val:
         raise UserError("no valid meta-training or held-out tenant data left after validation")
     data_versions = {**train_versions, **val_versions}
-    result = train_task(root, algorithm, train, val, data_versions)
+    result = train_task(root, algorithm, train, val, data_versions, deadline_at)
     ref = register_task(root, result, settings.meta_train.algorithm, data_versions)
     record_stage(root, "meta-train", {
         "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,

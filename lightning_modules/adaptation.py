@@ -63,18 +63,28 @@ def _task(feats: FeatureTable, y: torch.Tensor, support: list[int], query: list[
 
 
 # On a tie, the first in this order is kept: the product's own adaptation before a frozen head.
-METHODS = ("meta-learned", "no-meta", "logreg-frozen", "prototypes-frozen")
-BASELINES = ("no-meta", "prototypes-frozen", "logreg-frozen")   # what the gate compares with
+METHODS = ("meta-learned", "no-meta", "logreg-names-frozen", "logreg-frozen", "prototypes-frozen")
+# what the gate compares with: every method without meta-learning, the strongest frozen head
+# (logistic regression with the label names as examples) included
+BASELINES = ("no-meta", "logreg-names-frozen", "prototypes-frozen", "logreg-frozen")
 
 
-def _fit(method: str, top, metas: dict, data: TaskData, frozen_z: torch.Tensor, rows: list[int], cfg, mt):
+def _fit(method: str, top, metas: dict, data: TaskData, frozen_z: torch.Tensor, rows: list[int], cfg, mt,
+         names_z: torch.Tensor | None = None):
     """Fast weights of one method fitted on ``data``'s support (``rows``: its example rows in the
-    tenant's table, for the frozen heads, which see no label names: they are the baselines)."""
+    tenant's table, for the frozen heads; ``names_z``: the frozen embeddings of the label names,
+    each one more example of its class for ``logreg-names-frozen``)."""
     if method in ("meta-learned", "no-meta"):
         params, losses = adapt_task(top, metas[method], data, cfg.inner_steps, cfg.max_loss,
                                     optimizer=mt.optimizer, head=cfg.head)
         return params, losses
     z, y = frozen_z[rows], data.support_y[:len(rows)]
+    if method == "logreg-names-frozen":
+        if names_z is None:   # adapt.label_names off: the names are not examples, so this is plain logreg
+            return logreg_head(z, y, data.n_way), []
+        n = len(names_z)
+        weight = torch.cat([torch.ones(len(rows)), torch.full((n,), float(mt.name_weight or 1.0))])
+        return logreg_head(torch.cat([z, names_z]), torch.cat([y, torch.arange(n)]), data.n_way, weight), []
     if method == "logreg-frozen":
         return logreg_head(z, y, data.n_way), []
     return prototype_head(z, y, data.n_way, torch.tensor(math.log(10.0))), []
@@ -100,24 +110,26 @@ def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: 
     no_meta = init_meta_params(top, mt.inner_lr, mt.seed, mt.head_lr, mt.name_weight if cfg.label_names else 0.0)
     metas = {"meta-learned": base_meta, "no-meta": no_meta}
     frozen_z = baselines.frozen_embeddings(top, no_meta, feats)
+    names_z = baselines.frozen_embeddings(top, no_meta, name_feats) if name_feats is not None else None
     fitted, accs, seconds = {}, {}, 0.0
     try:
         for method in METHODS:
             start = time.perf_counter()
-            fitted[method], _ = _fit(method, top, metas, held_out, frozen_z, support, cfg, mt)
+            fitted[method], _ = _fit(method, top, metas, held_out, frozen_z, support, cfg, mt, names_z)
             if method == "meta-learned":
                 seconds = time.perf_counter() - start
             accs[method] = accuracy(top, fitted[method], held_out.query, held_out.query_y)
         chosen = max(METHODS, key=lambda m: (accs[m], -METHODS.index(m)))
         everything = _task(feats, y, list(range(len(texts))), query, len(names), name_feats)
-        final, final_losses = _fit(chosen, top, metas, everything, frozen_z, list(range(len(texts))), cfg, mt)
+        final, final_losses = _fit(chosen, top, metas, everything, frozen_z, list(range(len(texts))), cfg, mt,
+                                   names_z)
     except AdaptationDiverged as exc:
         raise AdaptationRejected(f"adaptation diverged: {exc}") from None
     baseline_method = max(BASELINES, key=lambda m: (accs[m], -BASELINES.index(m)))
     metrics = {
         "query_accuracy": accs[chosen], "meta_accuracy": accs["meta-learned"],
         "no_meta_accuracy": accs["no-meta"], "prototype_accuracy": accs["prototypes-frozen"],
-        "logreg_accuracy": accs["logreg-frozen"],
+        "logreg_accuracy": accs["logreg-frozen"], "logreg_names_accuracy": accs["logreg-names-frozen"],
         # the approval gate's baseline: the best of what needs no meta-learning, on the same split
         "baseline_accuracy": accs[baseline_method], "baseline_method": baseline_method,
         "n_support": len(support), "n_query": len(query), "n_labels": len(names),

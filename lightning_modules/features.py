@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,13 +45,32 @@ def cache_key(encoder: Encoder, frozen_layers: int, texts: list[str]) -> str:
     return h.hexdigest()
 
 
+CHUNK = 512   # texts per cache entry: an interrupted caching keeps what it finished
+
+
+class BudgetSpent(Exception):
+    """The time budget ran out before the work was done (what was finished is kept)."""
+
+
 def lower_features(encoder: Encoder, texts: list[str], frozen_layers: int,
-                   cache_dir: Path | None = None) -> FeatureTable:
-    """Token states after ``frozen_layers`` layers; read from / written to ``cache_dir`` if given."""
+                   cache_dir: Path | None = None, deadline: float | None = None) -> FeatureTable:
+    """Token states after ``frozen_layers`` layers; read from / written to ``cache_dir`` if given,
+    ``CHUNK`` texts per entry. Past ``deadline`` (``time.monotonic()``) no new chunk is started:
+    ``BudgetSpent`` says how far it got, and the chunks already cached are reused next time."""
+    if len(texts) <= CHUNK:
+        return _chunk(encoder, texts, frozen_layers, cache_dir, deadline, 0, len(texts))
+    return FeatureTable.concat([_chunk(encoder, texts[i:i + CHUNK], frozen_layers, cache_dir, deadline, i, len(texts))
+                                for i in range(0, len(texts), CHUNK)])
+
+
+def _chunk(encoder: Encoder, texts: list[str], frozen_layers: int, cache_dir, deadline, done: int,
+           total: int) -> FeatureTable:
     path = Path(cache_dir) / f"{cache_key(encoder, frozen_layers, texts)}.safetensors" if cache_dir else None
     if path is not None and path.exists():
         loaded = load_file(str(path))
         return FeatureTable(loaded["states"], loaded["mask"])
+    if deadline is not None and time.monotonic() > deadline:
+        raise BudgetSpent(f"{done} of {total} texts encoded")
     states, mask = encoder.lower_states(texts, frozen_layers)
     table = FeatureTable(states.contiguous(), mask.contiguous())
     if path is not None:

@@ -17,7 +17,7 @@ import torch
 from lightning_modules.delta import save_base
 from lightning_modules.encoder import Encoder, frozen_layer_count
 from lightning_modules.episodes import EpisodeSampler, TaskStream, collate_tasks, pools_from_labels
-from lightning_modules.features import FeatureTable, lower_features
+from lightning_modules.features import BudgetSpent, FeatureTable, lower_features
 from lightning_modules.model import init_meta_params, layout, top_model
 from lightning_modules.module import MetaLearner, meta_from_checkpoint
 from lightning_modules.tasks import TaskData, evaluate_task
@@ -36,12 +36,14 @@ class MetaTrainResult:
     rank: int = 0  # under DDP every process returns; only rank 0 wrote the base
 
 
-def feature_table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Path | None, names: bool = False):
+def feature_table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Path | None, names: bool = False,
+                  deadline: float | None = None):
     """One feature table for several tenants, each tenant's label -> row indices in it, and (with
-    ``names``) a table of every tenant's label names, each pool knowing its names' rows."""
+    ``names``) a table of every tenant's label names, each pool knowing its names' rows. Past
+    ``deadline`` (``time.monotonic()``) it raises ``BudgetSpent``."""
     tables, pools, name_texts, offset = [], [], [], 0
     for tenant, (texts, labels) in sorted(data.items()):
-        tables.append(lower_features(encoder, texts, frozen, cache_dir))
+        tables.append(lower_features(encoder, texts, frozen, cache_dir, deadline))
         rows = None
         if names:
             own = sorted(set(labels))
@@ -49,7 +51,7 @@ def feature_table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Pa
             name_texts += own
         pools.append(pools_from_labels(tenant, labels, offset, rows))
         offset += len(texts)
-    name_table = lower_features(encoder, name_texts, frozen, cache_dir) if name_texts else None
+    name_table = lower_features(encoder, name_texts, frozen, cache_dir, deadline) if name_texts else None
     return FeatureTable.concat(tables), pools, name_table
 
 
@@ -82,7 +84,8 @@ def _precision(cfg) -> str:
     return "bf16-mixed" if torch.cuda.is_available() else "32-true"
 
 
-def _trainer(cfg, say, start_acc: float, ckpt_dir: Path, devices, strategy, logger, progress: bool) -> pl.Trainer:
+def _trainer(cfg, say, start_acc: float, ckpt_dir: Path, devices, strategy, logger, progress: bool,
+             seconds: float | None) -> pl.Trainer:
     stop = pl.callbacks.EarlyStopping("val_acc", mode="max", patience=cfg.patience, check_on_train_epoch_end=False)
     # the best validated weights are kept by Lightning's checkpointing (and `last.ckpt` resumes a run)
     best = pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-{step}", monitor="val_acc", mode="max",
@@ -95,7 +98,7 @@ def _trainer(cfg, say, start_acc: float, ckpt_dir: Path, devices, strategy, logg
                       strategy=strategy, precision=_precision(cfg), logger=logger if logger is not None else False,
                       log_every_n_steps=1, enable_checkpointing=True, enable_progress_bar=progress,
                       enable_model_summary=False, inference_mode=False, callbacks=callbacks,
-                      max_time={"minutes": cfg.max_minutes} if cfg.max_minutes else None)
+                      max_time={"seconds": seconds} if seconds is not None else None)
 
 
 def adapted_layers(settings: Settings) -> int:
@@ -108,10 +111,11 @@ def uses_names(settings: Settings) -> bool:
     return settings.adapt.label_names and settings.meta_train.name_weight > 0
 
 
-def _validation_tasks(encoder: Encoder, settings: Settings, val: TenantData, frozen: int, cache_dir):
+def _validation_tasks(encoder: Encoder, settings: Settings, val: TenantData, frozen: int, cache_dir,
+                      deadline: float | None = None):
     """The held-out tenants' features, label names and the fixed validation tasks drawn from them."""
     cfg = settings.meta_train
-    feats, pools, names = feature_table(encoder, val, frozen, cache_dir, uses_names(settings))
+    feats, pools, names = feature_table(encoder, val, frozen, cache_dir, uses_names(settings), deadline)
     tasks = EpisodeSampler(pools, (cfg.ways_min, cfg.ways_max), cfg.shots, cfg.query, cfg.seed + 1).fixed(cfg.val_tasks)
     return feats, names, tasks
 
@@ -134,7 +138,8 @@ def validation_score(encoder: Encoder, settings: Settings, val: TenantData, meta
 def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: TenantData, out_dir: Path,
                cache_dir: Path | None = None, say: Callable[[str], None] = print,
                devices: int | str | list | None = None, strategy: str | None = None, logger=None,
-               checkpoint_dir: Path | None = None, progress: bool = False) -> MetaTrainResult:
+               checkpoint_dir: Path | None = None, progress: bool = False,
+               deadline: float | None = None) -> MetaTrainResult:
     """Meta-train with ``settings.meta_train.algorithm``; the weights with the best held-out accuracy
     (possibly the untrained start, step 0) become the base, written to ``out_dir``.
 
@@ -145,6 +150,11 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     re-running the calling command, so every rank runs this function; each samples its own tasks
     (seed + rank), DDP averages the meta-gradients, validation is averaged across ranks, and only
     rank 0 speaks and writes the base (``result.rank`` says which one returned).
+
+    ``meta_train.max_minutes`` bounds all of it, feature caching and validation included; a caller
+    that has more to do within the same budget (registration) passes its own ``deadline``
+    (``time.monotonic()``). ``metrics["stop_reason"]`` and the last line said tell why it stopped
+    (time budget, early stopping, meta_steps) and which step became the base.
     """
     cfg, enc = settings.meta_train, settings.encoder
     devices = cfg.lightning_devices() if devices is None else devices
@@ -161,13 +171,22 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     frozen = frozen_layer_count(encoder, layers)
     top = top_model(encoder, layers, enc.lora_rank, enc.token_rank)
     start = time.perf_counter()
+    if deadline is None and cfg.max_minutes:
+        deadline = time.monotonic() + cfg.max_minutes * 60
     use_names = uses_names(settings)
-    train_feats, train_pools, train_names = feature_table(encoder, train, frozen, cache_dir, use_names)
-    val_feats, val_names, val_tasks = _validation_tasks(encoder, settings, val, frozen, cache_dir)
+    meta0 = init_meta_params(top, cfg.inner_lr, cfg.seed, cfg.head_lr, cfg.name_weight if use_names else 0.0)
+    try:
+        train_feats, train_pools, train_names = feature_table(encoder, train, frozen, cache_dir, use_names, deadline)
+        val_feats, val_names, val_tasks = _validation_tasks(encoder, settings, val, frozen, cache_dir, deadline)
+    except BudgetSpent as exc:
+        # nothing to train on yet: the start weights are the base, and what was encoded stays cached
+        reason = (f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) ran out while caching frozen "
+                  f"features ({exc}; a rerun reuses them)")
+        return _finish(say, settings, encoder, layers, train, val, out_dir, meta0, None, None, 0, start, reason,
+                       [], rank=0, ckpt_dir=ckpt_dir if own_ckpt else None)
     say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in {time.perf_counter() - start:.1f}s")
     ways = (cfg.ways_min, cfg.ways_max)
     rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))  # DDP sets these before fit
-    meta0 = init_meta_params(top, cfg.inner_lr, cfg.seed, cfg.head_lr, cfg.name_weight if use_names else 0.0)
     head = settings.adapt.head
 
     def score(meta: dict) -> float:
@@ -177,9 +196,10 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     module = MetaLearner(top, meta0, train_feats, val_feats, cfg.algorithm, cfg.inner_steps, cfg.meta_lr,
                          settings.adapt.max_loss, cfg.optimizer, head, train_names, val_names)
     trainer = None
-    if cfg.meta_steps > 0:
+    left = None if deadline is None else deadline - time.monotonic()
+    if cfg.meta_steps > 0 and (left is None or left > 1):
         trainer = _trainer(cfg, say if rank == 0 else (lambda m: None), start_acc, ckpt_dir, devices, strategy,
-                           logger, progress)
+                           logger, progress, left)
         rank = trainer.global_rank
     if rank:
         say = lambda message: None  # noqa: E731
@@ -199,19 +219,50 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
         if ckpt.best_model_score is not None and float(ckpt.best_model_score) > start_acc:
             best_acc, best_meta = float(ckpt.best_model_score), meta_from_checkpoint(ckpt.best_model_path, meta0)
             best_step = int(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["global_step"])
+    reason = _stop_reason(trainer, cfg, deadline)
+    return _finish(say, settings, encoder, layers, train, val, out_dir, best_meta, best_acc, start_acc, best_step,
+                   start, reason, module.history, rank, module.global_step,
+                   ckpt_dir if own_ckpt else None)
+
+
+def _stop_reason(trainer, cfg, deadline: float | None) -> str:
+    """Why meta-training stopped, in words: the time budget, early stopping, or meta_steps."""
+    if trainer is None:
+        if cfg.meta_steps == 0:
+            return "meta_train.meta_steps is 0"
+        return f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) was spent before the first meta-step"
+    stop = next(c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping))
+    if trainer.global_step >= cfg.meta_steps:
+        return f"it reached meta_train.meta_steps ({cfg.meta_steps})"
+    if stop.wait_count >= stop.patience:
+        return f"early stopping: {stop.patience} validations without improvement on the held-out tenants"
+    if deadline is not None and time.monotonic() >= deadline - 1:
+        return f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) was spent"
+    return "interrupted"
+
+
+def _finish(say, settings: Settings, encoder: Encoder, layers: int, train: TenantData, val: TenantData, out_dir,
+            best_meta: dict, best_acc: float | None, start_acc: float | None, best_step: int, start: float, reason: str,
+            history: list[dict], rank: int, steps_run: int = 0, ckpt_dir: Path | None = None) -> MetaTrainResult:
+    """Say why it stopped and which step it kept, write the base (rank 0), drop an own checkpoint."""
     seconds = time.perf_counter() - start
     metrics = {"val_accuracy": best_acc, "val_accuracy_start": start_acc, "best_step": best_step,
-               "steps_run": module.global_step, "train_seconds": seconds}
-    say(f"base = weights at meta-step {best_step} (held-out acc {best_acc:.3f} vs {start_acc:.3f} "
-        f"without meta-learning), {seconds:.0f}s")
+               "steps_run": steps_run, "train_seconds": seconds, "stop_reason": reason,
+               "steps_per_second": steps_run / seconds if seconds else 0.0}
+    say(f"stopped after {steps_run} meta-step(s) in {seconds:.0f}s: {reason}")
+    if best_acc is None:
+        say("base = the start weights (meta-step 0): not validated, no meta-step ran")
+    else:
+        say(f"base = weights at meta-step {best_step} (held-out acc {best_acc:.3f} vs {start_acc:.3f} "
+            f"without meta-learning)" + ("" if best_step else ": no meta-step improved on the start weights"))
     enc_info = {**settings.to_dict()["encoder"], "adapted_layers": layers}
     info = {"encoder": {"name": encoder.name, "digest": encoder.digest}, "encoder_settings": enc_info,
             "meta_train": settings.to_dict()["meta_train"], "adapt": settings.to_dict()["adapt"], "metrics": metrics,
             "train_tenants": sorted(train), "val_tenants": sorted(val)}
     base_dir = save_base(out_dir, best_meta, info) if rank == 0 else Path(out_dir)
-    if own_ckpt and rank == 0:
+    if ckpt_dir is not None and rank == 0:
         shutil.rmtree(ckpt_dir, ignore_errors=True)
-    return MetaTrainResult(base_dir, best_meta, metrics, module.history, settings.to_dict()["meta_train"], rank)
+    return MetaTrainResult(base_dir, best_meta, metrics, history, settings.to_dict()["meta_train"], rank)
 
 
 def _resumed_step(last: Path) -> int:

@@ -123,11 +123,13 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
 
 
 def meta_train(ctx: Context, algorithm: str | None) -> dict:
+    started = time.time()   # meta_train.max_minutes bounds the whole command, from here
     ws, _ = ctx.open(prefect=True)
     from flows.training import meta_train_flow
 
-    ref = meta_train_flow(str(ws.root), algorithm)
-    print(f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…)")
+    ref = meta_train_flow(str(ws.root), algorithm, started)
+    print(f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…): weights of meta-step "
+          f"{ref.get('best_step')}, {time.time() - started:.0f}s in all")
     return ref
 
 

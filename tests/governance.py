@@ -152,3 +152,14 @@ def forge_append(move_head: bool = True, **fields) -> dict:
         c.set_experiment_tag(exp, "head", json.dumps({"count": record["seq"], "hash": record["hash"]}))
     return record
 
+
+
+def share_signing_key(src_root, clone) -> None:
+    """What a teammate does before `tailor init` in a clone: copy the team's audit signing key (kept
+    out of git; the clone's audit-signing.pub pins it)."""
+    import shutil
+    from pathlib import Path
+
+    key = Path(src_root) / ".tailor" / "audit-signing.key"
+    (Path(clone) / ".tailor").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(key, Path(clone) / ".tailor" / "audit-signing.key")

@@ -71,9 +71,10 @@ class ValidationSettings:
 @dataclass(frozen=True)
 class MetaTrainSettings:
     algorithm: str = _f("fomaml", "fomaml | reptile | maml (second-order, reference only)")
-    meta_steps: int = _f(400, "outer-loop updates (at most; early stopping and max_minutes may end sooner)")
-    max_minutes: float = _f(25.0, "stop meta-training after this many minutes (0 = no limit); the best "
-                                  "validated weights so far become the base")
+    meta_steps: int = _f(3000, "outer-loop updates (at most; early stopping and max_minutes may end sooner)")
+    max_minutes: float = _f(10.0, "the whole meta-train command stops within this many minutes (0 = no "
+                                  "limit), feature caching and registration included; the best validated "
+                                  "weights so far become the base")
     meta_batch: int = _f(4, "tasks per outer update")
     inner_steps: int = _f(8, "inner-loop steps on the support set")
     optimizer: str = _f("adam", "inner-loop update: adam (Adam's direction, scaled per tensor) | sgd")
@@ -86,9 +87,9 @@ class MetaTrainSettings:
     ways_max: int = _f(8, "most classes in a sampled task")
     shots: int = _f(5, "support examples per class")
     query: int = _f(5, "query examples per class")
-    val_every: int = _f(20, "validate on held-out tenants every N meta-steps")
+    val_every: int = _f(100, "validate on held-out tenants every N meta-steps")
     val_tasks: int = _f(24, "tasks per validation (the same tasks every time)")
-    patience: int = _f(4, "validations without improvement before early stopping")
+    patience: int = _f(6, "validations without improvement before early stopping")
     seed: int = _f(0, "random seed")
     tenants: str = _f("", "comma-separated meta-training tenants; empty = every tenant with valid data")
     val_tenants: str = _f("", "comma-separated held-out tenants for early stopping; empty = a seeded fifth")

@@ -13,6 +13,7 @@ from tailor import cli
 from tests.conftest import synthetic_tenant
 from tests.e2e.test_loop import write_csv
 from tests.servers import S3_ENV, s3_server
+from tests.governance import share_signing_key
 from workspace import versioning
 from workspace.create import init_workspace
 from workspace.paths import Workspace
@@ -74,6 +75,7 @@ def test_a_fresh_clone_pulls_and_checks_out_an_old_version(team, tmp_path):
     old, new = versioning.history(src, "acme")[1], versioning.history(src, "acme")[0]
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(src.root), str(clone)], check=True)
+    share_signing_key(src.root, clone)
     assert cli.main(["init", str(clone)]) == 0
     pulled = subprocess.run([sys.executable, "-m", "dvc", "pull"], cwd=clone, capture_output=True, text=True)
     assert pulled.returncode == 0, pulled.stderr

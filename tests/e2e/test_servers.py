@@ -14,6 +14,7 @@ from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
 from tests.servers import dask_cluster, mlflow_server
+from tests.governance import share_signing_key
 from workspace import versioning
 from workspace.create import init_workspace
 from workspace.paths import Workspace
@@ -79,6 +80,7 @@ def test_a_clone_predicts_with_candidates_registered_elsewhere(team, tmp_path, c
         os.environ.pop("TAILOR_USER", None)
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(root), str(clone)], check=True)
+    share_signing_key(root, clone)
     assert cli.main(["init", str(clone)]) == 0
     capsys.readouterr()
     assert cli.main(["-w", str(clone), "predict", "acme", "dog cat horse", "bread rice soup", "--json"]) == 0

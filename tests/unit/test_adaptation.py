@@ -114,7 +114,8 @@ def test_the_candidate_carries_the_best_head_and_the_gate_baseline_is_the_best_w
     enc = load_encoder(s.encoder)
     texts, labels = synthetic_tenant(["weather", "law", "animal", "tool"], 12, seed=3)
     real = adaptation._fit
-    scores = {"meta-learned": 0.5, "no-meta": 0.6, "logreg-frozen": 0.9, "prototypes-frozen": 0.7}
+    scores = {"meta-learned": 0.5, "no-meta": 0.6, "logreg-names-frozen": 0.8, "logreg-frozen": 0.9,
+              "prototypes-frozen": 0.7}
 
     def fake_accuracy(top, params, data, y):   # what each method scored on the held-out split
         return scores[params["__method"]]
@@ -135,6 +136,41 @@ def test_the_candidate_carries_the_best_head_and_the_gate_baseline_is_the_best_w
     out = adapt_tenant(enc, s, result.meta, "acme", texts, labels)
     assert out.adaptation["head"] == "meta-learned" and out.metrics["baseline_accuracy"] == 0.9
     assert any(k.endswith("lora_B") for k in out.delta)
+    # the strongest frozen head, logistic regression with the label names as examples, is a baseline
+    # of the gate: a meta-learned adaptation below it is not what the candidate carries or is gated on
+    scores.update({"meta-learned": 0.93, "logreg-names-frozen": 0.96})
+    out = adapt_tenant(enc, s, result.meta, "acme", texts, labels)
+    assert out.metrics["baseline_method"] == "logreg-names-frozen" and out.metrics["baseline_accuracy"] == 0.96
+    assert out.adaptation["head"] == "logreg-names-frozen" and out.metrics["logreg_names_accuracy"] == 0.96
+
+
+def test_the_names_baseline_learns_from_the_label_names(base):
+    """logreg-names-frozen is a head fitted on the support and the names: with one example per label
+    and the names as the only other evidence, changing the names changes its head."""
+    s, result, _, _ = base
+    enc = load_encoder(s.encoder)
+    texts, labels = synthetic_tenant(["weather", "law", "animal"], 4, seed=9)
+    from lightning_modules import baselines
+    from lightning_modules.features import lower_features
+    from lightning_modules.model import init_meta_params, layout, top_model
+
+    top = top_model(enc, *layout(result.meta))
+    no_meta = init_meta_params(top, 0.1)
+    feats = lower_features(enc, texts, enc.num_layers - layout(result.meta)[0])
+    z = baselines.frozen_embeddings(top, no_meta, feats)
+    y = torch.tensor([sorted(set(labels)).index(label) for label in labels])
+    rows = list(range(len(texts)))
+    data = adaptation.TaskData(feats.rows(torch.tensor(rows)), y, feats.rows(torch.tensor(rows)), y, 3)
+
+    def head(names):
+        nf = lower_features(enc, names, enc.num_layers - layout(result.meta)[0])
+        nz = baselines.frozen_embeddings(top, no_meta, nf)
+        return adaptation._fit("logreg-names-frozen", top, {}, data, z, rows, s.adapt, s.meta_train, nz)[0]
+
+    a, b = head(["animal", "law", "weather"]), head(["zebra", "court", "rain"])
+    assert not torch.allclose(a["head.weight"], b["head.weight"])
+    plain = adaptation._fit("logreg-frozen", top, {}, data, z, rows, s.adapt, s.meta_train)[0]
+    assert not torch.allclose(a["head.weight"], plain["head.weight"])
 
 
 def test_a_frozen_head_in_a_delta_predicts_exactly_like_its_baseline(base, tmp_path):

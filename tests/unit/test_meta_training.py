@@ -1,0 +1,91 @@
+"""Meta-training moves the base through its meta-gradient and nothing else, and its time budget
+bounds the whole run (feature caching included) and is said as the reason it stopped."""
+import time
+
+import pytest
+import torch
+
+from lightning_modules import module as meta_module
+from lightning_modules.encoder import load_encoder
+from lightning_modules.features import BudgetSpent, lower_features
+from lightning_modules.module import meta_from_checkpoint
+from lightning_modules.training import meta_train
+
+from tests.conftest import synthetic_tenant, tiny_settings
+
+TRAIN = [["animal", "food", "tool"], ["music", "sport", "car"], ["animal", "music", "sport"], ["law", "weather", "car"]]
+
+
+def _data():
+    train = {f"t{i}": synthetic_tenant(c, 12, seed=i) for i, c in enumerate(TRAIN)}
+    return train, {"v": synthetic_tenant(["car", "food", "tool"], 12, seed=9)}
+
+
+def _trained(tmp_path, settings, name):
+    """The run's result and the weights of its last step (the checkpoint, not the best)."""
+    train, val = _data()
+    ckpt = tmp_path / f"ckpt-{name}"
+    result = meta_train(load_encoder(settings.encoder), settings, train, val, tmp_path / name, tmp_path / "cache",
+                        say=lambda m: None, checkpoint_dir=ckpt)
+    return result, meta_from_checkpoint(ckpt / "last.ckpt", result.meta)
+
+
+def _start(settings, like):
+    from lightning_modules.model import init_meta_params, layout, top_model
+    enc = load_encoder(settings.encoder)
+    top = top_model(enc, *layout(like))
+    cfg = settings.meta_train
+    return init_meta_params(top, cfg.inner_lr, cfg.seed, cfg.head_lr, cfg.name_weight)
+
+
+def test_the_meta_gradient_moves_the_base_and_nothing_else_does(tmp_path, monkeypatch):
+    s = tiny_settings(meta_steps=8, val_every=4, meta_lr=0.01, max_minutes=0)
+    result, last = _trained(tmp_path, s, "real")
+    start = _start(s, result.meta)
+    moved = [k for k in start if not torch.equal(start[k], last[k])]
+    assert {k for k in moved if k.startswith("tok.")}, "the token adapter is meta-learned"
+    assert any(k.startswith("log_lr.") for k in moved), "the inner step sizes are meta-learned (Meta-SGD)"
+    assert result.metrics["steps_run"] == 8
+
+    real = meta_module.meta_learn_task
+
+    def no_meta_gradient(*args, **kwargs):   # the same inner loop and query loss, a zero outer gradient
+        surrogate, loss = real(*args, **kwargs)
+        return surrogate * 0.0, loss
+
+    monkeypatch.setattr(meta_module, "meta_learn_task", no_meta_gradient)
+    frozen, last = _trained(tmp_path, s, "zeroed")
+    assert all(torch.equal(start[k], last[k]) for k in start), "with no meta-gradient the base must not move"
+    assert frozen.metrics["best_step"] == 0 and frozen.metrics["val_accuracy"] == frozen.metrics["val_accuracy_start"]
+
+
+def test_the_time_budget_stops_meta_training_and_says_so(tmp_path):
+    s = tiny_settings(meta_steps=1_000_000, val_every=5, max_minutes=0.05)   # 3 seconds
+    train, val = _data()
+    said = []
+    begun = time.monotonic()
+    result = meta_train(load_encoder(s.encoder), s, train, val, tmp_path / "base", tmp_path / "cache", say=said.append)
+    took = time.monotonic() - begun
+    assert took < 3 + 10, f"a 3-second budget took {took:.0f}s"
+    assert 0 < result.metrics["steps_run"] < 1_000_000
+    assert "time budget" in result.metrics["stop_reason"]
+    assert any(line.startswith("stopped after") and "time budget" in line for line in said)
+    assert any(line.startswith("base = weights at meta-step") for line in said)
+
+
+def test_a_budget_spent_caching_features_keeps_what_it_cached_and_the_start_weights(tmp_path):
+    s = tiny_settings(meta_steps=100)
+    train, val = _data()
+    enc = load_encoder(s.encoder)
+    texts = train["t0"][0]
+    with pytest.raises(BudgetSpent, match="0 of 36 texts"):
+        lower_features(enc, texts, 1, tmp_path / "cache", deadline=time.monotonic() - 1)
+    said = []
+    result = meta_train(enc, s, train, val, tmp_path / "base", tmp_path / "cache", say=said.append,
+                        deadline=time.monotonic() - 1)
+    assert result.metrics["steps_run"] == 0 and result.metrics["best_step"] == 0
+    assert "caching frozen features" in result.metrics["stop_reason"]
+    assert any("not validated" in line for line in said)
+    # what was cached before the budget ran out is reused: a deadline in the past no longer matters
+    lower_features(enc, texts, 1, tmp_path / "cache")
+    assert lower_features(enc, texts, 1, tmp_path / "cache", deadline=time.monotonic() - 1).states.shape[0] == 36
