@@ -59,7 +59,7 @@ bench: setup $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.meta_learning
 
 bench-quick: setup $(BENCH_STAMP)
-	$(BIN)/python -m benchmarks.meta_learning --quick
+	$(BIN)/python -m benchmarks.meta_learning --quick --out benchmarks/results/quick
 
 clean:
 	rm -rf demo-workspace .pytest_cache

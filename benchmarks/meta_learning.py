@@ -50,7 +50,7 @@ class Profile:
 
 FULL = Profile("full", folds=ALL_SOURCES,
                per_class=40, episodes={1: 15, 5: 30, 10: 10}, curve_episodes=10, trace_episodes=6,
-               setfit_episodes=5, setfit_max_pairs=None, cost_warmup=1, cost_rounds=3, memory_steps=2,
+               setfit_episodes=6, setfit_max_pairs=None, cost_warmup=1, cost_rounds=3, memory_steps=2,
                cost_repeats=3, chunk=5, meta_train={"max_minutes": 4.0, "val_every": 50, "val_tasks": 16})
 QUICK = Profile("quick", folds=("ha-intents", "fortunes"), per_class=40, episodes={1: 4, 5: 8, 10: 3},
                 curve_episodes=4, trace_episodes=3, setfit_episodes=1, setfit_max_pairs=48, cost_warmup=0,

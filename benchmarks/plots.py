@@ -29,7 +29,7 @@ def _yerr(est) -> list[float]:
 
 def accuracy_vs_shots(res: Results, out: Path) -> Path:
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for method in (*FROZEN, "logreg+names", *ADAPTED):
+    for method in (*FROZEN, *ADAPTED):
         shots = [k for k in SHOTS if res.has(method, k)]
         if not shots:
             continue

@@ -56,7 +56,7 @@ def header(res: Results) -> list[str]:
 def accuracy(res: Results) -> list[str]:
     lines = ["## Accuracy per left-out source", "", "Mean query accuracy in points ± the 95% interval over "
              "episodes; the mean over sources weighs each source the same (stratified interval).", ""]
-    methods = [m for m in (*FROZEN, "logreg+names", *ADAPTED, "setfit") if res.has(m)]
+    methods = [m for m in (*FROZEN, *ADAPTED, "setfit") if res.has(m)]
     for shots in SHOTS:
         rows = [[f, *[res.acc(f, shots, m).pts() for m in methods]] for f in res.folds]
         rows.append(["**mean over sources**", *[f"**{res.mean_acc(shots, m).pts()}**" for m in methods]])

@@ -79,7 +79,7 @@ def steps_table(res: Results) -> list[str]:
                          and len(r.get("curve", {})) > 1]) for f in res.folds}
     marks = sorted({k for m in methods for k in res.curve(m)})
     rows = [[res.label(m), *[res.curve(m)[k].pts() if k in res.curve(m) else "–" for k in marks]] for m in methods]
-    rows += [[res.label(m), *[_frozen_on_curve(res, m, n_by_fold).pts()] * len(marks)] for m in (*FROZEN, "logreg+names")]
+    rows += [[res.label(m), *[_frozen_on_curve(res, m, n_by_fold).pts()] * len(marks)] for m in FROZEN]
     return ["## Accuracy vs inner steps (5-shot)", "",
             f"The first {max(n_by_fold.values())} 5-shot episodes of each left-out source, mean over sources; one run "
             f"of the inner loop scored on the way (the product's default is {res.steps} steps). Frozen baselines on "

@@ -8,15 +8,16 @@ import statistics
 
 from benchmarks.stats import Estimate, estimate, paired, stratified
 
-FROZEN = ("prototypes", "logreg")     # the frozen-encoder baselines ("best frozen" is the better of them)
+# the frozen-encoder baselines; "best frozen" is the best of them, label names included
+FROZEN = ("prototypes", "logreg", "logreg+names")
 BEST = "best-frozen"
 ADAPTED = ("no-meta", "fomaml", "reptile")
-METHODS = (*FROZEN, "logreg+names", *ADAPTED, "setfit")
+METHODS = (*FROZEN, *ADAPTED, "setfit")
 SHOTS = (1, 5, 10)
 LABELS = {
     "prototypes": "Prototypes, frozen encoder",
     "logreg": "Logistic regression, frozen encoder",
-    "logreg+names": "Logistic regression + label names, frozen (names alone)",
+    "logreg+names": "Logistic regression + label names, frozen",
     "no-meta": "Tailor's adaptation without meta-learning (no-meta start)",
     "fomaml": "FOMAML base",
     "reptile": "Reptile base",
@@ -55,7 +56,8 @@ class Results:
         return stratified([list(self.scores(f, shots, method).values()) for f in self.folds])
 
     def best_frozen(self, fold: str, shots: int) -> str | None:
-        """The better frozen baseline on this source at these shots (measured on its own episodes)."""
+        """The best frozen baseline on this source at these shots, label names included (measured on
+        its own episodes)."""
         have = [m for m in FROZEN if self.scores(fold, shots, m)]
         return max(have, key=lambda m: self.acc(fold, shots, m).mean) if have else None
 
@@ -109,6 +111,18 @@ class Results:
     def seconds(self, method: str) -> float:
         times = [r["seconds"] for r in self.records if r["method"] == method and r.get("seconds") is not None]
         return statistics.median(times) if times else float("nan")
+
+    def setfit_speedup(self) -> float | None:
+        """SetFit's median seconds per adaptation over Tailor's (None where either was not timed)."""
+        ours, theirs = self.seconds("tailor@setfit"), self.seconds("setfit")   # timed on SetFit's episodes
+        return theirs / ours if ours == ours and theirs == theirs and ours > 0 else None
+
+    def steps_per_second(self) -> float | None:
+        """Median meta-steps per second of the default algorithm's meta-training runs (whole runs:
+        validation included)."""
+        rates = [r["metrics"]["steps_run"] / r["metrics"]["train_seconds"] for r in self.training.values()
+                 if r["algorithm"] == self.algorithm and r["metrics"].get("train_seconds")]
+        return statistics.median(rates) if rates else None
 
     def setfit_pairs(self) -> int:
         return max((r.get("pairs", 0) for r in self.records if r["method"] == "setfit"), default=0)

@@ -88,6 +88,7 @@ def test_broken_tenants_and_a_crashed_chunk_cost_only_their_own(fleet, capsys, m
         assert tenant in out.err
 
 
+@pytest.mark.slow   # a minute or more of servers and subprocesses: `make test-slow` (keeps `make test` < 15 min)
 def test_a_rerun_after_kill_9_registers_nothing_twice(fleet, capsys):
     root = fleet["root"]
     env = {**os.environ, "TAILOR_FAULT": "adapt:registered", "TAILOR_USER": "ci-bot"}
@@ -173,6 +174,7 @@ print(json.dumps({"code": code, "spans": sorted([t.start_time.timestamp(), t.end
 """
 
 
+@pytest.mark.slow   # a minute or more of servers and subprocesses: `make test-slow` (keeps `make test` < 15 min)
 def test_a_prefect_concurrency_limit_bounds_chunks_across_runs(fleet):
     """`prefect concurrency-limit create tailor-adapt 1` holds the chunks of a run with
     schedule.workers 2 (and any other run's) to one at a time; without the limit they overlap.
@@ -208,6 +210,7 @@ def _api(url, path, body=None):
         return json.loads(response.read() or b"null")
 
 
+@pytest.mark.slow   # a minute or more of servers and subprocesses: `make test-slow` (keeps `make test` < 15 min)
 def test_tailor_serve_deploys_on_params_cron_and_a_triggered_run_registers_candidates(fleet, tmp_path):
     """`tailor serve` against a real `prefect server start`: the deployment carries params.yaml's
     cron, timezone and parameters; a run triggered through the API is picked up by the served

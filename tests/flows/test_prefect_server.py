@@ -8,6 +8,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import synthetic_tenant, tiny_settings
 from workspace.create import init_workspace
 
@@ -39,6 +41,7 @@ def wait_for(predicate, seconds: float) -> bool:
     return predicate()
 
 
+@pytest.mark.slow   # a minute or more of servers and subprocesses: `make test-slow` (keeps `make test` < 15 min)
 def test_a_killed_command_leaves_no_server_and_a_concurrent_one_shares_it(tmp_path):
     root = tmp_path / "ws"
     init_workspace(root, tiny_settings().replace("stores", prefect_idle_seconds=2.0))

@@ -117,7 +117,8 @@ def test_confidence_intervals_are_paired_and_sources_weigh_the_same():
 
 
 def _results(gain: float) -> dict:
-    """A run's records where Tailor beats the better frozen baseline by ``gain`` on every episode."""
+    """A run's records where Tailor beats logistic regression by ``gain`` and logistic regression with
+    the label names, the best frozen baseline here, by ``gain - 0.005`` on every episode."""
     folds = [{"test": s, "val": "x", "train": []} for s in ("bible", "foldoc")]
     records = []
     for f in folds:
@@ -125,7 +126,7 @@ def _results(gain: float) -> dict:
             base = {"fold": f["test"], "shots": 5, "episode": i}
             noise = 0.02 * (i % 3)
             records += [{**base, "method": "logreg", "acc": 0.6 + noise}, {**base, "method": "prototypes", "acc": 0.5},
-                        {**base, "method": "logreg+names", "acc": 0.61 + noise},
+                        {**base, "method": "logreg+names", "acc": 0.605 + noise},
                         {**base, "method": "no-meta", "acc": 0.6 + noise},
                         {**base, "method": "fomaml", "acc": 0.6 + noise + gain}]
     timing = [{"source": "bible", "threads": t, "fomaml_s": 1.0} for t in (1, 2)]
@@ -142,8 +143,9 @@ def test_the_headline_target_is_judged_from_the_paired_mean_over_sources(gain, m
     from benchmarks.targets import targets
 
     lines = targets(Results(_results(gain)))
-    row = next(line for line in lines if "best frozen baseline + 2 pts" in line)
-    assert (" met " in row) is met and (f"+{100 * gain:.1f} ± 0.0 pts" in row), row
+    row = next(line for line in lines if "best frozen baseline (label names included) + 2 pts" in line)
+    # judged against the names baseline: against logistic regression alone it would read +gain
+    assert (" met " in row) is met and (f"+{100 * (gain - 0.005):.1f} ± 0.0 pts" in row), row
     assert ("| met |" in next(line for line in lines if "no left-out source below" in line))
 
 
