@@ -40,8 +40,11 @@ def header(res: Results) -> list[str]:
         f"- Episodes per left-out source: 5-way, 10 query texts per class, {eps}; the same episodes for every "
         f"method (paired). SetFit: the first {plan['setfit_episodes']} 5-shot episodes of each source "
         f"({'skipped in this run' if i['setfit_skipped'] else f'{res.setfit_n()} in all'}).",
-        f"- Encoder {enc['name']}: lower {6 - enc['adapted_layers']} layers frozen and cached; the top "
-        f"{enc['adapted_layers']} layer(s) carry LoRA rank {enc['lora_rank']}. Adaptation (the product's "
+        f"- Encoder {enc['name']}: lower {6 - enc['adapted_layers']} layers frozen and cached; "
+        + (f"the top {enc['adapted_layers']} layer(s) carry LoRA rank {enc['lora_rank']}" if enc['adapted_layers']
+           else "no transformer layer adapted")
+        + (f"; a token adapter of rank {enc['token_rank']} on the top token states, then attention pooling"
+           if enc.get('token_rank') else "") + ". Adaptation (the product's "
         f"`adapt_task`): {ad['inner_steps']} inner steps, {mt['optimizer']} direction, adapter lr {mt['inner_lr']}, "
         f"head lr {mt['head_lr']}, label names {'on' if ad['label_names'] else 'off'} (weight {mt['name_weight']}), "
         f"head `{ad['head']}`.",
@@ -79,7 +82,8 @@ def comparisons(res: Results) -> list[tuple[str, str, str]]:
 
 def differences(res: Results) -> list[str]:
     lines = ["## Paired differences", "", "Points, a - b on the same episodes, ± the 95% interval. 'Best frozen "
-             "baseline' is the better of prototypes and logistic regression on each source at each shot count.", ""]
+             "baseline' is the best of prototypes, logistic regression and logistic regression with the label names on each "
+             "source at each shot count.", ""]
     for a, b, title in comparisons(res):
         shots = [k for k in SHOTS if res.has(a, k) and (b == BEST or res.has(b, k))]
         if not shots:
