@@ -262,40 +262,36 @@ def _fail(args: list[str], exc: Exception, debug: bool) -> int:
     return 1
 
 
-def user_error(exc: BaseException) -> UserError | None:
-    """The ``UserError`` behind ``exc``: itself, its cause, or one Prefect wrapped (in an exception
-    group, a failed state, a crashed run) on the way out of a flow or task."""
+def _chain(exc: BaseException, every_context: bool):
+    """``exc`` and what lies behind it, breadth first: causes, exception groups' members and (for
+    Prefect's own exceptions, raised while handling a task's, or for all with ``every_context``)
+    the exception being handled when it was raised."""
     stack, seen = [exc], set()
     while stack:
         current = stack.pop(0)
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        if isinstance(current, UserError):
-            return current
+        yield current
         if isinstance(current, BaseExceptionGroup):
             stack.extend(current.exceptions)
         stack.append(current.__cause__)
-        if type(current).__module__.startswith("prefect"):
-            stack.append(current.__context__)  # Prefect raises its own while handling the task's
-    return None
+        if every_context or type(current).__module__.startswith("prefect"):
+            stack.append(current.__context__)
+
+
+def user_error(exc: BaseException) -> UserError | None:
+    """The ``UserError`` behind ``exc``: itself, its cause, or one Prefect wrapped (in an exception
+    group, a failed state, a crashed run) on the way out of a flow or task."""
+    return next((e for e in _chain(exc, every_context=False) if isinstance(e, UserError)), None)
 
 
 def disk_full(exc: BaseException) -> str | None:
     """The file a full disk (or quota) refused to write, "" if unnamed, or None when ``exc`` was no
     such failure: it is searched, as ``user_error`` does, through causes and Prefect's wrappers."""
-    stack, seen = [exc], set()
-    while stack:
-        current = stack.pop(0)
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        if isinstance(current, OSError) and current.errno in (errno.ENOSPC, errno.EDQUOT):
-            return current.filename or ""
-        if isinstance(current, BaseExceptionGroup):
-            stack.extend(current.exceptions)
-        stack.extend([current.__cause__, current.__context__])
-    return None
+    full = next((e for e in _chain(exc, every_context=True)
+                 if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)), None)
+    return None if full is None else (full.filename or "")
 
 
 def _workspace() -> Workspace | None:
