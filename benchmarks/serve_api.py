@@ -47,11 +47,13 @@ def build(root: Path, encoder: str, n: int, say) -> tuple:
     from tests.governance import PASSED
     from workspace import versioning
     from workspace.create import init_workspace
-    from workspace.settings import load_settings
+    from workspace.settings import Settings, load_settings
 
     settings = tiny_settings(tenants="acme,globex", val_tenants="initech")
-    if encoder != "tiny":
-        settings = settings.replace("encoder", name=encoder)
+    if encoder != "tiny":   # the product's CPU layout: every layer frozen, the token adapter adapts
+        defaults = Settings().encoder
+        settings = settings.replace("encoder", name=encoder, adapted_layers=defaults.adapted_layers,
+                                    lora_rank=defaults.lora_rank, token_rank=defaults.token_rank)
     ws = init_workspace(root, settings)
     for i, tenant in enumerate(["acme", "globex", "initech"]):
         versioning.track(ws, tenant, write_csv(root.parent / f"{tenant}.csv", *synthetic_tenant(TENANTS[tenant], 10, seed=i)))
