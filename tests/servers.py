@@ -42,11 +42,12 @@ class Server:
 
 
 @contextmanager
-def _serving(argv: list[str], url: str, health: str, log: Path):
+def _serving(argv: list[str], url: str, health: str, log: Path, env: dict | None = None):
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         # its own process group: `mlflow server` runs uvicorn and a job runner as children
-        proc = subprocess.Popen(argv, stdout=out, stderr=out, env=os.environ.copy(), start_new_session=True)
+        proc = subprocess.Popen(argv, stdout=out, stderr=out, env={**os.environ, **(env or {})},
+                                start_new_session=True)
     try:
         yield Server(proc, url, health, log)
     finally:
@@ -88,6 +89,18 @@ def mlflow_server(folder: Path):
             "--backend-store-uri", f"sqlite:///{folder / 'server.db'}", "--serve-artifacts",
             "--artifacts-destination", str(folder / "artifacts")]
     with _serving(argv, url, f"{url}/health", folder / "mlflow-server.log") as server:
+        yield server
+
+
+@contextmanager
+def api_server(root: Path, log: Path):
+    """Yields a ``Server`` running ``tailor serve-api`` on the workspace ``root`` (this checkout's
+    code); ``ready()`` waits for /readyz (the encoder loaded, the registry read)."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(root),
+            "serve-api", "--port", str(port)]
+    with _serving(argv, url, f"{url}/readyz", log, env={"PYTHONPATH": str(Path(__file__).resolve().parents[1])}) as server:
         yield server
 
 

@@ -4,9 +4,6 @@ mixed-tenant load; a tampered delta is a 409 and never another tenant's answer; 
 a rollback reach serving without a restart; a caller sees only its own tenants."""
 import json
 import os
-import socket
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
@@ -18,6 +15,7 @@ import pytest
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
+from tests.servers import api_server
 from workspace import versioning
 from workspace.create import init_workspace
 from workspace.paths import Workspace
@@ -26,12 +24,6 @@ FLEET = ["acme", "globex", "initech", "umbrella"]
 ASK = {"acme": ["dog cat horse", "bread rice soup", "hammer saw drill", "lion tiger wolf", "cake pie jam", "  "],
        "globex": ["guitar piano drum", "soccer tennis golf", "engine wheel brake", "violin harp choir"],
        "initech": ["dog cat horse", "guitar piano drum", "court judge jury", "appeal verdict bail"]}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def call(url, path, body=None, key=None, rid=None):
@@ -100,30 +92,10 @@ def served(tmp_path_factory):
 
     key_all = keys.add_key(ws, "ops", ["*"])
     key_acme = keys.add_key(ws, "acme-app", ["acme"])
-    port = _free_port()
-    log = open(root.parent / "serve.log", "wb")
-    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])}
-    server = subprocess.Popen([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(root),
-                               "serve-api", "--port", str(port)], env=env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, (root.parent / "serve.log").read_text()[-3000:]
-            try:
-                if call(url, "/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.3)
-        yield {"root": root, "ws": Workspace(root), "settings": settings, "url": url, "server": server,
-               "keys": {"all": key_all, "acme": key_acme}, "log": root.parent / "serve.log"}
-    finally:
-        if server.poll() is None:
-            server.terminate()
-            server.wait(30)
-        log.close()
+    with api_server(root, root.parent / "serve.log") as server:
+        server.ready(90)
+        yield {"root": root, "ws": Workspace(root), "settings": settings, "url": server.url, "server": server.proc,
+               "keys": {"all": key_all, "acme": key_acme}, "log": server.log}
 
 
 def test_concurrent_mixed_tenant_load_gets_tailor_predicts_answers(served, capsys):
