@@ -55,3 +55,36 @@ def test_the_meta_train_flow_checks_before_loading_the_encoder(tmp_path, monkeyp
     monkeypatch.setattr(flow, "train_task", _no_work)
     with pytest.raises(UserError, match="no held-out tenant has 2 such labels: beta"):
         flow.meta_train_flow.fn(str(root))
+
+
+# --- 2. a data version whose object is in neither the DVC cache nor the remote ------------------
+
+def _csv(path, n, seed):
+    texts, labels = synthetic_tenant(["animal", "food"], n, seed)
+    path.write_text("text,label\n" + "".join(f"{t},{lb}\n" for t, lb in zip(texts, labels)), encoding="utf-8")
+    return path
+
+
+def test_a_data_version_lost_from_cache_and_remote_is_one_line_naming_it(tmp_path, capsys):
+    from tailor import cli
+    from workspace import versioning
+    from workspace.create import init_workspace
+    from workspace.dvcfiles import md5_of
+
+    ws = init_workspace(tmp_path / "ws", tiny_settings())
+    old = versioning.track(ws, "acme", _csv(tmp_path / "a.csv", 6, 0))
+    new = versioning.track(ws, "acme", _csv(tmp_path / "b.csv", 7, 1))
+    digest = old.md5.removeprefix("md5:")
+    lost = [p for folder in (ws.root / ".dvc" / "cache", ws.dvc_remote_dir)
+            for p in folder.rglob(digest[2:]) if p.parent.name == digest[:2]]
+    assert len(lost) == 2, lost
+    for path in lost:
+        path.unlink()
+    capsys.readouterr()
+    code = cli.main(["--workspace", str(ws.root), "data", "checkout", "acme", digest[:12]])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "\n" not in err, err
+    for words in ("acme", f"md5:{digest[:12]}", "neither the DVC cache nor the DVC remote .tailor/dvc-remote",
+                  "tailor ingest acme FILE", "stores.dvc_remote"):
+        assert words in err, words
+    assert md5_of(ws.root / new.path) == new.md5.removeprefix("md5:"), "the current version stays current"
