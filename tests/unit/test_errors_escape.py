@@ -88,3 +88,59 @@ def test_a_data_version_lost_from_cache_and_remote_is_one_line_naming_it(tmp_pat
                   "tailor ingest acme FILE", "stores.dvc_remote"):
         assert words in err, words
     assert md5_of(ws.root / new.path) == new.md5.removeprefix("md5:"), "the current version stays current"
+
+
+# --- 3. runs a killed command left RUNNING ------------------------------------------------------
+
+def _owner(pid: int, started: float) -> dict:
+    import socket
+
+    from registry import store
+    return {store.OWNER_HOST: socket.gethostname(), store.OWNER_PID: str(pid), store.OWNER_STARTED: f"{started:.2f}"}
+
+
+def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_ones(tmp_path):
+    from mlflow import MlflowClient
+
+    from registry import store
+    from tests.governance import fresh_workspace, make_base, register
+
+    ws, _ = fresh_workspace(tmp_path / "ws")   # configured; MLflow's client not opened yet
+    raw = MlflowClient(tracking_uri=store.tracking_uri())
+    exp = raw.create_experiment("tailor-tenant-acme")
+    killed = subprocess.Popen(["sleep", "60"])
+    killed_tags = _owner(killed.pid, psutil.Process(killed.pid).create_time())
+    killed.kill()
+    killed.wait()
+    alive = subprocess.Popen(["sleep", "60"])
+    try:
+        runs = {name: raw.create_run(exp, run_name=name, tags=tags).info.run_id for name, tags in {
+            "killed": killed_tags,
+            "alive": _owner(alive.pid, psutil.Process(alive.pid).create_time()),
+            "pid reused": _owner(alive.pid, psutil.Process(alive.pid).create_time() - 100),
+            "this process": store.owner_tags(),
+            "no owner": {}}.items()}
+        store.client()   # what the next command does first with the store
+        status = {name: raw.get_run(run_id) for name, run_id in runs.items()}
+    finally:
+        alive.kill()
+        alive.wait()
+    assert {name: run.info.status for name, run in status.items()} == {
+        "killed": "FAILED", "alive": "RUNNING", "pid reused": "FAILED", "this process": "RUNNING",
+        "no owner": "RUNNING"}
+    assert f"pid {killed.pid}" in status["killed"].data.tags[store.FAILED_REASON]
+    assert store.FAILED_REASON not in status["alive"].data.tags
+
+    # the runs Tailor starts carry their owner, so the sweep can find them after a kill
+    from registry import base_model
+
+    base, base_dir = make_base(ws)
+    register(ws, base, base_dir, "acme")
+    base_model.training_logger("meta-train-test").run_id   # Lightning's logger creates its run
+    mine = store.owner_tags()
+    tailor_runs = [r for e in ("tailor-meta-train", "tailor-tenant-acme")
+                   for r in raw.search_runs([raw.get_experiment_by_name(e).experiment_id])
+                   if r.info.run_id not in runs.values()]
+    assert len(tailor_runs) == 3
+    for run in tailor_runs:
+        assert {k: run.data.tags.get(k) for k in mine} == mine, run.info.run_name
