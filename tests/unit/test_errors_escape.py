@@ -21,11 +21,12 @@ def _no_work(*args, **kwargs):
 
 def test_meta_train_refuses_too_few_examples_per_label_before_caching_features(tmp_path, monkeypatch):
     from lightning_modules import training
+    from lightning_modules.encoder import load_encoder
 
     monkeypatch.setattr(training, "lower_features", _no_work)
     train, val = {"acme": FEW["acme"]}, {"beta": FEW["beta"]}
     with pytest.raises(UserError) as err:
-        training.meta_train(None, tiny_settings(), train, val, tmp_path / "base")
+        training.meta_train(load_encoder(tiny_settings().encoder), tiny_settings(), train, val, tmp_path / "base")
     line = str(err.value)
     assert "\n" not in line
     for words in ("held-out tenant", "beta", "'Music' 6", "'Sport' 6", "10 examples",
