@@ -96,14 +96,15 @@ def test_a_data_version_lost_from_cache_and_remote_is_one_line_naming_it(tmp_pat
 def _owner(pid: int, started: float) -> dict:
     import socket
 
-    from registry import store
-    return {store.OWNER_HOST: socket.gethostname(), store.OWNER_PID: str(pid), store.OWNER_STARTED: f"{started:.2f}"}
+    from registry import owners
+    return {owners.OWNER_HOST: socket.gethostname(), owners.OWNER_PID: str(pid),
+            owners.OWNER_STARTED: f"{started:.2f}"}
 
 
 def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_ones(tmp_path):
     from mlflow import MlflowClient
 
-    from registry import store
+    from registry import owners, store
     from tests.governance import fresh_workspace, make_base, register
 
     ws, _ = fresh_workspace(tmp_path / "ws")   # configured; MLflow's client not opened yet
@@ -119,7 +120,7 @@ def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_on
             "killed": killed_tags,
             "alive": _owner(alive.pid, psutil.Process(alive.pid).create_time()),
             "pid reused": _owner(alive.pid, psutil.Process(alive.pid).create_time() - 100),
-            "this process": store.owner_tags(),
+            "this process": owners.owner_tags(),
             "no owner": {}}.items()}
         store.client()   # what the next command does first with the store
         status = {name: raw.get_run(run_id) for name, run_id in runs.items()}
@@ -129,8 +130,8 @@ def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_on
     assert {name: run.info.status for name, run in status.items()} == {
         "killed": "FAILED", "alive": "RUNNING", "pid reused": "FAILED", "this process": "RUNNING",
         "no owner": "RUNNING"}
-    assert f"pid {killed.pid}" in status["killed"].data.tags[store.FAILED_REASON]
-    assert store.FAILED_REASON not in status["alive"].data.tags
+    assert f"pid {killed.pid}" in status["killed"].data.tags[owners.FAILED_REASON]
+    assert owners.FAILED_REASON not in status["alive"].data.tags
 
     # the runs Tailor starts carry their owner, so the sweep can find them after a kill
     from registry import base_model
@@ -138,7 +139,7 @@ def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_on
     base, base_dir = make_base(ws)
     register(ws, base, base_dir, "acme")
     base_model.training_logger("meta-train-test").run_id   # Lightning's logger creates its run
-    mine = store.owner_tags()
+    mine = owners.owner_tags()
     tailor_runs = [r for e in ("tailor-meta-train", "tailor-tenant-acme")
                    for r in raw.search_runs([raw.get_experiment_by_name(e).experiment_id])
                    if r.info.run_id not in runs.values()]
