@@ -15,7 +15,7 @@ from flows.common import checked_version, open_workspace, record_stage, sampled,
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.encoder import load_encoder
-from lightning_modules.training import meta_train
+from lightning_modules.training import check_enough_examples, meta_train
 from registry import base_model, store
 from workspace.errors import UserError
 from workspace.provenance import code_version
@@ -131,6 +131,7 @@ def meta_train_flow(root: str, algorithm: str | None = None, started_at: float |
     (train, train_versions), (val, val_versions) = load_tenants(root, train_ids), load_tenants(root, val_ids)
     if not train or not val:
         raise UserError("no valid meta-training or held-out tenant data left after validation")
+    check_enough_examples(settings, train, val)   # before the encoder loads and features are cached
     data_versions = {**train_versions, **val_versions}
     result = train_task(root, algorithm, train, val, data_versions, deadline_at)
     ref = register_task(root, result, settings.meta_train.algorithm, data_versions)

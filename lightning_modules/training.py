@@ -21,6 +21,7 @@ from lightning_modules.features import BudgetSpent, FeatureTable, lower_features
 from lightning_modules.model import init_meta_params, layout, top_model
 from lightning_modules.module import MetaLearner, meta_from_checkpoint
 from lightning_modules.tasks import TaskData, evaluate_task
+from workspace.errors import UserError
 from workspace.settings import Settings
 
 TenantData = dict[str, tuple[list[str], list[str]]]  # tenant -> (texts, labels)
@@ -135,6 +136,35 @@ def validation_score(encoder: Encoder, settings: Settings, val: TenantData, meta
     return _score(top, meta, feats, names, tasks, settings)
 
 
+def check_enough_examples(settings: Settings, train: TenantData, val: TenantData) -> None:
+    """Refuse, before any work, data the episode sampler cannot draw a task from: a task needs one
+    tenant with 2+ labels of ``meta_train.shots + meta_train.query`` examples each, among the
+    held-out tenants (validation) and, when meta-steps will run, among the meta-training ones.
+
+    Raises:
+        UserError: naming the tenants, their labels short of examples, the counts and the settings.
+    """
+    cfg = settings.meta_train
+    need = cfg.shots + cfg.query
+    roles = [("held-out", val, "meta_train.val_tenants")]
+    if cfg.meta_steps > 0:
+        roles.append(("meta-training", train, "meta_train.tenants"))
+    for role, data, setting in roles:
+        pools = [pools_from_labels(tenant, labels) for tenant, (_, labels) in sorted(data.items())]
+        if any(len(pool.usable_labels(need)) >= 2 for pool in pools):
+            continue
+        short = []
+        for pool in pools[:5]:
+            few = sorted((len(rows), label) for label, rows in pool.by_label.items() if len(rows) < need)
+            shown = ", ".join(f"{label[:40]!r} {count}" for count, label in few[:4])
+            short.append(f"{pool.tenant} ({shown}{', ...' if len(few) > 4 else ''})")
+        more = f" and {len(pools) - 5} more" if len(pools) > 5 else ""
+        raise UserError(f"meta-training draws tasks of 2+ labels with {need} examples each (meta_train.shots "
+                        f"{cfg.shots} + meta_train.query {cfg.query}), but no {role} tenant has 2 such labels: "
+                        f"{'; '.join(short) or 'none given'}{more}: add examples, lower meta_train.shots or "
+                        f"meta_train.query in params.yaml, or choose other tenants ({setting})")
+
+
 def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: TenantData, out_dir: Path,
                cache_dir: Path | None = None, say: Callable[[str], None] = print,
                devices: int | str | list | None = None, strategy: str | None = None, logger=None,
@@ -156,6 +186,7 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     (``time.monotonic()``). ``metrics["stop_reason"]`` and the last line said tell why it stopped
     (time budget, early stopping, meta_steps) and which step became the base.
     """
+    check_enough_examples(settings, train, val)   # before seconds of feature caching, not after
     cfg, enc = settings.meta_train, settings.encoder
     devices = cfg.lightning_devices() if devices is None else devices
     strategy = cfg.strategy if strategy is None else strategy

@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from registry import store, transitions
+from registry import owners, store, transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.tenants import BASE_MODEL_NAME
@@ -65,7 +65,7 @@ def training_logger(run_name: str):
 
     store.experiment_id(EXPERIMENT)   # created with the workspace's artifact root if it is new
     return MLFlowLogger(experiment_name=EXPERIMENT, run_name=run_name, tracking_uri=store.tracking_uri(),
-                        tags={"kind": "meta-training curves"})
+                        tags={"kind": "meta-training curves", **owners.owner_tags()})
 
 
 def input_tags(data_versions: dict[str, str] | None) -> dict[str, str]:
@@ -104,7 +104,7 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
             (base_dir / "inputs.json").write_text(json.dumps({"data_versions": data_versions}, indent=2,
                                                              sort_keys=True) + "\n", encoding="utf-8")
         run = c.create_run(store.experiment_id(EXPERIMENT), run_name=f"base-{digest[7:19]}",
-                           tags={**tags, "digest": digest})
+                           tags={**tags, "digest": digest, **owners.owner_tags()})
         run_id = run.info.run_id
         try:
             flat = {k: str(v)[:6000] for k, v in store.flatten("", params).items()}

@@ -14,7 +14,7 @@ import tempfile
 import warnings
 from pathlib import Path
 
-from registry import audit, compare, evaluation, identity, isolation, store, transitions
+from registry import audit, compare, evaluation, identity, isolation, owners, store, transitions
 from registry.base_model import BaseRef, read_digest
 from registry.describe import describe
 from workspace.errors import UserError
@@ -154,7 +154,8 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
                   labels=tags["labels"][:6000])
     with mlflow.start_run(experiment_id=store.experiment_id(name),
                           run_name=f"adapt-{tenant}", tags={"tenant": tenant, "requested_by": requested_by,
-                                                            "flow_run_id": flow_run_id or ""}) as run:
+                                                            "flow_run_id": flow_run_id or "",
+                                                            **owners.owner_tags()}) as run:
         # the model first: MLflow copies the run's metrics so far onto a logged model, one query each
         info = pyfunc.log_tenant_model(delta_dir, base_dir, {
             "tenant": tenant, "delta_sha256": tags["delta_sha256"], "base_digest": base.digest,

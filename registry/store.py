@@ -139,6 +139,10 @@ def client():
         from mlflow import MlflowClient
 
         _state["client"] = MlflowClient(tracking_uri=_state["uri"], registry_uri=_state["uri"])
+        if _state["workspace"] is not None:   # a Tailor command, not a pyfunc loaded by a server
+            from registry import owners
+
+            owners.fail_dead_runs_once(_state["client"], _state["uri"])
     return _state["client"]
 
 

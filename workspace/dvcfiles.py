@@ -12,6 +12,7 @@ from pathlib import Path
 import yaml
 
 from workspace import remote
+from workspace.errors import UserError
 from workspace.journal import staging_dir
 from workspace.gitrepo import VersioningError
 from workspace.paths import Workspace
@@ -85,7 +86,14 @@ def dvc_repo():
 def dvc_checkout(ws: Workspace, dvcfile: Path, where: str | None = None) -> None:
     """Put the data a .dvc file names in place: copied from the local cache when it is there (no
     remote is consulted, so a broken remote setting never stops a rollback), else pulled from the
-    remote (``where`` names it in the one line a remote's failure becomes). Callers check the md5."""
+    remote (``where`` names it in the one line a remote's failure becomes). Callers check the md5.
+
+    Raises:
+        UserError: the data is in neither the cache nor the remote; the line names the tenant, the
+            data version and what to do.
+    """
+    from dvc.exceptions import CheckoutError
+
     want = version_of("", str(dvcfile), dvcfile.read_text(encoding="utf-8"), None).md5.removeprefix("md5:")
     data = dvcfile.with_name(dvcfile.name.removesuffix(".dvc"))
     with dvc_repo()(str(ws.root)) as repo:
@@ -93,8 +101,17 @@ def dvc_checkout(ws: Workspace, dvcfile: Path, where: str | None = None) -> None
         if cached.is_file():
             _copy_durably(cached, data, staging_dir(ws))
             return
-        with remote.translated_errors(where or "(the workspace's default)"):
-            repo.pull(targets=[str(dvcfile)], force=True)
+        where = where or remote.describe_configured(repo, ws)
+        with remote.translated_errors(where):
+            try:
+                repo.pull(targets=[str(dvcfile)], force=True)
+            except CheckoutError as exc:
+                if cached.is_file():
+                    raise
+                tenant = dvcfile.parent.name  # data/tenants/<tenant>/data.csv.dvc
+                raise UserError(f"tenant {tenant}'s data version md5:{want[:12]} is in neither the DVC cache nor "
+                                f"the DVC remote {where}: ingest that file again (`tailor ingest {tenant} FILE`), or "
+                                "point stores.dvc_remote in params.yaml at the remote that holds it") from exc
 
 
 def _copy_durably(src: Path, dst: Path, staging: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from contextlib import contextmanager
+from pathlib import Path
 
 from workspace.errors import UserError
 from workspace.gitrepo import VersioningError
@@ -73,6 +74,14 @@ def describe(ws: Workspace, store: StoreSettings) -> str:
     return store.dvc_remote or str(ws.dvc_remote_dir.relative_to(ws.root))
 
 
+def describe_configured(repo, ws: Workspace) -> str:
+    """The default remote as .dvc/config names it (for messages when no setting was passed)."""
+    url = str(repo.config.get("remote", {}).get(NAME, {}).get("url", "")) or "(none configured)"
+    if "://" not in url and Path(url).is_absolute() and Path(url).is_relative_to(ws.root):
+        return Path(url).relative_to(ws.root).as_posix()
+    return url
+
+
 @contextmanager
 def translated_errors(where: str):
     """Run a push or pull; turn its failure into one line a person can act on.
@@ -95,6 +104,8 @@ def translated_errors(where: str):
         lg.propagate = False
     try:
         yield
+    except UserError:
+        raise  # already the one line a person can act on
     except Exception as exc:  # noqa: BLE001 - classified below, re-raised as one of ours
         causes = _chain(exc) + [e for r in caught if r.exc_info for e in _chain(r.exc_info[1])]
         problem = _user_problem(causes, where)
