@@ -131,7 +131,8 @@ def test_data_change_counts_rows_added_and_removed_per_label():
     long = {**change, "labels": [{**r, "added_examples": ["x" * 500] * 3} for r in change["labels"]]}
     tag = compare.data_change_tag(long, 600)
     assert len(tag) <= 600 and json.loads(tag)["labels"][1]["added"] == 5
-    assert compare.data_change_text({"champion_version": "1", **change}) == "+6 -2 since v1 (Billing +1 -1, Login +5 -1)"
+    text = compare.data_change_text({"champion_version": "1", **change})
+    assert text == "+6 -2 since v1 (Billing +1 -1, Login +5 -1)"
 
 
 def _register_on(ws, base, base_dir, tenant, data_version, seed, data_rows=None) -> str:
