@@ -20,6 +20,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import as_completed
 
+from data_checks.reading import load_tenant_file
 from flows import fleet, progress, runtime
 from flows.common import checked_version, open_workspace, record_stage, sampled, say, tenants_with_data
 from flows.runtime import flow_run_id
@@ -30,6 +31,7 @@ from registry import base_model, candidates, store
 from workspace import faults, versioning
 from workspace.errors import UserError
 from workspace.provenance import code_version
+from workspace.settings import load_settings
 from workspace.tenants import check_tenant_id
 
 
@@ -84,6 +86,17 @@ def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict, digest
     return outcomes
 
 
+def version_rows(ws, tenant: str):
+    """A reader of the tenant's data versions as (text, label) rows, read and checked as ingest
+    reads them: registration compares the champion's data with the candidate's through it."""
+    def rows(md5: str) -> list[tuple[str, str]]:
+        settings = load_settings(ws.params_file)
+        with versioning.version_file(ws, tenant, md5, settings.stores) as path:
+            frame = load_tenant_file(path, settings.limits).frame
+        return list(zip(frame["text"].tolist(), frame["label"].tolist()))
+    return rows
+
+
 def _register_one(ws, outcome: dict, base_dir: str, base: dict, requested_by: str) -> str:
     """Register one adapted tenant, retrying what may be transient (a locked store, a full disk
     freed meanwhile): registering is idempotent, a retry never makes a second version. Prefect's
@@ -94,7 +107,8 @@ def _register_one(ws, outcome: dict, base_dir: str, base: dict, requested_by: st
             return candidates.register_candidate(ws, outcome["tenant"], outcome["delta_dir"], base_dir,
                                                  base=base_model.BaseRef(**base), validation=outcome["validation"],
                                                  requested_by=requested_by, flow_run_id=flow_run_id(),
-                                                 held_out=outcome.get("held_out"))
+                                                 held_out=outcome.get("held_out"),
+                                                 data_rows=version_rows(ws, outcome["tenant"]))
         except UserError:
             raise
         except Exception:  # noqa: BLE001 - retried, then contained by the caller

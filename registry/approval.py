@@ -99,7 +99,8 @@ def summary(mv, aliases: dict[str, list[str]] | None = None, champion_mv=None, s
            "validation": t.get("validation", ""), "isolation": t.get("isolation", ""),
            "data_version": t.get("data_version", ""), "base_version": t.get("base_version", ""),
            "requested_by": t.get("requested_by", ""), "created": audit.iso_ms(mv.creation_timestamp),
-           "data_docs": t.get("data_docs", ""), "same_texts": same_texts(t)}
+           "data_docs": t.get("data_docs", ""), "same_texts": same_texts(t),
+           "data_change": compare.data_change_from_tag(t)}
     if settings is not None:
         failed = gate_failures(mv, champion_mv, settings)
         out.update(gates="passed" if not failed else "FAILS " + ", ".join(f.split(" (")[0] for f in failed),

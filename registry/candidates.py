@@ -12,6 +12,7 @@ import hashlib
 import json
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 from registry import audit, compare, evaluation, identity, isolation, owners, store, transitions
@@ -24,6 +25,7 @@ from workspace.tenants import check_tenant_id, tenant_model_name
 PENDING, APPROVED, REJECTED, ROLLED_BACK = "pending", "approved", "rejected", "rolled_back"
 CANDIDATE, CHAMPION = "candidate", "champion"
 PREFIX = "tailor-tenant-"
+DataRows = Callable[[str], "list[tuple[str, str]]"]  # data version -> its (text, label) rows
 MAX_TAG = 5000  # keep tag values short: they are for people and filters, not for documents
 
 
@@ -115,12 +117,13 @@ def _log_review_artifacts(tenant: str, manifest: dict, validation: dict, held_ou
 
 def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Path, *, base: BaseRef,
                        validation: dict, requested_by: str, flow_run_id: str | None = None,
-                       held_out: dict | None = None) -> str:
+                       held_out: dict | None = None, data_rows: DataRows | None = None) -> str:
     """Register ``delta_dir`` (+ ``base_dir``) as a pending version with ``@candidate``; its version.
 
     ``validation`` is the data validation report of the tenant's data (its ``passed`` is the
-    gate); ``held_out`` the adaptation's held-out ``y_true``/``y_pred``. Registering the same delta
-    twice returns the first version instead of a duplicate.
+    gate); ``held_out`` the adaptation's held-out ``y_true``/``y_pred``; ``data_rows`` reads a data
+    version's (text, label) rows, for the data change since the champion (not recorded without it).
+    Registering the same delta twice returns the first version instead of a duplicate.
     """
     import mlflow
 
@@ -148,6 +151,9 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
     tags = _version_tags(tenant, manifest, base, validation or {}, iso, requested_by, flow_run_id)
     comparison = champion_comparison(tenant, manifest, held_out)
     tags.update(comparison_tags(comparison))
+    changes = data_change_since_champion(tenant, tags["data_version"], data_rows)
+    if changes is not None:
+        tags["data_change"] = compare.data_change_tag(changes, MAX_TAG)
     metrics = store.numeric(manifest.get("metrics") or {})
     params = {k: str(v)[:6000] for k, v in store.flatten("", manifest.get("adaptation") or {}).items()}
     params.update(base_version=str(base.version), data_version=tags["data_version"],
@@ -164,6 +170,8 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         _log_review_artifacts(tenant, manifest, validation or {}, held_out, metrics)
         if comparison is not None:
             mlflow.log_dict(comparison, "review/comparison.json")
+        if changes is not None:
+            mlflow.log_dict(changes, "review/data_change.json")
 
     def make():
         again = _existing(tenant, manifest, base)
@@ -203,6 +211,37 @@ def champion_comparison(tenant: str, manifest: dict, held_out: dict | None) -> d
     out.update(champion_version=str(champ.version), texts=texts, y_true=y_true, candidate_pred=cand,
                champion_pred=old)
     return out
+
+
+def data_change_since_champion(tenant: str, data_version: str, data_rows: DataRows | None) -> dict | None:
+    """Rows added and removed per label between the champion's data version and ``data_version``
+    (``compare.data_change``, with both versions named); None without a champion or a reader. A
+    version that cannot be read is recorded as such (``error``), so registration goes on."""
+    name = tenant_model_name(tenant)
+    champ = store.alias_version(name, CHAMPION) if store.has_model(name) else None
+    if champ is None or data_rows is None:
+        return None
+    before = champ.tags.get("data_version", "")
+    out = {"champion_version": str(champ.version), "champion_data_version": before, "data_version": data_version,
+           "same_data": before == data_version}
+    if out["same_data"]:
+        return {**out, "added": 0, "removed": 0, "labels": []}
+    if not before:
+        return {**out, "error": f"champion v{champ.version} records no data version"}
+    try:
+        old = data_rows(before)
+    except Exception as exc:  # noqa: BLE001 - the reviewer reads why, the candidate is registered
+        return {**out, "error": f"the champion's data {before} could not be read: {_first_line(exc)}"}
+    try:
+        new = data_rows(data_version)
+    except Exception as exc:  # noqa: BLE001
+        return {**out, "error": f"this version's data {data_version} could not be read: {_first_line(exc)}"}
+    return {**out, **compare.data_change(old, new)}
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return (text.splitlines()[0][:300] if text else type(exc).__name__)
 
 
 def comparison_tags(comparison: dict | None) -> dict[str, str]:

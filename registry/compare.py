@@ -1,10 +1,13 @@
 """Candidate against champion on the same texts: both accuracies with n and a 95% Wilson interval,
-the paired difference with its interval, per-label precision/recall side by side, and the texts
-whose prediction changed. Pure functions over label names (the two versions may index labels
-differently); what registration stores and the review page reads."""
+the paired difference with its interval, per-label precision/recall side by side, the texts
+whose prediction changed, and the rows added and removed per label since the champion's data.
+Pure functions over label names (the two versions may index labels differently); what
+registration stores and the review page reads."""
 from __future__ import annotations
 
+import json
 import math
+from collections import Counter
 
 Z95 = 1.959964
 
@@ -83,3 +86,88 @@ def interval_text(acc: float | None, interval, n: int) -> str:
     if acc is None:
         return "-"
     return f"{acc:.3f} [{interval[0]:.2f}, {interval[1]:.2f}] on {n} texts"
+
+
+# --- the data change since the champion --------------------------------------------------------
+
+EXAMPLES = 3  # texts shown per label and direction
+
+
+def data_change(before: list[tuple[str, str]], after: list[tuple[str, str]], examples: int = EXAMPLES) -> dict:
+    """Rows (text, label) added and removed per label between two data versions, with up to
+    ``examples`` of each in file order. A text whose label changed is removed from its old label
+    and added to its new one; a duplicated row counts as often as it occurs."""
+    old, new = Counter(before), Counter(after)
+    added, removed = new - old, old - new
+
+    def firsts(rows, wanted: Counter) -> dict[str, list[str]]:
+        left, out = Counter(wanted), {}
+        for text, label in rows:
+            if left[(text, label)] > 0:
+                left[(text, label)] -= 1
+                if len(out.setdefault(label, [])) < examples:
+                    out[label].append(text)
+        return out
+
+    ex_added, ex_removed = firsts(after, added), firsts(before, removed)
+    n_before, n_after = Counter(label for _, label in before), Counter(label for _, label in after)
+    rows = []
+    for label in sorted(set(n_before) | set(n_after)):
+        rows.append({"label": label, "before": n_before[label], "after": n_after[label],
+                     "added": sum(n for (_, lab), n in added.items() if lab == label),
+                     "removed": sum(n for (_, lab), n in removed.items() if lab == label),
+                     "added_examples": ex_added.get(label, []), "removed_examples": ex_removed.get(label, [])})
+    return {"rows_before": len(before), "rows_after": len(after), "added": sum(added.values()),
+            "removed": sum(removed.values()), "labels": rows}
+
+
+def data_change_tag(change: dict, limit: int, text_chars: int = 80) -> str:
+    """``change`` as JSON of at most ``limit`` characters, for a tag that ``review list`` reads
+    without downloading anything: examples cut to ``text_chars`` characters, then fewer examples
+    per label until it fits (``examples_cut``), then unchanged labels left out (``labels_cut``)."""
+    def dump(value) -> str:
+        return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+
+    def cut(text: str) -> str:
+        return text if len(text) <= text_chars else text[:text_chars - 1] + "…"
+
+    for keep in range(EXAMPLES, -1, -1):
+        labels = [{**r, "added_examples": [cut(t) for t in r.get("added_examples", [])[:keep]],
+                   "removed_examples": [cut(t) for t in r.get("removed_examples", [])[:keep]]}
+                  for r in change.get("labels", [])]
+        out = {**change, "labels": labels, "examples_cut": keep < EXAMPLES}
+        if len(dump(out)) <= limit:
+            return dump(out)
+    changed = [r for r in out["labels"] if r["added"] or r["removed"]]
+    out = {**out, "labels": changed, "labels_cut": True}
+    while changed and len(dump(out)) > limit:
+        changed = changed[:-1]
+        out = {**out, "labels": changed}
+    return dump(out)
+
+
+def data_change_from_tag(tags: dict) -> dict | None:
+    """The ``data_change`` tag as a dict (None when the version has none or it is unreadable)."""
+    try:
+        value = json.loads(tags.get("data_change") or "null")
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def data_change_text(change: dict | None) -> str:
+    """One cell for ``review list``: ``+3 -1 since v1 (Billing +2 -1, Login +1)``."""
+    if not change:
+        return "-"
+    since = f"v{change['champion_version']}" if change.get("champion_version") else "the champion"
+    if change.get("error"):
+        return f"unknown since {since}: {change['error']}"
+    if change.get("same_data"):
+        return f"same data as {since}"
+    parts = []
+    for r in change.get("labels", []):
+        signs = ([f"+{r['added']}"] if r.get("added") else []) + ([f"-{r['removed']}"] if r.get("removed") else [])
+        if signs:
+            parts.append(f"{r['label']} {' '.join(signs)}")
+    return f"+{change.get('added', 0)} -{change.get('removed', 0)} since {since}" + (
+        f" ({', '.join(parts)})" if parts else "")

@@ -6,9 +6,9 @@ pure function of its input.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import shutil
-import sys
 import tempfile
 import warnings
 from importlib import metadata
@@ -51,8 +51,8 @@ class TenantModel(mlflow.pyfunc.PythonModel):
         try:
             _check(recorded, folder)
         except RefusedToLoad as exc:
-            if os.environ.get(_SCORING_SERVER):  # `mlflow models serve`: one line, then stop, no traceback
-                print(f"tailor: {exc}", file=sys.stderr, flush=True)
+            _log.error("tailor: %s", exc)  # the one line an operator finds in the server's log
+            if os.environ.get(_SCORING_SERVER):  # `mlflow models serve`: stop here, without our traceback
                 raise SystemExit(2) from None
             raise
         self._predictor = load_predictor(Path(context.artifacts["base"]), Path(context.artifacts["delta"]),
@@ -67,11 +67,17 @@ class TenantModel(mlflow.pyfunc.PythonModel):
                              "score": proba[np.arange(len(texts)), best] if len(texts) else []})
 
 
+_log = logging.getLogger("tailor.pyfunc")
 _SCORING_SERVER = "__pyfunc_model_path__"  # set by MLflow's scoring server (mlflow.pyfunc.scoring_server)
 
 
 class RefusedToLoad(RuntimeError):
-    """The version's files or its place in the registry are not what Tailor recorded."""
+    """The version's files or its place in the registry are not what Tailor recorded. The message
+    is one printable line: what it quotes from edited files (a tenant, a digest in the model
+    config) shows its control characters escaped, so it can neither break nor forge a log line."""
+
+    def __init__(self, message: str):
+        super().__init__("".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in str(message)))
 
 
 def _check(recorded: dict, folder: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from registry import approval, isolation, store
+from registry import approval, compare, isolation, store
 from registry.candidates import CHAMPION
 from workspace.errors import UserError
 from workspace.settings import Settings
@@ -27,8 +27,19 @@ def _json_tag(tags: dict, key: str) -> dict:
     return value if isinstance(value, dict) else {}
 
 
-def data_changes(candidate_tags: dict, champion_tags: dict | None) -> dict:
-    """What changed in the data since the champion: data version and per-label row counts."""
+def data_changes(mv, champ) -> dict:
+    """The rows added and removed per label since the champion's data, with examples, as
+    registration stored them (``review/data_change.json``, else the ``data_change`` tag); for a
+    version registered without them, the per-label row counts of both validation reports."""
+    stored = compare.data_change_from_tag(mv.tags)
+    if stored is not None:
+        full = _artifact_json(mv.run_id, "review/data_change.json") if mv.run_id else {}
+        return {**(full or stored), "stored": True}
+    return label_counts(mv.tags, None if champ is None or str(champ.version) == str(mv.version) else champ.tags)
+
+
+def label_counts(candidate_tags: dict, champion_tags: dict | None) -> dict:
+    """Data version and per-label row counts before and now, from the validation reports."""
     now = (_json_tag(candidate_tags, "validation_report").get("stats") or {}).get("label_counts") or {}
     if champion_tags is None:
         return {"champion_data_version": None, "data_version": candidate_tags.get("data_version"),
@@ -59,8 +70,7 @@ def candidate(settings: Settings, tenant: str, version: str) -> dict:
                        "checked": ["delta bytes vs the digest recorded at registration",
                                    "manifest tenant, base digest and label set vs the version's",
                                    "base bytes vs the registered base digest"]},
-        data_changes=data_changes(mv.tags, None if champ is None or str(champ.version) == str(mv.version)
-                                  else champ.tags),
+        data_changes=data_changes(mv, champ),
         description=mv.description or "", labels=_labels(mv.tags),
         comparison=_comparison(mv, champ), base_digest=mv.tags.get("base_digest", ""),
         flow_run_id=mv.tags.get("flow_run_id", ""), run=_run(mv))

@@ -3,7 +3,10 @@ and one commit, and a failed update always leaves the previous version current."
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import yaml
@@ -21,7 +24,7 @@ from workspace.tenants import check_tenant_id
 
 __all__ = ["DATA_NAMES", "SUFFIXES", "DataVersion", "checkout", "current_version", "data_file", "ensure_remote",
            "history", "init_repo", "locked", "recover", "restore_committed", "tenants_with_data", "track",
-           "verified_version"]
+           "verified_version", "version_file"]
 
 
 # --- workspace setup ---------------------------------------------------------------------------
@@ -160,6 +163,37 @@ def history(ws: Workspace, tenant: str) -> list[DataVersion]:
             wanted.append((commit, line.split("\t", 1)[1]))
     texts = git_blobs(ws, [f"{c}:{p}" for c, p in wanted])
     return [version_of(tenant, p, t, c) for (c, p), t in zip(wanted, texts) if t is not None]
+
+
+@contextmanager
+def version_file(ws: Workspace, tenant: str, md5: str, store: StoreSettings | None = None) -> Iterator[Path]:
+    """A private copy of the tenant's data as of ``md5`` (``md5:``-prefixed or hex), named with its
+    file type: from DVC's local cache, else downloaded from the remote. The working tree and the
+    cache are not touched; the copy is deleted when the block ends.
+
+    Raises:
+        UserError: the tenant's history has no such version, or its bytes are in neither place.
+    """
+    check_tenant_id(tenant)
+    digest = md5.removeprefix("md5:")
+    found = next((v for v in history(ws, tenant) if v.md5 == f"md5:{digest}"), None)
+    if found is None:
+        raise UserError(f"tenant {tenant} has no committed data version md5:{digest}")
+    with tempfile.TemporaryDirectory(prefix="tailor-version-") as tmp:
+        copy = Path(tmp) / Path(found.path).name
+        with dvc_repo()(str(ws.root)) as repo:
+            cached = Path(repo.cache.local.oid_to_path(digest))
+            if cached.is_file():
+                shutil.copyfile(cached, copy)
+        if not copy.is_file():
+            where = ensure_remote(ws, store)
+            with dvc_repo()(str(ws.root)) as repo, remote.translated_errors(where):
+                odb = repo.cloud.get_remote_odb(None, "fetch")
+                if odb.fs.exists(odb.oid_to_path(digest)):
+                    odb.fs.get_file(odb.oid_to_path(digest), str(copy))
+        if md5_of(copy) != digest:
+            raise UserError(f"the bytes of {tenant}'s data md5:{digest} are in neither the DVC cache nor the remote")
+        yield copy
 
 
 def locked(ws: Workspace):

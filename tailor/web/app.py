@@ -13,7 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from registry import approval, review
+from registry import approval, compare, review
 from registry.candidates import PENDING
 from tailor.web import security, users
 from workspace.errors import UserError
@@ -22,6 +22,7 @@ from workspace.settings import Settings
 
 TEMPLATES = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
                         autoescape=select_autoescape(default=True, default_for_string=True))
+TEMPLATES.filters["data_change"] = compare.data_change_text  # `+3 -1 since v1 (Billing +2 -1, Login +1)`
 
 
 async def _form(request: Request) -> dict:

@@ -1,12 +1,15 @@
 """Candidate vs champion on the same texts: registration scores the champion on the candidate's
 held-out split and keeps both predictions; review list, the review page and the champion gate read
-that comparison (n, 95% intervals, per-label change, the texts whose prediction changed)."""
+that comparison (n, 95% intervals, per-label change, the texts whose prediction changed) and the
+rows added and removed per label since the champion's data."""
+import json
 from types import SimpleNamespace
 
 import pytest
 
 from registry import approval, compare, review, serving, store
 from tests import governance as g
+from workspace.errors import UserError
 
 LABELS = ("Billing", "Login")
 TEXTS = ["refund my card", "charged twice", "invoice missing", "cannot sign in", "password reset",
@@ -111,3 +114,103 @@ def test_review_page_shows_the_comparison(tmp_path, monkeypatch):
     page = c.get(f"/t/cmpw/v/{second}").text
     assert "Against the champion, on the same texts" in page and 'id="changed"' in page
     assert "invoice missing" in page and "7 / 9" in page and "0.45 – 0.94" in page
+
+
+def test_data_change_counts_rows_added_and_removed_per_label():
+    """A row is its text and label: a relabelled text leaves one label and joins the other; at
+    most three examples per label and direction, in file order; the tag stays under its limit."""
+    before = [("refund", "Billing"), ("invoice", "Billing"), ("reset", "Login"), ("2fa", "Login")]
+    after = [("refund", "Billing"), ("2fa", "Billing"), ("reset", "Login")] + [(f"new {i}", "Login") for i in range(5)]
+    change = compare.data_change(before, after)
+    assert (change["added"], change["removed"], change["rows_before"], change["rows_after"]) == (6, 2, 4, 8)
+    billing, login = change["labels"]
+    assert (billing["added"], billing["removed"], billing["added_examples"], billing["removed_examples"]) == (
+        1, 1, ["2fa"], ["invoice"])
+    assert (login["added"], login["removed"], login["removed_examples"]) == (5, 1, ["2fa"])
+    assert login["added_examples"] == ["new 0", "new 1", "new 2"]
+    long = {**change, "labels": [{**r, "added_examples": ["x" * 500] * 3} for r in change["labels"]]}
+    tag = compare.data_change_tag(long, 600)
+    assert len(tag) <= 600 and json.loads(tag)["labels"][1]["added"] == 5
+    text = compare.data_change_text({"champion_version": "1", **change})
+    assert text == "+6 -2 since v1 (Billing +1 -1, Login +5 -1)"
+
+
+def _register_on(ws, base, base_dir, tenant, data_version, seed, data_rows=None) -> str:
+    """A hand-built candidate whose manifest names ``data_version``."""
+    from registry import candidates
+
+    delta = g.make_delta(ws, base, tenant, labels=LABELS, seed=seed)
+    manifest = json.loads((delta / "manifest.json").read_text())
+    (delta / "manifest.json").write_text(json.dumps({**manifest, "data_version": data_version}))
+    return candidates.register_candidate(ws, tenant, delta, base_dir, base=base, validation=g.PASSED,
+                                         requested_by="bob", data_rows=data_rows)
+
+
+V1 = "text,label\nrefund my card,Billing\ninvoice missing,Billing\ncannot sign in,Login\nlocked out,Login\n"
+V2 = ("text,label\nrefund my card,Billing\n<b>charged</b> twice,Billing\nwrong amount,Billing\n"
+      "cannot sign in,Billing\nlocked out,Login\n")
+
+
+def test_list_and_page_show_the_data_change_since_the_champion(tmp_path, monkeypatch, capsys):
+    """Champion on data v1, candidate on v2 (rows added, removed, one relabelled): registration
+    reads both versions through DVC (v1 from the remote: it is gone from the local cache) and
+    stores the change; `review list --json` and the page show counts and escaped examples."""
+    from fastapi.testclient import TestClient
+
+    from flows.adaptation import version_rows
+    from tailor.web import users
+    from tailor.web.app import create_app
+    from tests.unit.test_governance_cli import run
+    from tests.unit.test_web import login
+    from workspace import versioning
+    from workspace.settings import StoreSettings
+
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    versioning.init_repo(ws, StoreSettings())
+    (tmp_path / "v1.csv").write_text(V1)
+    (tmp_path / "v2.csv").write_text(V2)
+    v1 = versioning.track(ws, "dchg", tmp_path / "v1.csv").md5
+    v2 = versioning.track(ws, "dchg", tmp_path / "v2.csv").md5
+    cached = next((ws.root / ".dvc" / "cache").rglob(v1.removeprefix("md5:")[2:]))
+    cached.chmod(0o644)
+    cached.unlink()
+    base, base_dir = g.make_base(ws)
+    first = _register_on(ws, base, base_dir, "dchg", v1, seed=1)
+    approval.approve(ws, settings, "dchg", first, "alice", "first champion")
+    second = _register_on(ws, base, base_dir, "dchg", v2, seed=2, data_rows=version_rows(ws, "dchg"))
+
+    code, out = run(ws, "review", "list", "--json", capsys=capsys)
+    (row,) = json.loads(out.out)
+    change = row["data_change"]
+    assert code == 0 and row["version"] == second
+    assert (change["champion_version"], change["champion_data_version"], change["data_version"]) == (first, v1, v2)
+    assert (change["added"], change["removed"]) == (3, 2)
+    billing, login_ = change["labels"]
+    assert billing["added_examples"] == ["<b>charged</b> twice", "wrong amount", "cannot sign in"]
+    assert billing["removed_examples"] == ["invoice missing"] and login_["removed_examples"] == ["cannot sign in"]
+    assert (login_["added"], login_["removed"]) == (0, 1)
+
+    users.add_user(ws, "alice", "alice's long password")
+    c = TestClient(create_app(ws, settings), base_url="http://localhost")
+    login(c, "alice")
+    page = c.get(f"/t/dchg/v/{second}").text
+    assert "+3 added, −2 removed" in page and "<li>&lt;b&gt;charged&lt;/b&gt; twice</li>" in page
+    assert "<b>charged" not in page
+    assert f"+3 -2 since v{first} (Billing +3 -1, Login -1)" in c.get("/").text
+
+
+def test_a_champion_data_version_that_cannot_be_read_is_said_not_fatal(tmp_path):
+    ws, settings = g.fresh_workspace(tmp_path / "ws")
+    base, base_dir = g.make_base(ws)
+    first = _register_on(ws, base, base_dir, "dlost", "md5:" + "0" * 32, seed=1)
+    approval.approve(ws, settings, "dlost", first, "alice", "first champion")
+
+    def unreadable(md5):
+        raise UserError(f"tenant dlost has no committed data version {md5}")
+
+    second = _register_on(ws, base, base_dir, "dlost", "md5:" + "1" * 32, seed=2, data_rows=unreadable)
+    change = review.candidate(settings, "dlost", second)["data_changes"]
+    assert change["error"] == ("the champion's data md5:" + "0" * 32 + " could not be read: tenant dlost has no "
+                               "committed data version md5:" + "0" * 32)
+    row = next(r for r in approval.list_reviews("pending", settings) if r["version"] == second)
+    assert compare.data_change_text(row["data_change"]).startswith(f"unknown since v{first}: the champion's data")
