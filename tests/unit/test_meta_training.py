@@ -60,13 +60,15 @@ def test_the_meta_gradient_moves_the_base_and_nothing_else_does(tmp_path, monkey
 
 
 def test_the_time_budget_stops_meta_training_and_says_so(tmp_path):
-    s = tiny_settings(meta_steps=1_000_000, val_every=5, max_minutes=0.05)   # 3 seconds
+    s = tiny_settings(meta_steps=1_000_000, val_every=5, max_minutes=0.1)   # 6 seconds
     train, val = _data()
-    said = []
+    enc = load_encoder(s.encoder)
+    meta_train(enc, s.replace("meta_train", meta_steps=1), train, val, tmp_path / "warm", tmp_path / "cache")
+    said = []   # features cached above: on a loaded machine the budget still leaves room for meta-steps
     begun = time.monotonic()
-    result = meta_train(load_encoder(s.encoder), s, train, val, tmp_path / "base", tmp_path / "cache", say=said.append)
+    result = meta_train(enc, s, train, val, tmp_path / "base", tmp_path / "cache", say=said.append)
     took = time.monotonic() - begun
-    assert took < 3 + 10, f"a 3-second budget took {took:.0f}s"
+    assert took < 6 + 10, f"a 6-second budget took {took:.0f}s"
     assert 0 < result.metrics["steps_run"] < 1_000_000
     assert "time budget" in result.metrics["stop_reason"]
     assert any(line.startswith("stopped after") and "time budget" in line for line in said)
