@@ -9,6 +9,7 @@ import errno
 import sys
 import traceback
 from datetime import datetime
+from enum import Enum
 from pathlib import Path
 from typing import Optional
 
@@ -19,7 +20,7 @@ from tailor.output import one_line
 from workspace.errors import UserError
 from workspace.paths import Workspace
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Tailor: one meta-learned base model, adapted per tenant, governed like a release.")
 review_app = typer.Typer(no_args_is_help=True, help="List, approve or reject candidates.")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
@@ -33,10 +34,34 @@ app.add_typer(user_app, name="user")
 STATE = {"workspace": None, "debug": False}
 
 
+class Status(str, Enum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+    rolled_back = "rolled_back"
+    all = "all"
+
+
+class Algorithm(str, Enum):
+    fomaml = "fomaml"
+    reptile = "reptile"
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"tailor {version('tailor')}")
+        raise typer.Exit()
+
+
 @app.callback()
 def _global(workspace: Optional[Path] = typer.Option(None, "--workspace", "-w", envvar="TAILOR_HOME",
                                                      help="workspace folder (default: current directory)"),
-            debug: bool = typer.Option(False, "--debug", help="show tracebacks and Prefect's logs")) -> None:
+            debug: bool = typer.Option(False, "--debug", help="show tracebacks and Prefect's logs "
+                                                            "(accepted anywhere on the line)"),
+            _: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                   help="print Tailor's version and exit")) -> None:
     STATE.update(workspace=workspace, debug=debug)
 
 
@@ -82,11 +107,9 @@ def validate(tenant: str, json_out: bool = typer.Option(False, "--json")) -> Non
 
 
 @app.command("meta-train")
-def meta_train(algorithm: Optional[str] = typer.Option(None, help="fomaml | reptile (default: params.yaml)")) -> None:
+def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default: meta_train.algorithm in params.yaml")) -> None:
     """Meta-train the base model on the meta-training tenants and register it."""
-    if algorithm not in (None, "fomaml", "reptile"):
-        raise UserError(f"--algorithm {algorithm!r}: use fomaml or reptile")
-    commands.meta_train(_ctx(), algorithm)
+    commands.meta_train(_ctx(), algorithm.value if algorithm else None)
 
 
 @app.command()
@@ -111,10 +134,10 @@ def predict(tenant: str, texts: list[str] = typer.Argument(None), file: Optional
 
 
 @review_app.command("list")
-def review_list(status: str = typer.Option("pending", help="pending|approved|rejected|rolled_back|all"),
+def review_list(status: Status = typer.Option(Status.pending),
                 json_out: bool = typer.Option(False, "--json")) -> None:
     """Candidates waiting for review (or with another status), with gate results and the champion."""
-    commands.review_list(_ctx(), status, json_out)
+    commands.review_list(_ctx(), status.value, json_out)
 
 
 @review_app.command("approve")
@@ -227,7 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     line; the traceback goes to the workspace's log file (and to the screen with ``--debug``).
     """
     args = list(argv if argv is not None else sys.argv[1:])
-    debug = "--debug" in args
+    # --debug anywhere before a `--`: Click knows options only at the level they are declared on,
+    # so a trailing `tailor predict acme x --debug` is moved to the front
+    end = args.index("--") if "--" in args else len(args)
+    debug = "--debug" in args[:end]
+    if debug:
+        args = ["--debug"] + [a for a in args[:end] if a != "--debug"] + args[end:]
     try:
         app(args=args, standalone_mode=False)
         return 0

@@ -246,6 +246,7 @@ def _check_out(ws: Workspace, out: Path, file: Path | None) -> None:
 def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
     _, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
     from registry.approval import list_reviews
+    from registry.compare import data_change_text
 
     rows = list_reviews(None if status == "all" else status, settings)
     if json_out:
@@ -260,10 +261,11 @@ def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
                              if r.get("champion_version") and r.get("champion_accuracy") is not None
                              else (f"v{r['champion_version']}" if r.get("champion_version") else "none"))
             r["same_texts"] = same_texts_cell(r.get("same_texts"))
+            r["data_since"] = data_change_text(r.get("data_change"))
         print(table(rows, ["tenant", "version", "status", "query_accuracy", "baseline", "champion", "same_texts",
-                           "head", "gates", "requested_by"],
+                           "data_since", "head", "gates", "requested_by"],
                     ["tenant", "version", "status", "accuracy", "baseline", "champion",
-                     "vs champion, same texts (95%)", "head", "gates", "requested by"]))
+                     "vs champion, same texts (95%)", "data since champion", "head", "gates", "requested by"]))
     return rows
 
 

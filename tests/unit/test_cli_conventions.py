@@ -1,0 +1,32 @@
+"""CLI conventions users of MLflow, DVC and Prefect expect: --version, shell completion, choices
+refused by Typer with one line and exit 2, and --debug anywhere on the line."""
+from importlib.metadata import version
+
+from tailor import cli
+
+
+def test_version_prints_the_package_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out.strip() == f"tailor {version('tailor')}"
+
+
+def test_shell_completion_is_offered(capsys):
+    assert cli.main(["--help"]) == 0
+    assert "--install-completion" in capsys.readouterr().out
+
+
+def test_choices_are_refused_in_one_line_with_exit_2(capsys):
+    for argv, option in ((["review", "list", "--status", "bogus"], "--status"),
+                         (["meta-train", "--algorithm", "bogus"], "--algorithm")):
+        assert cli.main(argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and option in err and "'bogus'" in err and "\n" not in err
+
+
+def test_debug_is_accepted_after_the_subcommand(tmp_path, capsys):
+    """`--debug` at the end of the line is the global flag, not an unknown option of the command."""
+    assert cli.main(["-w", str(tmp_path), "review", "list", "--debug"]) == 2
+    err = capsys.readouterr().err
+    assert "No such option" not in err and cli.STATE["debug"] is True
+    assert cli.main(["-w", str(tmp_path), "predict", "acme", "--", "--debug"]) == 2  # after `--`: a text
+    assert cli.STATE["debug"] is False
