@@ -116,8 +116,12 @@ def start_full_server(ws: Workspace) -> tuple[str, subprocess.Popen]:
     ws.prefect_home.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
+    # the UI asks its server where the API is (/ui-settings); unset, Prefect answers PREFECT_API_URL
+    # or else the default port 4200, never the --port given here
     env = {**os.environ, "PREFECT_HOME": str(ws.prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true")}
+           "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true"),
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
+           "PREFECT_UI_API_URL": url, "PREFECT_UI_URL": url.removesuffix("/api")}
     env.pop("PREFECT_API_URL", None)
     with open(log_path, "ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
