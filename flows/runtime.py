@@ -8,11 +8,13 @@ is imported (the CLI imports flows lazily for this reason).
 The embedded server is this module's, not Prefect's: Prefect's own ephemeral server is a child
 that outlives a command killed with ``kill -9`` (one ~200 MB orphan per kill). Here one server
 per workspace is found through ``server.json`` under a start lock, reused by every command that
-runs meanwhile, and stops itself once no live command holds a lease on it
+runs meanwhile, and stops itself once no live command holds a lease on it: within seconds of a
+killed command, ``stores.prefect_idle_seconds`` after one that ended cleanly
 (``flows/prefect_server.py``).
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import json
@@ -99,12 +101,32 @@ def embedded_server(ws: Workspace, idle_seconds: float) -> str:
     if key not in _leases:
         fd = os.open(home / "server.lease", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a server is deciding to stop
+        (home / "server.linger").unlink(missing_ok=True)  # from here, our death decides how long it stays
+        if not _leases:
+            atexit.register(_leave)
         _leases[key] = fd
     with FileLock(str(home / "server.start.lock")):
         info = _read_info(home)
         if info and _alive(info.get("pid")) and _healthy(info["api_url"], 5):
             return info["api_url"]
         return _start(ws, idle_seconds)
+
+
+def _leave() -> None:
+    """At a clean exit: where this process is the last command on a server, tell the server to
+    stay ``idle`` seconds for the next one (a killed command says nothing: it stops at once)."""
+    for key, fd in list(_leases.items()):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # granted only to the last holder
+        except OSError:
+            continue  # another command still holds a lease: the last of them decides
+        try:
+            (Path(key) / "server.linger").touch()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+            del _leases[key]
 
 
 def start_full_server(ws: Workspace) -> tuple[str, subprocess.Popen]:
