@@ -129,10 +129,19 @@ def _leave() -> None:
             del _leases[key]
 
 
+# Runs ``python ARGS...`` in this process once the kernel is told to SIGTERM it when its parent dies
+# (PR_SET_PDEATHSIG, kept across exec): a `tailor serve` killed with -9 takes its server along.
+# The parent may have died before prctl: then exit at once.
+_TETHERED = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+             "os.getppid() == int(sys.argv[1]) or sys.exit(1); "
+             "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
+
+
 def start_full_server(ws: Workspace) -> tuple[str, subprocess.Popen]:
     """A ``prefect server start`` with its scheduler (which the embedded server does not run), on
     a free port with the workspace's PREFECT_HOME, for ``tailor serve``: (API URL, process). The
-    caller stops it with ``stop_full_server``."""
+    caller stops it with ``stop_full_server``; if the caller dies first (its thread that called
+    this, on Linux), the server gets SIGTERM from the kernel."""
     log_path = ws.state_dir / "logs" / "prefect-server-serve.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     ws.prefect_home.mkdir(parents=True, exist_ok=True)
@@ -146,9 +155,9 @@ def start_full_server(ws: Workspace) -> tuple[str, subprocess.Popen]:
            "PREFECT_UI_API_URL": url, "PREFECT_UI_URL": url.removesuffix("/api")}
     env.pop("PREFECT_API_URL", None)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                 "--port", str(port)], stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-c", _TETHERED, str(os.getpid()), "-m", "prefect", "server",
+                                 "start", "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     if not _healthy(url, STARTUP_SECONDS, proc):
         stop_full_server(proc)
         raise RuntimeError(f"the local Prefect server did not start; see {log_path}")
