@@ -47,7 +47,10 @@ def test_a_duplicate_across_the_measuring_split_is_reported_with_the_version_rea
     assert page.is_file() and page.is_relative_to(ws.data_docs_dir.resolve())
     html = page.read_text(encoding="utf-8")
     assert version.md5.removeprefix("md5:") in str(page) and "support/query leakage" in html
-    assert not re.search(r"(?:https?:)?//[a-z]", html), "the page loads something from elsewhere"
+    index = (ws.data_docs_dir / "tailor" / "index.html").read_text(encoding="utf-8")
+    assert page.relative_to(ws.data_docs_dir.resolve() / "tailor").as_posix() in index
+    for text in (html, index):
+        assert not re.search(r"(?:https?:)?//[a-z]", text), "the page loads something from elsewhere"
     (ws.root / version.path).write_text(src.read_text() + "edited,Animal\n")
     with pytest.raises(UserError, match="changed outside Tailor"):
         checked_version(ws, settings, "leaky")
