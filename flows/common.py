@@ -8,7 +8,8 @@ from pathlib import Path
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from data_checks.expectations import docs_page, validate_frame
+from data_checks.expectations import validate_frame
+from data_checks.report_page import write_page
 from data_checks.reading import load_tenant_file, read_tenant_file
 from data_checks.sampling import bounded_sample
 from workspace import pipeline, versioning
@@ -70,10 +71,10 @@ def checked_version(ws: Workspace, settings: Settings, tenant: str):
         raise UserError(f"{path.relative_to(ws.root)} was changed outside Tailor (md5:{loaded.md5}; {recorded}): "
                         f"`tailor ingest {tenant} FILE` records new data, `tailor data checkout {tenant} "
                         f"{version.md5 if version else 'MD5'}` restores the recorded one")
-    # Data Docs pages are kept at ingest (one per data version); this run only links to it
+    # this validation's own page (offline, Tailor's); GX's Data Docs site keeps the ingest's
     report = validate_frame(tenant, loaded.frame, settings.validation, docs_dir=None,
                             split=measuring_split(loaded.frame, settings))
-    page = docs_page(ws.data_docs_dir, tenant, str(version.md5).removeprefix("md5:"))
+    page = write_page(ws.data_docs_dir, tenant, report, str(version.md5).removeprefix("md5:"))
     report = dataclasses.replace(report, data_docs=page, data_docs_index=str(ws.data_docs_dir / "index.html"))
     return loaded.frame, report, version
 

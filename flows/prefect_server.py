@@ -1,10 +1,14 @@
 """The workspace's embedded Prefect API server, shared by the commands that run at the same time
-and gone soon after the last of them ends, however it ends (``kill -9`` included).
+and gone soon after the last of them ends: within seconds of a command killed with ``kill -9``,
+``idle`` seconds after one that ended cleanly (for the next command to reuse it).
 
 Each command holds a shared ``flock`` on ``server.lease`` for as long as it lives; the kernel
-drops it when the command dies. The server tries for an exclusive lock every half second: once
-it has got one for ``idle`` seconds in a row, no command uses it, so it removes ``server.json``
-(while still holding the lock, so no command can find it half-closed) and exits.
+drops it when the command dies. The last command to end cleanly leaves ``server.linger`` behind
+(``runtime._leave``); a command that takes a lease removes it. The server tries for an exclusive
+lock every half second: once it has one, no command uses it, and it stops at once, or after
+``idle`` seconds in a row when ``server.linger`` says the last command left cleanly. It removes
+``server.json`` first (still holding the lock, so no command can find it half-closed), then gives
+uvicorn ``GRACE`` seconds to close and ends the process itself if that was not enough.
 
 Run as ``python -m flows.prefect_server --port P --home DIR --idle S`` by ``flows.runtime``.
 """
@@ -18,12 +22,15 @@ import threading
 import time
 from pathlib import Path
 
+POLL = 0.5    # seconds between lease checks
+GRACE = 2.0   # seconds uvicorn gets to close (Prefect's services flush events on shutdown) before exit
+
 
 def _watch(server, home: Path, idle: float) -> None:
     fd = os.open(home / "server.lease", os.O_RDWR | os.O_CREAT, 0o600)
     idle_since = None
     while not server.should_exit:
-        time.sleep(0.5)
+        time.sleep(POLL)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:  # some command holds its lease
@@ -31,16 +38,20 @@ def _watch(server, home: Path, idle: float) -> None:
             continue
         try:
             idle_since = idle_since or time.monotonic()
-            if time.monotonic() - idle_since >= idle:
+            linger = idle if (home / "server.linger").exists() else 0.0  # no stamp: the last one was killed
+            if time.monotonic() - idle_since >= linger:
                 info = home / "server.json"
                 try:
                     if json.loads(info.read_text()).get("pid") == os.getpid():
                         info.unlink()
+                        (home / "server.linger").unlink(missing_ok=True)
                 except (OSError, ValueError):
                     pass
                 server.should_exit = True
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
+    time.sleep(GRACE + 1)  # a daemon thread: reached only while uvicorn is still closing
+    os._exit(0)
 
 
 def main() -> None:
@@ -55,7 +66,7 @@ def main() -> None:
     from prefect.server.api.server import create_app
 
     config = uvicorn.Config(create_app(ephemeral=True, final=True), host="127.0.0.1", port=args.port,
-                            log_level="error", lifespan="on")
+                            log_level="error", lifespan="on", timeout_graceful_shutdown=GRACE)
     server = uvicorn.Server(config)
     threading.Thread(target=_watch, args=(server, args.home, args.idle), daemon=True).start()
     server.run()

@@ -8,11 +8,13 @@ is imported (the CLI imports flows lazily for this reason).
 The embedded server is this module's, not Prefect's: Prefect's own ephemeral server is a child
 that outlives a command killed with ``kill -9`` (one ~200 MB orphan per kill). Here one server
 per workspace is found through ``server.json`` under a start lock, reused by every command that
-runs meanwhile, and stops itself once no live command holds a lease on it
+runs meanwhile, and stops itself once no live command holds a lease on it: within seconds of a
+killed command, ``stores.prefect_idle_seconds`` after one that ended cleanly
 (``flows/prefect_server.py``).
 """
 from __future__ import annotations
 
+import atexit
 import errno
 import fcntl
 import json
@@ -99,6 +101,9 @@ def embedded_server(ws: Workspace, idle_seconds: float) -> str:
     if key not in _leases:
         fd = os.open(home / "server.lease", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         fcntl.flock(fd, fcntl.LOCK_SH)  # waits only while a server is deciding to stop
+        (home / "server.linger").unlink(missing_ok=True)  # from here, our death decides how long it stays
+        if not _leases:
+            atexit.register(_leave)
         _leases[key] = fd
     with FileLock(str(home / "server.start.lock")):
         info = _read_info(home)
@@ -107,22 +112,52 @@ def embedded_server(ws: Workspace, idle_seconds: float) -> str:
         return _start(ws, idle_seconds)
 
 
+def _leave() -> None:
+    """At a clean exit: where this process is the last command on a server, tell the server to
+    stay ``idle`` seconds for the next one (a killed command says nothing: it stops at once)."""
+    for key, fd in list(_leases.items()):
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # granted only to the last holder
+        except OSError:
+            continue  # another command still holds a lease: the last of them decides
+        try:
+            (Path(key) / "server.linger").touch()
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+            del _leases[key]
+
+
+# Runs ``python ARGS...`` in this process once the kernel is told to SIGTERM it when its parent dies
+# (PR_SET_PDEATHSIG, kept across exec): a `tailor serve` killed with -9 takes its server along.
+# The parent may have died before prctl: then exit at once.
+_TETHERED = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.SIGTERM); "
+             "os.getppid() == int(sys.argv[1]) or sys.exit(1); "
+             "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
+
+
 def start_full_server(ws: Workspace) -> tuple[str, subprocess.Popen]:
     """A ``prefect server start`` with its scheduler (which the embedded server does not run), on
     a free port with the workspace's PREFECT_HOME, for ``tailor serve``: (API URL, process). The
-    caller stops it with ``stop_full_server``."""
+    caller stops it with ``stop_full_server``; if the caller dies first (its thread that called
+    this, on Linux), the server gets SIGTERM from the kernel."""
     log_path = ws.state_dir / "logs" / "prefect-server-serve.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     ws.prefect_home.mkdir(parents=True, exist_ok=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}/api"
+    # the UI asks its server where the API is (/ui-settings); unset, Prefect answers PREFECT_API_URL
+    # or else the default port 4200, never the --port given here
     env = {**os.environ, "PREFECT_HOME": str(ws.prefect_home), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-           "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true")}
+           "PREFECT_UI_ENABLED": os.environ.get("PREFECT_UI_ENABLED", "true"),
+           "PREFECT_SERVER_API_HOST": "127.0.0.1", "PREFECT_SERVER_API_PORT": str(port),
+           "PREFECT_UI_API_URL": url, "PREFECT_UI_URL": url.removesuffix("/api")}
     env.pop("PREFECT_API_URL", None)
     with open(log_path, "ab") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1",
-                                 "--port", str(port)], stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env,
-                                start_new_session=True)
+        proc = subprocess.Popen([sys.executable, "-c", _TETHERED, str(os.getpid()), "-m", "prefect", "server",
+                                 "start", "--host", "127.0.0.1", "--port", str(port)],
+                                stdout=log, stderr=log, stdin=subprocess.DEVNULL, env=env, start_new_session=True)
     if not _healthy(url, STARTUP_SECONDS, proc):
         stop_full_server(proc)
         raise RuntimeError(f"the local Prefect server did not start; see {log_path}")

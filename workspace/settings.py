@@ -173,7 +173,7 @@ class StoreSettings:
                                    "dvc_remote; empty = AWS")
     prefect_api_url: str = _f("", "Prefect API URL; empty = Prefect's embedded server")
     prefect_idle_seconds: float = _f(20.0, "the embedded Prefect server stops this long after its last "
-                                      "command ends (killed ones too); commands meanwhile reuse it")
+                                      "command ends cleanly (within seconds of a killed one); commands meanwhile reuse it")
     signing_key: str = _f("", "Ed25519 key that signs every audit record; keep it where writers of the tracking "
                               "store cannot read it (a secret mount for a team); empty = .tailor/audit-signing.key, "
                               "created 0600 on first use. Its public half is pinned in audit-signing.pub: commit it")

@@ -1,6 +1,10 @@
 """What adaptation reads: the exact bytes of the recorded data version (issue 11), checked for
 support/query leakage on the very split adaptation measures on (issue 10), also when a large
-tenant is sampled down to ``limits.max_adapt_rows``."""
+tenant is sampled down to ``limits.max_adapt_rows``; each such validation gets its own offline page."""
+import re
+from pathlib import Path
+from urllib.parse import urlparse
+
 import pandas as pd
 import pytest
 
@@ -37,6 +41,16 @@ def test_a_duplicate_across_the_measuring_split_is_reported_with_the_version_rea
     _, report, read = checked_version(ws, settings, "leaky")
     assert read == version
     assert report.leakage["checked_split"] and report.leakage["support_query"] == 1
+    # this validation has its own page (what a candidate links), readable offline: nothing from a CDN
+    assert report.data_docs, "this validation has no page"
+    page = Path(urlparse(report.data_docs).path)
+    assert page.is_file() and page.is_relative_to(ws.data_docs_dir.resolve())
+    html = page.read_text(encoding="utf-8")
+    assert version.md5.removeprefix("md5:") in str(page) and "support/query leakage" in html
+    index = (ws.data_docs_dir / "tailor" / "index.html").read_text(encoding="utf-8")
+    assert page.relative_to(ws.data_docs_dir.resolve() / "tailor").as_posix() in index
+    for text in (html, index):
+        assert not re.search(r"(?:https?:)?//[a-z]", text), "the page loads something from elsewhere"
     (ws.root / version.path).write_text(src.read_text() + "edited,Animal\n")
     with pytest.raises(UserError, match="changed outside Tailor"):
         checked_version(ws, settings, "leaky")
