@@ -20,14 +20,17 @@ from tailor.output import one_line
 from workspace.errors import UserError
 from workspace.paths import Workspace
 
-app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False,
+# Click's plain help (as DVC and MLflow print it): Typer 0.29's rich panels label every flag,
+# --help included, with a `<bool>` type that takes no value
+PLAIN = {"rich_markup_mode": None}
+app = typer.Typer(no_args_is_help=True, pretty_exceptions_enable=False, **PLAIN,
                   help="Tailor: one meta-learned base model, adapted per tenant, governed like a release.")
-review_app = typer.Typer(no_args_is_help=True, help="List, approve or reject candidates.")
-audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log.")
-data_app = typer.Typer(no_args_is_help=True, help="A tenant's data versions (DVC).")
+review_app = typer.Typer(no_args_is_help=True, **PLAIN, help="List, approve or reject candidates.")
+audit_app = typer.Typer(no_args_is_help=True, **PLAIN, help="The hash-chained audit log.")
+data_app = typer.Typer(no_args_is_help=True, **PLAIN, help="A tenant's data versions (DVC).")
 app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
-user_app = typer.Typer(no_args_is_help=True, help="Review-page users (hashed passwords in the workspace).")
+user_app = typer.Typer(no_args_is_help=True, **PLAIN, help="Review-page users (hashed passwords in the workspace).")
 app.add_typer(data_app, name="data")
 app.add_typer(user_app, name="user")
 

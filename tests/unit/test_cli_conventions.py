@@ -10,9 +10,12 @@ def test_version_prints_the_package_version(capsys):
     assert capsys.readouterr().out.strip() == f"tailor {version('tailor')}"
 
 
-def test_shell_completion_is_offered(capsys):
+def test_shell_completion_is_offered_and_flags_take_no_value_in_help(capsys):
     assert cli.main(["--help"]) == 0
     assert "--install-completion" in capsys.readouterr().out
+    assert cli.main(["review", "list", "--help"]) == 0
+    out = capsys.readouterr().out
+    assert "--json" in out and "<bool>" not in out, "a flag is shown as taking a value"
 
 
 def test_choices_are_refused_in_one_line_with_exit_2(capsys):
