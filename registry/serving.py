@@ -86,6 +86,12 @@ def champion_version(tenant: str):
         store.writable()  # finishing the interrupted transition writes
         transitions.repair(ws, [tenant])
     mv = store.alias_version(name, CHAMPION)
+    if mv is None and not store.has_model(name):
+        prefix = name.removesuffix(tenant)
+        known = [rm.name.removeprefix(prefix) for rm in store.registered_models(f"{prefix}%")]
+        listed = ", ".join(known[:8]) + (f" (and {len(known) - 8} more)" if len(known) > 8 else "")
+        raise UserError(f"no tenant {tenant} in this registry: nothing was ever adapted for it "
+                        f"(tenants: {listed or 'none yet'})")
     if mv is None:
         raise UserError(f"tenant {tenant} has no approved champion: run `tailor review approve "
                         f"{tenant} VERSION --reason TEXT`")

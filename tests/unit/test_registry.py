@@ -353,3 +353,10 @@ def test_real_version_loads_as_pyfunc_and_as_champion(reg, monkeypatch):
     rows = serving.predict("serve", texts)
     assert [r["label"] for r in rows] == direct and set(rows[0]) == {"text", "label", "score"}
     print(f"\ntimings: {json.dumps({k: round(v, 2) for k, v in TIMINGS.items()})}")
+
+
+def test_an_unknown_tenant_is_said_to_be_unknown_not_to_need_an_approval(reg):
+    candidate(reg, "known")
+    with pytest.raises(UserError, match=r"no tenant nosuch in this registry.*tenants: .*known") as err:
+        serving.champion("nosuch")
+    assert "review approve" not in str(err.value)
