@@ -74,9 +74,10 @@ def _ctx() -> commands.Context:
 
 @app.command()
 def init(directory: Optional[Path] = typer.Argument(
-        None, help="folder to create or complete (default: --workspace, else the current directory)")) -> None:
+        None, help="folder to create or complete (default: --workspace, else the current directory)"),
+         json_out: bool = typer.Option(False, "--json")) -> None:
     """Create a workspace: params.yaml, dvc.yaml, git + DVC, embedded MLflow/Prefect stores."""
-    commands.init(directory or STATE["workspace"] or Path("."))
+    commands.init(directory or STATE["workspace"] or Path("."), json_out)
 
 
 @app.command()
@@ -110,21 +111,23 @@ def validate(tenant: str, json_out: bool = typer.Option(False, "--json")) -> Non
 
 
 @app.command("meta-train")
-def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default: meta_train.algorithm in params.yaml")) -> None:
+def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default: meta_train.algorithm in params.yaml"),
+               json_out: bool = typer.Option(False, "--json")) -> None:
     """Meta-train the base model on the meta-training tenants and register it."""
-    commands.meta_train(_ctx(), algorithm.value if algorithm else None)
+    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out)
 
 
 @app.command()
 def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
           all_tenants: bool = typer.Option(False, "--all", help="every tenant with data"),
-          requested_by: Optional[str] = typer.Option(None, "--requested-by", help="must be you (TAILOR_USER or the OS user)"),
-          force: bool = typer.Option(False, "--force", help="with --all: adapt tenants unchanged since their newest version too")) -> None:
+          requested_by: Optional[str] = typer.Option(None, "--user", "--requested-by", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --requested-by"),
+          force: bool = typer.Option(False, "--force", help="with --all: adapt tenants unchanged since their newest version too"),
+          json_out: bool = typer.Option(False, "--json")) -> None:
     """Adapt tenants to the current base and register candidates (pending review). With --all, only
     tenants whose data, base or adaptation settings changed since their newest version."""
     if bool(tenants) == all_tenants:
         raise UserError("give tenant ids or --all (not both)")
-    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by, force)
+    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by, force, json_out)
 
 
 @app.command()
@@ -145,30 +148,32 @@ def review_list(status: Status = typer.Option(Status.pending),
 
 @review_app.command("approve")
 def review_approve(tenant: str, version: str,
-                   reviewer: Optional[str] = typer.Option(None, help="must be you (TAILOR_USER or the OS user)"),
+                   reviewer: Optional[str] = typer.Option(None, "--user", "--reviewer", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --reviewer"),
                    reason: str = typer.Option(..., help="why"),
-                   override: Optional[str] = typer.Option(None, "--override-reason", help="approve despite failed gates, because ...")) -> None:
+                   override: Optional[str] = typer.Option(None, "--override-reason", help="approve despite failed gates, because ..."),
+                   json_out: bool = typer.Option(False, "--json")) -> None:
     """Make a candidate the tenant's champion (gates and four-eyes apply)."""
-    commands.approve(_ctx(), tenant, version, reviewer, reason, override)
+    commands.approve(_ctx(), tenant, version, reviewer, reason, override, json_out)
 
 
 @review_app.command("reject")
 def review_reject(tenant: str, version: str,
-                  reviewer: Optional[str] = typer.Option(None, help="must be you (TAILOR_USER or the OS user)"),
-                  reason: str = typer.Option(...)) -> None:
+                  reviewer: Optional[str] = typer.Option(None, "--user", "--reviewer", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --reviewer"),
+                  reason: str = typer.Option(...), json_out: bool = typer.Option(False, "--json")) -> None:
     """Reject a candidate."""
-    commands.reject(_ctx(), tenant, version, reviewer, reason)
+    commands.reject(_ctx(), tenant, version, reviewer, reason, json_out)
 
 
 @app.command()
 def rollback(tenant: Optional[str] = typer.Argument(None), base_version: Optional[str] = typer.Option(None),
              reason: str = typer.Option(..., help="why"),
-             actor: Optional[str] = typer.Option(None, help="must be you (TAILOR_USER or the OS user)")) -> None:
+             actor: Optional[str] = typer.Option(None, "--user", "--actor", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --actor"),
+             json_out: bool = typer.Option(False, "--json")) -> None:
     """Restore a tenant's previous approved version, or make an older base current. Who may do it
     alone is gates.rollback_alone; anyone else requests it and a second person completes it."""
     if bool(tenant) == bool(base_version):
         raise UserError("give a TENANT or --base-version X (not both)")
-    commands.rollback(_ctx(), tenant, base_version, reason, actor)
+    commands.rollback(_ctx(), tenant, base_version, reason, actor, json_out)
 
 
 @app.command()
@@ -183,6 +188,8 @@ def lineage(tenant: Optional[str] = typer.Argument(None), version: Optional[str]
     if all_tenants:
         commands.lineage_all(_ctx(), json_out, html)
         return
+    if html is not None:
+        raise UserError("--html writes the audit report of every tenant: use it with --all")
     when = None
     if at:
         try:
@@ -220,9 +227,10 @@ def serve_api(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(87
 
 @user_app.command("add")
 def user_add(name: str, password_stdin: bool = typer.Option(False, "--password-stdin",
-                                                           help="read the password from standard input")) -> None:
+                                                           help="read the password from standard input"),
+             json_out: bool = typer.Option(False, "--json")) -> None:
     """Add (or reset) a review-page user; the password is stored hashed (scrypt)."""
-    commands.user_add(_ctx(), name, password_stdin)
+    commands.user_add(_ctx(), name, password_stdin, json_out)
 
 
 @data_app.command("show")
@@ -232,9 +240,10 @@ def data_show(tenant: str, json_out: bool = typer.Option(False, "--json")) -> No
 
 
 @data_app.command("checkout")
-def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit or md5 prefix")) -> None:
+def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit or md5 prefix"),
+                  json_out: bool = typer.Option(False, "--json")) -> None:
     """Make an earlier data version current again."""
-    commands.data_checkout(_ctx(), tenant, rev)
+    commands.data_checkout(_ctx(), tenant, rev, json_out)
 
 
 @app.command()

@@ -7,7 +7,9 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import sys
 import time
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -47,12 +49,34 @@ class Context:
         return ws, settings
 
 
-def init(directory: Path) -> None:
+@contextmanager
+def answering(json_out: bool):
+    """With ``--json``, stdout carries the JSON alone: what the work prints for people (progress,
+    the stop reason of meta-training) goes to stderr meanwhile."""
+    if not json_out:
+        yield
+        return
+    with redirect_stdout(sys.stderr):
+        yield
+
+
+def done(json_out: bool, result, line: str):
+    """The command's result as JSON, or its one line for people."""
+    if json_out:
+        emit_json(result)
+    else:
+        print(line)
+    return result
+
+
+def init(directory: Path, json_out: bool = False) -> dict:
     """``directory``: the folder to create or complete (the CLI passes -w DIR when no argument)."""
     from workspace.create import init_workspace
 
-    ws = init_workspace(directory)
-    print(f"workspace ready at {ws.root}\n  settings: {ws.params_file}\n  next: tailor ingest TENANT FILE")
+    with answering(json_out):
+        ws = init_workspace(directory)
+    return done(json_out, {"workspace": str(ws.root), "settings": str(ws.params_file)},
+                f"workspace ready at {ws.root}\n  settings: {ws.params_file}\n  next: tailor ingest TENANT FILE")
 
 
 def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dict:
@@ -122,48 +146,57 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
     return report.to_dict()
 
 
-def meta_train(ctx: Context, algorithm: str | None) -> dict:
+def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False) -> dict:
     started = time.time()   # meta_train.max_minutes bounds the whole command, from here
-    ws, _ = ctx.open(prefect=True)
-    from flows.training import meta_train_flow
+    with answering(json_out):
+        ws, _ = ctx.open(prefect=True)
+        from flows.training import meta_train_flow
 
-    ref = meta_train_flow(str(ws.root), algorithm, started)
-    print(f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…): weights of meta-step "
-          f"{ref.get('best_step')}, {time.time() - started:.0f}s in all")
-    return ref
+        ref = meta_train_flow(str(ws.root), algorithm, started)
+    return done(json_out, ref, f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…): weights of "
+                               f"meta-step {ref.get('best_step')}, {time.time() - started:.0f}s in all")
 
 
-def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, force: bool = False) -> list[dict]:
+def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, force: bool = False,
+          json_out: bool = False) -> list[dict]:
     from registry.identity import resolve
 
-    requested_by = resolve(requested_by, "--requested-by")
-    ws, _ = ctx.open(prefect=True)
-    from flows.adaptation import run_adapt
+    requested_by = resolve(requested_by, "--user")
+    with answering(json_out):
+        ws, _ = ctx.open(prefect=True)
+        from flows.adaptation import run_adapt
 
-    from tailor.progress import shown
+        from tailor.progress import shown
 
-    with shown():
-        outcomes = run_adapt(str(ws.root), tenants, requested_by, force)
+        with shown():
+            outcomes = run_adapt(str(ws.root), tenants, requested_by, force)
+    if json_out:
+        emit_json(outcomes)
     registered = [o for o in outcomes if o.get("version")]
     failed = [o for o in outcomes if o["status"] in ("failed", "error")]
     skipped = [o for o in outcomes if o["status"] == "skipped"]
     new = [o for o in registered if not o.get("existing")]
-    print(f"{len(new)} new candidate(s) pending review, {len(registered) - len(new)} already registered "
-          f"({len(outcomes) - len(registered) - len(skipped)} not registered"
-          + (f", {len(skipped)} unchanged since their newest version: `--force` adapts them too)"
-             if skipped else ")"))
-    for o in outcomes:
-        if o["status"] in ("invalid", "rejected"):
-            print(f"  {o['tenant']}: not registered: {printable(o['reason'])}")
-        elif o.get("version"):  # new, or an identical delta mapped to the version it made before
-            print(f"  {o['tenant']}: " + (f"v{o['version']} already existed ({o['existing']}): the same delta"
-                                          if o.get("existing") else f"v{o['version']} new, pending review"))
+    for line in [] if json_out else _adapt_lines(outcomes, registered, new, skipped):
+        print(line)
     if failed:  # the others are registered; the command still says it did not do all it was asked
         error = UserError(f"not adapted: " + "; ".join(f"{o['tenant']}: {o['reason']}" for o in failed))
         if all(o["status"] == "error" for o in failed):
             error.exit_code = 1
         raise error
     return outcomes
+
+
+def _adapt_lines(outcomes, registered, new, skipped):
+    yield (f"{len(new)} new candidate(s) pending review, {len(registered) - len(new)} already registered "
+          f"({len(outcomes) - len(registered) - len(skipped)} not registered"
+          + (f", {len(skipped)} unchanged since their newest version: `--force` adapts them too)"
+             if skipped else ")"))
+    for o in outcomes:
+        if o["status"] in ("invalid", "rejected"):
+            yield f"  {o['tenant']}: not registered: {printable(o['reason'])}"
+        elif o.get("version"):  # new, or an identical delta mapped to the version it made before
+            yield f"  {o['tenant']}: " + (f"v{o['version']} already existed ({o['existing']}): the same delta"
+                                          if o.get("existing") else f"v{o['version']} new, pending review")
 
 
 def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | None, out: Path | None,
@@ -280,51 +313,51 @@ def same_texts_cell(s: dict | None) -> str:
             f"{k['accuracy']:.3f} [{k['interval'][0]:.2f},{k['interval'][1]:.2f}], n={s['n']}")
 
 
-def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, override: str | None) -> dict:
+def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, override: str | None,
+            json_out: bool = False) -> dict:
     from registry.identity import resolve
 
-    reviewer = resolve(reviewer, "--reviewer")
+    reviewer = resolve(reviewer, "--user")
     ws, settings = ctx.open()
     from registry.approval import approve as do_approve
 
     result = do_approve(ws, settings, tenant, version, reviewer, reason, override_reason=override)
-    print(f"{tenant} v{result['version']} is now champion (approved by {reviewer})")
-    return result
+    return done(json_out, result, f"{tenant} v{result['version']} is now champion (approved by {reviewer})")
 
 
-def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str) -> dict:
+def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, json_out: bool = False) -> dict:
     from registry.identity import resolve
 
-    reviewer = resolve(reviewer, "--reviewer")
+    reviewer = resolve(reviewer, "--user")
     ws, _ = ctx.open()
     from registry.approval import reject as do_reject
 
     result = do_reject(ws, tenant, version, reviewer, reason)
-    print(f"{tenant} v{result['version']} rejected by {reviewer}")
-    return result
+    return done(json_out, result, f"{tenant} v{result['version']} rejected by {reviewer}")
 
 
-def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason: str, actor: str | None) -> dict:
+def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason: str, actor: str | None,
+             json_out: bool = False) -> dict:
     from registry.identity import resolve
 
-    actor = resolve(actor, "--actor")
+    actor = resolve(actor, "--user")
     ws, settings = ctx.open()
     if base_version:
         from registry.base_model import set_current_base
 
         result = set_current_base(ws, base_version, actor=actor, reason=reason)
-        print(f"tailor-base v{result.version} is current again (by {actor}); re-adapt tenants with "
-              "`tailor adapt --all`")
-        return {"base_version": result.version}
+        return done(json_out, {"base_version": result.version},
+                    f"tailor-base v{result.version} is current again (by {actor}); re-adapt tenants with "
+                    "`tailor adapt --all`")
     from registry.approval import rollback as do_rollback
 
     result = do_rollback(ws, settings, tenant, actor, reason)
     if result["action"] == "request-rollback":
-        print(f"{tenant}: rollback requested by {actor}; gates.rollback_alone needs a second person to run "
-              f"`tailor rollback {tenant} --reason TEXT`")
+        line = (f"{tenant}: rollback requested by {actor}; gates.rollback_alone needs a second person to run "
+                f"`tailor rollback {tenant} --reason TEXT`")
     else:
-        print(f"{tenant}: champion rolled back from v{result['from']} to v{result['to']} by {actor}")
-    return result
+        line = f"{tenant}: champion rolled back from v{result['from']} to v{result['to']} by {actor}"
+    return done(json_out, result, line)
 
 
 def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None, json_out: bool) -> dict:
@@ -346,7 +379,8 @@ def lineage_all(ctx: Context, json_out: bool, html: Path | None) -> dict:
     report = audit_report(ws)
     if html is not None:
         html.write_text(render_html(report), encoding="utf-8")
-        print(f"wrote the audit report ({len(report['tenants'])} tenant(s)) to {html}")
+        print(f"wrote the audit report ({len(report['tenants'])} tenant(s)) to {html}",
+              file=sys.stderr if json_out else sys.stdout)
     if json_out:
         emit_json(report)
     elif html is None:
@@ -411,7 +445,7 @@ def serve_api(ctx: Context, host: str, port: int, add_key: str | None = None, te
     return None
 
 
-def user_add(ctx: Context, name: str, password_stdin: bool) -> None:
+def user_add(ctx: Context, name: str, password_stdin: bool, json_out: bool = False) -> dict:
     import getpass
     import sys
 
@@ -425,7 +459,7 @@ def user_add(ctx: Context, name: str, password_stdin: bool) -> None:
         if getpass.getpass("again: ") != password:
             raise UserError("the passwords differ; nothing changed")
     who = add_user(ws, name, password)
-    print(f"user {who} can now log in to `tailor review serve`")
+    return done(json_out, {"user": who}, f"user {who} can now log in to `tailor review serve`")
 
 
 def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
@@ -443,14 +477,15 @@ def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
     return history
 
 
-def data_checkout(ctx: Context, tenant: str, rev: str) -> dict:
+def data_checkout(ctx: Context, tenant: str, rev: str, json_out: bool = False) -> dict:
     ws, settings = ctx.open(mlflow=False)
     from workspace import versioning
 
-    version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)
-    _sync_pipeline(ws)
-    print(f"{tenant}: data version {version.md5} is current again; `tailor adapt {tenant}` to use it")
-    return version.to_dict()
+    with answering(json_out):
+        version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)
+        _sync_pipeline(ws)
+    return done(json_out, version.to_dict(),
+                f"{tenant}: data version {version.md5} is current again; `tailor adapt {tenant}` to use it")
 
 
 def serve(ctx: Context, once: bool, pool: str | None = None) -> None:

@@ -122,7 +122,7 @@ def test_bad_file_is_refused_and_loses_nothing(loop, capsys):
     (["ingest", "acme", "/no/such/file.csv"], "no such file"),
     (["review", "approve", "acme", "99", "--reason", "x"], "acme"),
     (["predict", "nobody-here", "hello"], "nobody-here"),
-    (["meta-train", "--algorithm", "sgd"], "fomaml or reptile"),
+    (["meta-train", "--algorithm", "sgd"], "'sgd' is not one of 'fomaml', 'reptile'"),
 ])
 def test_user_mistakes_get_one_line_and_exit_2(loop, capsys, argv, message):
     code, out = tailor(loop["ws"], *argv, capsys=capsys)

@@ -82,7 +82,8 @@ def test_lineage_all_exports_every_tenant_down_to_the_bases_training_data(gov, c
     html = tmp_path / "report.html"
     code, out = run(gov["ws"], "lineage", "--all", "--json", "--html", str(html), capsys=capsys)
     assert code == 0
-    report = json.loads(out.out.split("\n", 1)[1])  # first line says where the HTML went
+    report = json.loads(out.out)  # stdout is the JSON alone; where the HTML went is said on stderr
+    assert "wrote the audit report (2 tenant(s))" in out.err
     assert report["audit"]["ok"] and [t["tenant"] for t in report["tenants"]] == ["la", "lb"]
     v = report["tenants"][0]["versions"][0]
     assert v["base"]["version"] == "2" and v["base"]["trained_on"] == trained_on
@@ -104,3 +105,24 @@ def test_users_are_added_with_hashed_passwords(gov, capsys, monkeypatch):
     assert run(gov["ws"], "user", "add", "eve", "--password-stdin", capsys=capsys)[0] == 2
     monkeypatch.setattr(sys, "stdin", io.StringIO("long enough password\n"))
     assert run(gov["ws"], "user", "add", "service:bot", "--password-stdin", capsys=capsys)[0] == 2
+
+
+def test_state_changing_commands_answer_json_alone_and_take_one_user_option(gov, capsys, monkeypatch):
+    ws = gov["ws"]
+    v1, v2, v3 = (g.register(ws, gov["base"], gov["base_dir"], "js", seed=i) for i in (1, 2, 3))
+    code, out = run(ws, "review", "approve", "js", v1, "--user", "alice", "--reason", "ok", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out.out)["version"] == v1
+    code, out = run(ws, "review", "approve", "js", v2, "--reviewer", "alice", "--reason", "ok", "--json",
+                    capsys=capsys)  # the old option name still works
+    assert code == 0 and json.loads(out.out)["version"] == v2
+    code, out = run(ws, "review", "reject", "js", v3, "--user", "mallory", "--reason", "no", capsys=capsys)
+    assert code == 2 and out.err.startswith("error: --user 'mallory' is not you")
+    code, out = run(ws, "review", "reject", "js", v3, "--reason", "no", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out.out)["version"] == v3
+    code, out = run(ws, "rollback", "js", "--reason", "back", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out.out)["action"]
+    monkeypatch.setattr(sys, "stdin", io.StringIO("long enough password\n"))
+    code, out = run(ws, "user", "add", "erin", "--password-stdin", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out.out) == {"user": "erin"}
+    code, out = run(ws, "lineage", "js", "--html", "x.html", capsys=capsys)
+    assert code == 2 and "use it with --all" in out.err
