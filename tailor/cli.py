@@ -225,6 +225,12 @@ def serve_api(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(87
     commands.serve_api(_ctx(), host, port, add_key, tenants, revoke_key)
 
 
+@app.command("mlflow-ui")
+def mlflow_ui(host: str = typer.Option("127.0.0.1"), port: int = typer.Option(5000)) -> None:
+    """Open MLflow's own UI on this workspace's store (runs, models, aliases, artifacts)."""
+    commands.mlflow_ui(_ctx(), host, port)
+
+
 @user_app.command("add")
 def user_add(name: str, password_stdin: bool = typer.Option(False, "--password-stdin",
                                                            help="read the password from standard input"),

@@ -445,6 +445,22 @@ def serve_api(ctx: Context, host: str, port: int, add_key: str | None = None, te
     return None
 
 
+def mlflow_ui(ctx: Context, host: str, port: int) -> None:
+    """Replace this process with MLflow's own UI on the workspace's store (the embedded sqlite
+    database and artifact folder), so what it shows is what Tailor registered."""
+    ws, settings = ctx.open(mlflow=False)
+    uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
+    if uri.startswith(("http://", "https://")):
+        raise UserError(f"this workspace's store is the tracking server {uri}: open that address in a browser")
+    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
+        raise UserError(f"no MLflow store yet at {uri[len('sqlite:///'):]}: run `tailor meta-train` or `tailor adapt` first")
+    root = settings.stores.artifact_location or ws.artifacts_dir.resolve().as_uri()
+    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", root,
+            "--host", host, "--port", str(port)]
+    print(f"MLflow UI of {uri} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
+    os.execv(sys.executable, argv)
+
+
 def user_add(ctx: Context, name: str, password_stdin: bool, json_out: bool = False) -> dict:
     import getpass
     import sys

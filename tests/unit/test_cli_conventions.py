@@ -33,3 +33,23 @@ def test_debug_is_accepted_after_the_subcommand(tmp_path, capsys):
     assert "No such option" not in err and cli.STATE["debug"] is True
     assert cli.main(["-w", str(tmp_path), "predict", "acme", "--", "--debug"]) == 2  # after `--`: a text
     assert cli.STATE["debug"] is False
+
+
+def test_mlflow_ui_opens_mlflows_own_ui_on_the_workspace_store(tmp_path, capsys, monkeypatch):
+    import os
+
+    from workspace.create import init_workspace
+
+    ws = init_workspace(tmp_path / "ws")
+    assert cli.main(["-w", str(ws.root), "mlflow-ui"]) == 2, "no store yet: nothing to show"
+    assert "no MLflow store yet" in capsys.readouterr().err
+    ws.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
+    ws.mlflow_db.touch()
+    ran = []
+    monkeypatch.setattr(os, "execv", lambda exe, argv: ran.append(argv))
+    assert cli.main(["-w", str(ws.root), "mlflow-ui", "--port", "5055"]) == 0
+    (argv,) = ran
+    assert argv[1:4] == ["-m", "mlflow", "ui"]
+    assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{ws.mlflow_db}"
+    assert argv[argv.index("--default-artifact-root") + 1] == ws.artifacts_dir.resolve().as_uri()
+    assert argv[-2:] == ["--port", "5055"] and "http://127.0.0.1:5055" in capsys.readouterr().out
