@@ -167,7 +167,7 @@ def plan_approve(mv, champion_mv, settings: Settings, reviewer: str, reason: str
 
 
 def approve(ws: Workspace, settings: Settings, tenant: str, version: str, reviewer: str, reason: str,
-            override_reason: str | None = None) -> dict:
+            override_reason: str | None = None, dry_run: bool = False) -> dict:
     """Make ``version`` the tenant's ``@champion`` if it passes the gates (or they are overridden)."""
     reviewer = identity.require_person(reviewer, "approve")
     reason = _need_text(reason, "reason", "--reason")
@@ -180,6 +180,8 @@ def approve(ws: Workspace, settings: Settings, tenant: str, version: str, review
         problems = isolation.verify_stored(mv) if mv.tags.get("status") == PENDING else []
         return plan_approve(mv, champion_mv, settings, reviewer, reason, override, problems)
 
+    if dry_run:
+        return transitions.preview(tenant, make)
     plan, commit = transitions.execute(ws, tenant, make)
     return {"tenant": tenant, "version": plan.to, "previous": plan.frm, "approved_by": reviewer,
             "approved_at": plan.tags[plan.to]["approved_at"], "gates_failed": plan.details["gates_failed"],
@@ -199,12 +201,18 @@ def plan_reject(mv, reviewer: str, reason: str) -> transitions.Plan:
         details={"requested_by": mv.tags.get("requested_by", "")})
 
 
-def reject(ws: Workspace, tenant: str, version: str, reviewer: str, reason: str) -> dict:
+def reject(ws: Workspace, tenant: str, version: str, reviewer: str, reason: str, dry_run: bool = False) -> dict:
     """Close a pending version: it can never be approved; ``@candidate`` leaves it."""
     reviewer = identity.require_person(reviewer, "reject")
     reason = _need_text(reason, "reason", "--reason")
     check_tenant_id(tenant)
-    plan, commit = transitions.execute(ws, tenant, lambda: plan_reject(_version(tenant, version), reviewer, reason))
+
+    def make():
+        return plan_reject(_version(tenant, version), reviewer, reason)
+
+    if dry_run:
+        return transitions.preview(tenant, make)
+    plan, commit = transitions.execute(ws, tenant, make)
     tags = plan.tags[plan.frm]
     return {"tenant": tenant, "version": plan.frm, "rejected_by": reviewer, "rejected_at": tags["rejected_at"],
             "audit_seq": commit["seq"]}
@@ -244,7 +252,7 @@ def plan_rollback(name: str, tenant: str, current, earlier: list, actor: str, re
         model_tags={ROLLBACK_REQUEST: None} if request is not None else {}, details=details)
 
 
-def rollback(ws: Workspace, settings: Settings, tenant: str, actor: str, reason: str) -> dict:
+def rollback(ws: Workspace, settings: Settings, tenant: str, actor: str, reason: str, dry_run: bool = False) -> dict:
     """Point ``@champion`` at the previously approved version; the current one becomes rolled_back.
     Someone ``gates.rollback_alone`` does not name only requests it; a second person completes it."""
     actor = identity.normalise(actor)
@@ -265,6 +273,8 @@ def rollback(ws: Workspace, settings: Settings, tenant: str, actor: str, reason:
         return plan_rollback(name, tenant, current, earlier, actor, reason, settings,
                              json.loads(raw) if raw else None)
 
+    if dry_run:
+        return transitions.preview(tenant, make)
     plan, commit = transitions.execute(ws, tenant, make)
     return {"tenant": tenant, "action": plan.action, "from": plan.frm, "to": plan.to, "by": actor,
             "at": commit["at"], "audit_seq": commit["seq"], "details": plan.details}

@@ -161,6 +161,16 @@ def execute(ws: Workspace, tenant: str | None, make_plan) -> tuple[Plan, dict]:
         return plan, _commit(ws, plan, intent, created)
 
 
+def preview(tenant: str | None, make_plan) -> dict:
+    """What ``execute`` would do (``--dry-run``): the same plan on the current state, every check of
+    ``make_plan`` run, nothing recorded or applied. An open intent is named, not finished."""
+    pending = audit.open_intents(tenant) if tenant else []
+    plan = make_plan()
+    return {"dry_run": True, "action": plan.action, "tenant": plan.tenant, "from": plan.frm, "to": plan.to,
+            "actor": plan.actor, "details": {k: v for k, v in plan.details.items() if k != "plan"},
+            "interrupted_first": [r.get("action") for r in pending]}
+
+
 def repair(ws: Workspace, tenants: list[str | None]) -> list[dict]:
     """Finish the open intents of ``tenants`` (``audit verify --repair``)."""
     done = []

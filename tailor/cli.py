@@ -151,29 +151,31 @@ def review_approve(tenant: str, version: str,
                    reviewer: Optional[str] = typer.Option(None, "--user", "--reviewer", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --reviewer"),
                    reason: str = typer.Option(..., help="why"),
                    override: Optional[str] = typer.Option(None, "--override-reason", help="approve despite failed gates, because ..."),
-                   json_out: bool = typer.Option(False, "--json")) -> None:
+                   json_out: bool = typer.Option(False, "--json"), dry_run: bool = typer.Option(False, "--dry-run", help="run every check and say what would happen; change nothing")) -> None:
     """Make a candidate the tenant's champion (gates and four-eyes apply)."""
-    commands.approve(_ctx(), tenant, version, reviewer, reason, override, json_out)
+    commands.approve(_ctx(), tenant, version, reviewer, reason, override, json_out, dry_run)
 
 
 @review_app.command("reject")
 def review_reject(tenant: str, version: str,
                   reviewer: Optional[str] = typer.Option(None, "--user", "--reviewer", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --reviewer"),
-                  reason: str = typer.Option(...), json_out: bool = typer.Option(False, "--json")) -> None:
+                  reason: str = typer.Option(...), json_out: bool = typer.Option(False, "--json"),
+                  dry_run: bool = typer.Option(False, "--dry-run", help="run every check and say what would happen; change nothing")) -> None:
     """Reject a candidate."""
-    commands.reject(_ctx(), tenant, version, reviewer, reason, json_out)
+    commands.reject(_ctx(), tenant, version, reviewer, reason, json_out, dry_run)
 
 
 @app.command()
 def rollback(tenant: Optional[str] = typer.Argument(None), base_version: Optional[str] = typer.Option(None),
              reason: str = typer.Option(..., help="why"),
              actor: Optional[str] = typer.Option(None, "--user", "--actor", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --actor"),
-             json_out: bool = typer.Option(False, "--json")) -> None:
+             json_out: bool = typer.Option(False, "--json"),
+             dry_run: bool = typer.Option(False, "--dry-run", help="run every check and say what would happen; change nothing")) -> None:
     """Restore a tenant's previous approved version, or make an older base current. Who may do it
     alone is gates.rollback_alone; anyone else requests it and a second person completes it."""
     if bool(tenant) == bool(base_version):
         raise UserError("give a TENANT or --base-version X (not both)")
-    commands.rollback(_ctx(), tenant, base_version, reason, actor, json_out)
+    commands.rollback(_ctx(), tenant, base_version, reason, actor, json_out, dry_run)
 
 
 @app.command()
@@ -247,9 +249,9 @@ def data_show(tenant: str, json_out: bool = typer.Option(False, "--json")) -> No
 
 @data_app.command("checkout")
 def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit or md5 prefix"),
-                  json_out: bool = typer.Option(False, "--json")) -> None:
+                  json_out: bool = typer.Option(False, "--json"), dry_run: bool = typer.Option(False, "--dry-run", help="run every check and say what would happen; change nothing")) -> None:
     """Make an earlier data version current again."""
-    commands.data_checkout(_ctx(), tenant, rev, json_out)
+    commands.data_checkout(_ctx(), tenant, rev, json_out, dry_run)
 
 
 @app.command()

@@ -313,36 +313,51 @@ def same_texts_cell(s: dict | None) -> str:
             f"{k['accuracy']:.3f} [{k['interval'][0]:.2f},{k['interval'][1]:.2f}], n={s['n']}")
 
 
+def would(json_out: bool, result: dict) -> dict:
+    """A ``--dry-run``'s answer: what the command would do, every check run, nothing changed."""
+    frm, to = result.get("from"), result.get("to")
+    moves = f" (v{frm} -> v{to})" if frm and to else (f" (v{frm or to})" if frm or to else "")
+    return done(json_out, result, f"dry run: {result['actor']} would {result['action']} {result['tenant']}{moves}; "
+                                  "every check passed, nothing changed")
+
+
 def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, override: str | None,
-            json_out: bool = False) -> dict:
+            json_out: bool = False, dry_run: bool = False) -> dict:
     from registry.identity import resolve
 
     reviewer = resolve(reviewer, "--user")
     ws, settings = ctx.open()
     from registry.approval import approve as do_approve
 
-    result = do_approve(ws, settings, tenant, version, reviewer, reason, override_reason=override)
+    result = do_approve(ws, settings, tenant, version, reviewer, reason, override_reason=override, dry_run=dry_run)
+    if dry_run:
+        return would(json_out, result)
     return done(json_out, result, f"{tenant} v{result['version']} is now champion (approved by {reviewer})")
 
 
-def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, json_out: bool = False) -> dict:
+def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, json_out: bool = False,
+           dry_run: bool = False) -> dict:
     from registry.identity import resolve
 
     reviewer = resolve(reviewer, "--user")
     ws, _ = ctx.open()
     from registry.approval import reject as do_reject
 
-    result = do_reject(ws, tenant, version, reviewer, reason)
+    result = do_reject(ws, tenant, version, reviewer, reason, dry_run=dry_run)
+    if dry_run:
+        return would(json_out, result)
     return done(json_out, result, f"{tenant} v{result['version']} rejected by {reviewer}")
 
 
 def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason: str, actor: str | None,
-             json_out: bool = False) -> dict:
+             json_out: bool = False, dry_run: bool = False) -> dict:
     from registry.identity import resolve
 
     actor = resolve(actor, "--user")
     ws, settings = ctx.open()
     if base_version:
+        if dry_run:
+            raise UserError("--dry-run covers a tenant's rollback, not --base-version")
         from registry.base_model import set_current_base
 
         result = set_current_base(ws, base_version, actor=actor, reason=reason)
@@ -351,7 +366,9 @@ def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason:
                     "`tailor adapt --all`")
     from registry.approval import rollback as do_rollback
 
-    result = do_rollback(ws, settings, tenant, actor, reason)
+    result = do_rollback(ws, settings, tenant, actor, reason, dry_run=dry_run)
+    if dry_run:
+        return would(json_out, result)
     if result["action"] == "request-rollback":
         line = (f"{tenant}: rollback requested by {actor}; gates.rollback_alone needs a second person to run "
                 f"`tailor rollback {tenant} --reason TEXT`")
@@ -493,9 +510,15 @@ def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
     return history
 
 
-def data_checkout(ctx: Context, tenant: str, rev: str, json_out: bool = False) -> dict:
+def data_checkout(ctx: Context, tenant: str, rev: str, json_out: bool = False, dry_run: bool = False) -> dict:
     ws, settings = ctx.open(mlflow=False)
     from workspace import versioning
+
+    if dry_run:
+        version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores, dry_run=True)
+        return done(json_out, {**version.to_dict(), "dry_run": True},
+                    f"dry run: {tenant}'s data version {version.md5} (git {str(version.git_commit)[:10]}) would "
+                    "become current; nothing changed")
 
     with answering(json_out):
         version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)

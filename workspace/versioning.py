@@ -259,7 +259,8 @@ def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = N
     return DataVersion(**{**version.to_dict(), "git_commit": commit})
 
 
-def checkout(ws: Workspace, tenant: str, rev: str, store: StoreSettings | None = None) -> DataVersion:
+def checkout(ws: Workspace, tenant: str, rev: str, store: StoreSettings | None = None,
+             dry_run: bool = False) -> DataVersion:
     """Restore the tenant's data as of a git revision or an md5 (prefix), and commit that.
 
     Raises:
@@ -267,6 +268,9 @@ def checkout(ws: Workspace, tenant: str, rev: str, store: StoreSettings | None =
     """
     check_tenant_id(tenant)
     _require_repo(ws)
+    if dry_run:  # the version ``rev`` names, resolved as below; nothing written
+        commit, dvc_rel = _resolve(ws, tenant, rev)
+        return version_of(tenant, dvc_rel, git_blobs(ws, [f"{commit}:{dvc_rel}"])[0] or "", commit)
     with locked(ws):
         recover(ws)
         commit, dvc_rel = _resolve(ws, tenant, rev)

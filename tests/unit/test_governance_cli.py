@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from registry import approval, store
+from registry import approval, audit, store
 from tailor import cli
 from tailor.web import users
 from tests import governance as g
@@ -126,3 +126,25 @@ def test_state_changing_commands_answer_json_alone_and_take_one_user_option(gov,
     assert code == 0 and json.loads(out.out) == {"user": "erin"}
     code, out = run(ws, "lineage", "js", "--html", "x.html", capsys=capsys)
     assert code == 2 and "use it with --all" in out.err
+
+
+def test_dry_runs_check_everything_and_change_nothing(gov, capsys):
+    ws = gov["ws"]
+    v1, v2 = (g.register(ws, gov["base"], gov["base_dir"], "dr", seed=i) for i in (1, 2))
+    records = lambda: len(audit.records(ws, "dr"))  # noqa: E731
+    before = records()
+    code, out = run(ws, "review", "approve", "dr", v1, "--reason", "ok", "--dry-run", "--json", capsys=capsys)
+    plan = json.loads(out.out)
+    assert code == 0 and plan["dry_run"] and plan["action"] == "approve" and plan["to"] == v1
+    assert store.alias_version("tailor-tenant-dr", "champion") is None and records() == before
+    code, out = run(ws, "review", "reject", "dr", "9", "--reason", "no", "--dry-run", capsys=capsys)
+    assert code == 2 and out.err.startswith("error: ") and records() == before, "a dry run runs the checks"
+    code, out = run(ws, "review", "reject", "dr", v2, "--reason", "no", "--dry-run", capsys=capsys)
+    assert code == 0 and out.out.startswith("dry run: alice would reject dr") and records() == before
+    assert store.client().get_model_version("tailor-tenant-dr", v2).tags["status"] == "pending"
+    approval.approve(ws, gov["settings"], "dr", v1, "bob", "ok")
+    approval.approve(ws, gov["settings"], "dr", v2, "bob", "ok")
+    before = records()
+    code, out = run(ws, "rollback", "dr", "--reason", "back", "--dry-run", "--json", capsys=capsys)
+    assert code == 0 and json.loads(out.out)["to"] == v1 and records() == before
+    assert str(store.alias_version("tailor-tenant-dr", "champion").version) == v2
