@@ -92,6 +92,18 @@ def test_new_content_is_a_new_version_and_checkout_restores_the_old(ws, write):
     assert git(ws, "status", "--porcelain") == ""
 
 
+def test_a_dry_run_checkout_names_the_version_and_changes_nothing(ws, write):
+    old = versioning.track(ws, "dry", write("d1.csv", "text,label\nfirst,a\n"))
+    new = versioning.track(ws, "dry", write("d2.csv", "text,label\nsecond,b\n"))
+    head = git(ws, "rev-parse", "HEAD")
+    would = versioning.checkout(ws, "dry", old.md5[:12], dry_run=True)
+    assert would.md5 == old.md5 and would.git_commit == old.git_commit
+    assert versioning.current_version(ws, "dry").md5 == new.md5 and git(ws, "rev-parse", "HEAD") == head
+    assert versioning.data_file(ws, "dry").read_text() == "text,label\nsecond,b\n"
+    with pytest.raises(UserError):
+        versioning.checkout(ws, "dry", "md5:ffffffff", dry_run=True)
+
+
 def test_checkout_fetches_from_the_remote_when_the_local_cache_is_gone(ws, write):
     old = versioning.track(ws, "recover", write("v1.csv", "text,label\nkept remotely,a\n"))
     versioning.track(ws, "recover", write("v2.csv", "text,label\nnewer,a\n"))
