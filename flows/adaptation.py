@@ -172,6 +172,33 @@ def _run_name() -> str:
     return f"adapt-{chosen[0]}" + (f"-and-{len(chosen) - 1}-more" if len(chosen) > 1 else "")
 
 
+def _plan(ws, settings, tenants: list[str] | None, force: bool):
+    """(tenants chosen, the current base, the adaptation settings' digest, which of them to adapt
+    and why): ``tenants`` a person named are adapted; the fleet (None) only where something changed."""
+    chosen = list(dict.fromkeys(tenants)) if tenants else tenants_with_data(ws)
+    if not chosen:
+        raise UserError("no tenant has data yet: run `tailor ingest TENANT FILE` first")
+    ref = base_model.get_base()
+    digest = fleet.settings_digest(settings)
+    if tenants is None:
+        todo = fleet.plan(chosen, versioning.recorded_md5s(ws, chosen), candidates.newest_versions(),
+                          ref.digest, digest, force)
+    else:
+        todo = fleet.FleetPlan(todo=chosen, why={t: "requested" for t in chosen})
+    return chosen, ref, digest, todo
+
+
+def preview_adapt(root: str, tenants: list[str] | None = None, force: bool = False) -> dict:
+    """What ``adapt`` would do (``--dry-run``): the same choice of tenants, nothing adapted or
+    registered, no flow run."""
+    ws, settings = open_workspace(root)
+    store.configure(ws, settings)
+    chosen, ref, _, todo = _plan(ws, settings, tenants, force)
+    return {"dry_run": True, "base": {"name": ref.name, "version": ref.version},
+            "would_adapt": [{"tenant": t, "why": todo.why.get(t, "")} for t in todo.todo],
+            "unchanged": [o["tenant"] for o in todo.skipped]}
+
+
 @flow(name="tailor-adapt", flow_run_name=_run_name, log_prints=False)
 def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = "service:scheduler",
                force: bool = False) -> list[dict]:
@@ -182,17 +209,8 @@ def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = 
     logger = get_run_logger()
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
-    chosen = list(dict.fromkeys(tenants)) if tenants else tenants_with_data(ws)
-    if not chosen:
-        raise UserError("no tenant has data yet: run `tailor ingest TENANT FILE` first")
-    ref = base_model.get_base()
+    chosen, ref, digest, todo = _plan(ws, settings, tenants, force)
     base = {"name": ref.name, "version": ref.version, "digest": ref.digest, "run_id": ref.run_id}
-    digest = fleet.settings_digest(settings)
-    if tenants is None:  # the fleet: only what changed
-        todo = fleet.plan(chosen, versioning.recorded_md5s(ws, chosen), candidates.newest_versions(),
-                          ref.digest, digest, force)
-    else:  # tenants a person named: adapt them
-        todo = fleet.FleetPlan(todo=chosen, why={t: "requested" for t in chosen})
     done = {o["tenant"]: o for o in todo.skipped}
     say(f"adapting {len(todo.todo)} tenant(s) to {ref.name} v{ref.version}"
         + (f"; {len(todo.skipped)} unchanged since their newest version (skipped)" if todo.skipped else ""))

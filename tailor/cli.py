@@ -122,12 +122,13 @@ def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
           all_tenants: bool = typer.Option(False, "--all", help="every tenant with data"),
           requested_by: Optional[str] = typer.Option(None, "--user", "--requested-by", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --requested-by"),
           force: bool = typer.Option(False, "--force", help="with --all: adapt tenants unchanged since their newest version too"),
-          json_out: bool = typer.Option(False, "--json")) -> None:
+          json_out: bool = typer.Option(False, "--json"),
+          dry_run: bool = typer.Option(False, "--dry-run", help="say which tenants would be adapted, and why; change nothing")) -> None:
     """Adapt tenants to the current base and register candidates (pending review). With --all, only
     tenants whose data, base or adaptation settings changed since their newest version."""
     if bool(tenants) == all_tenants:
         raise UserError("give tenant ids or --all (not both)")
-    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by, force, json_out)
+    commands.adapt(_ctx(), None if all_tenants else tenants, requested_by, force, json_out, dry_run)
 
 
 @app.command()

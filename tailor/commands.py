@@ -158,10 +158,19 @@ def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False) -> d
 
 
 def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, force: bool = False,
-          json_out: bool = False) -> list[dict]:
+          json_out: bool = False, dry_run: bool = False) -> list[dict]:
     from registry.identity import resolve
 
     requested_by = resolve(requested_by, "--user")
+    if dry_run:
+        ws, _ = ctx.open()
+        from flows.adaptation import preview_adapt
+
+        plan = preview_adapt(str(ws.root), tenants, force)
+        names = ", ".join(f"{w['tenant']} ({w['why']})" for w in plan["would_adapt"]) or "none"
+        return done(json_out, plan, f"dry run: would adapt {len(plan['would_adapt'])} tenant(s) to "
+                                    f"{plan['base']['name']} v{plan['base']['version']}: {names}; "
+                                    f"{len(plan['unchanged'])} unchanged; nothing changed")
     with answering(json_out):
         ws, _ = ctx.open(prefect=True)
         from flows.adaptation import run_adapt

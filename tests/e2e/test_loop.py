@@ -86,6 +86,12 @@ def test_approve_predict_rollback_and_lineage(loop, capsys):
     # new data -> second candidate -> approve -> rollback to v1
     write_csv(loop["inbox"] / "newco2.csv", *synthetic_tenant(TENANTS["newco"], 8, seed=42))
     assert tailor(ws, "ingest", "newco", str(loop["inbox"] / "newco2.csv"))[0] == 0
+    code, out = tailor(ws, "adapt", "--all", "--dry-run", "--json", capsys=capsys, who="bob")
+    plan = json.loads(out.out)  # newco's data changed: it, and nothing is registered by asking
+    assert code == 0 and plan["dry_run"] and {"tenant": "newco", "why": "data changed"} in plan["would_adapt"]
+    from registry import store
+
+    assert len(store.versions("tailor-tenant-newco")) == 1
     assert tailor(ws, "adapt", "newco", who="bob")[0] == 0
     assert tailor(ws, "review", "approve", "newco", "2", "--reason", "ok",
                   "--override-reason", "tiny test model", who="alice")[0] == 0
