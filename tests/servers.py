@@ -21,6 +21,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_for(predicate, seconds: float) -> bool:
+    """Whether ``predicate()`` became true within ``seconds`` (polled every 0.2 s)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.2)
+    return predicate()
+
+
+def in_threads(client, n: int, seconds: float = 120) -> list[Exception]:
+    """Run ``client(i)`` for i in 0..n-1 side by side; the exceptions they raised."""
+    import threading
+
+    failures: list[Exception] = []
+
+    def run(i):
+        try:
+            client(i)
+        except Exception as exc:  # noqa: BLE001 - returned to the test
+            failures.append(exc)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(seconds)
+    return failures
+
+
 class Server:
     """A server subprocess on a local port; ``ready()`` waits for its health URL (so several can
     start side by side while a test prepares other things)."""

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import wait_for
 from tests.conftest import tiny_settings
 from tests.e2e.test_review_page import ROOT, browser  # noqa: F401 - fixture
 from workspace.create import init_workspace
@@ -51,15 +52,6 @@ def servers_on(port: int) -> list[int]:
         if b"server" in cmd and b"start" in cmd and str(port).encode() in cmd and state != "Z":
             pids.append(int(proc.name))
     return pids
-
-
-def wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 @pytest.mark.slow   # a Prefect server, a flow in its own process and a browser: ~30 s on 2 cores

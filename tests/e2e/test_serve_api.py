@@ -15,7 +15,7 @@ import pytest
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
-from tests.servers import api_server
+from tests.servers import api_server, in_threads
 from workspace import versioning
 from workspace.create import init_workspace
 from workspace.paths import Workspace
@@ -101,30 +101,23 @@ def served(tmp_path_factory):
 def test_concurrent_mixed_tenant_load_gets_tailor_predicts_answers(served, capsys):
     url, key = served["url"], served["keys"]["all"]
     expected = {t: predict_cli(served["root"], t, texts, capsys) for t, texts in ASK.items()}
-    failures, answers = [], []
+    answers = []
 
     def client(i):
-        try:
-            for n in range(6):
-                tenant = list(ASK)[(i + n) % 3]
-                if n % 2:
-                    status, body, _ = call(url, f"/v1/tenants/{tenant}/predict", {"texts": ASK[tenant]}, key)
-                    assert status == 200, body
-                    answers.append(body)
-                else:
-                    mixed = [{"tenant": t, "texts": ASK[t][n % 2:]} for t in ASK]
-                    status, body, _ = call(url, "/v1/predict", {"requests": mixed}, key)
-                    assert status == 200, body
-                    assert [r["tenant"] for r in body["results"]] == list(ASK)
-                    answers.extend(body["results"])
-        except Exception as exc:  # noqa: BLE001 - reported below
-            failures.append(exc)
+        for n in range(6):
+            tenant = list(ASK)[(i + n) % 3]
+            if n % 2:
+                status, body, _ = call(url, f"/v1/tenants/{tenant}/predict", {"texts": ASK[tenant]}, key)
+                assert status == 200, body
+                answers.append(body)
+            else:
+                mixed = [{"tenant": t, "texts": ASK[t][n % 2:]} for t in ASK]
+                status, body, _ = call(url, "/v1/predict", {"requests": mixed}, key)
+                assert status == 200, body
+                assert [r["tenant"] for r in body["results"]] == list(ASK)
+                answers.extend(body["results"])
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    failures = in_threads(client, 8)
     assert not failures, failures[:3]
     assert len(answers) == 8 * (3 + 3 * 3)
     for answer in answers:

@@ -7,7 +7,6 @@ import hashlib
 import json
 import os
 import subprocess
-import threading
 import time
 
 import pytest
@@ -16,7 +15,7 @@ from distributed import wait
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
-from tests.servers import api_server, dask_cluster, mlflow_server
+from tests.servers import api_server, dask_cluster, in_threads, mlflow_server
 from tests.governance import share_signing_key
 from workspace import versioning
 from workspace.create import init_workspace
@@ -118,23 +117,16 @@ def test_serve_api_serves_from_the_tracking_server(team, capsys):
     expected = {t: predict_cli(root, t, texts, capsys) for t, texts in ask.items()}
     with api_server(root, root.parent / "serve-api.log") as server:
         url = server.ready(90)
-        answers, failures = [], []
+        answers = []
 
         def client(i):
-            try:
-                for n in range(4):
-                    mixed = [{"tenant": t, "texts": ask[t][(i + n) % 2:]} for t in ask]
-                    status, body, _ = call(url, "/v1/predict", {"requests": mixed}, every)
-                    assert status == 200, body
-                    answers.extend(body["results"])
-            except Exception as exc:  # noqa: BLE001 - reported below
-                failures.append(exc)
+            for n in range(4):
+                mixed = [{"tenant": t, "texts": ask[t][(i + n) % 2:]} for t in ask]
+                status, body, _ = call(url, "/v1/predict", {"requests": mixed}, every)
+                assert status == 200, body
+                answers.extend(body["results"])
 
-        threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
+        failures = in_threads(client, 4)
         assert not failures, failures[:3]
         assert len(answers) == 4 * 4 * 2
         for answer in answers:

@@ -6,11 +6,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.servers import wait_for
 from tests.conftest import synthetic_tenant, tiny_settings
 from workspace.create import init_workspace
 
@@ -34,15 +34,6 @@ def servers_of(home: Path) -> list[int]:
         if b"flows.prefect_server" in cmd and str(home).encode() in cmd and state != "Z":
             pids.append(int(proc.name))
     return pids
-
-
-def wait_for(predicate, seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.2)
-    return predicate()
 
 
 @pytest.mark.slow   # a minute or more of servers and subprocesses: `make test-slow` (keeps `make test` < 15 min)
