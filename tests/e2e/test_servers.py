@@ -97,7 +97,7 @@ def test_a_clone_predicts_with_candidates_registered_elsewhere(team, tmp_path, c
 def test_serve_api_serves_from_the_tracking_server(team, capsys):
     """`tailor serve-api` on the team's registry: champions fetched through the server's artifact
     proxy answer as `tailor predict` does, under concurrent mixed-tenant load; an approval reaches
-    serving without a restart; a caller sees only its tenants; a delta edited in the server's
+    serving without a restart, and so does a rollback; a caller sees only its tenants; a delta edited in the server's
     artifact store and in the local cache is a 409, then served again once restored."""
     from registry import approval, store
     from tailor.api import keys
@@ -140,6 +140,23 @@ def test_serve_api_serves_from_the_tracking_server(team, capsys):
         approval.approve(ws, settings, "initech", "1", "alice", "now", override_reason="tiny test model")
         body, took = _wait_version(url, every, "initech", "1", ASK["initech"])
         same(body, predict_cli(root, "initech", ASK["initech"], capsys))
+        # a second version, approved then rolled back: each reaches serving without a restart
+        versioning.track(ws, "initech", write_csv(root.parent / "initech2.csv",
+                                                  *synthetic_tenant(TENANTS["initech"], 9, seed=11)))
+        os.environ["TAILOR_USER"] = "ci-bot"
+        try:
+            assert cli.main(["-w", str(root), "adapt", "initech"]) == 0
+        finally:
+            os.environ.pop("TAILOR_USER", None)
+        store.configure(ws, settings)
+        approval.approve(ws, settings, "initech", "2", "alice", "new data", override_reason="tiny test model")
+        body, took = _wait_version(url, every, "initech", "2", ASK["initech"])
+        same(body, predict_cli(root, "initech", ASK["initech"], capsys))
+        store.configure(ws, settings)
+        approval.rollback(ws, settings, "initech", "alice", "back to v1")
+        body, took = _wait_version(url, every, "initech", "1", ASK["initech"])
+        same(body, predict_cli(root, "initech", ASK["initech"], capsys))
+        store.configure(ws, settings)
 
         digest = store.client().get_model_version("tailor-tenant-globex", "1").tags["delta_sha256"]
         globex = {p: p.read_bytes() for folder in (team["artifacts"], root / ".tailor" / "cache" / "models")
