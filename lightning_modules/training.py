@@ -186,7 +186,6 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     (``time.monotonic()``). ``metrics["stop_reason"]`` and the last line said tell why it stopped
     (time budget, early stopping, meta_steps) and which step became the base.
     """
-    check_enough_examples(settings, train, val)   # before seconds of feature caching, not after
     cfg, enc = settings.meta_train, settings.encoder
     devices = cfg.lightning_devices() if devices is None else devices
     strategy = cfg.strategy if strategy is None else strategy
@@ -194,6 +193,7 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
         # those run fit() in child processes: the best weights and the ranks' seeds would not come
         # back to, or differ from, the process that writes the base
         raise ValueError(f"strategy {strategy!r} is not supported: use 'ddp'")
+    check_enough_examples(settings, train, val)   # before seconds of feature caching, not after
     _quiet_lightning()
     layers = adapted_layers(settings)
     own_ckpt = checkpoint_dir is None

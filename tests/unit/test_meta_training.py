@@ -60,7 +60,7 @@ def test_the_meta_gradient_moves_the_base_and_nothing_else_does(tmp_path, monkey
 
 
 def test_the_time_budget_stops_meta_training_and_says_so(tmp_path):
-    s = tiny_settings(meta_steps=1_000_000, val_every=5, max_minutes=0.1)   # 6 seconds
+    s = tiny_settings(meta_steps=1_000_000, val_every=5, max_minutes=0.1, patience=1_000_000)   # 6 seconds
     train, val = _data()
     enc = load_encoder(s.encoder)
     meta_train(enc, s.replace("meta_train", meta_steps=1), train, val, tmp_path / "warm", tmp_path / "cache")
