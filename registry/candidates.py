@@ -149,9 +149,10 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         return str(found.version)
     iso = isolation.check(tenant, delta_dir, base)
     tags = _version_tags(tenant, manifest, base, validation or {}, iso, requested_by, flow_run_id)
-    comparison = champion_comparison(tenant, manifest, held_out)
+    champ = store.alias_version(name, CHAMPION)   # the model exists: ensured above
+    comparison = champion_comparison(tenant, champ, manifest, held_out)
     tags.update(comparison_tags(comparison))
-    changes = data_change_since_champion(tenant, tags["data_version"], data_rows)
+    changes = data_change_since_champion(champ, tags["data_version"], data_rows)
     if changes is not None:
         tags["data_change"] = compare.data_change_tag(changes, MAX_TAG)
     metrics = store.numeric(manifest.get("metrics") or {})
@@ -188,13 +189,12 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
     return str(commit["to"])
 
 
-def champion_comparison(tenant: str, manifest: dict, held_out: dict | None) -> dict | None:
-    """The tenant's champion scored on the candidate's held-out texts, beside the candidate's own
-    predictions (both kept: ``review/comparison.json`` of the candidate's run); None without a
-    champion or held-out texts. A champion that cannot be scored is recorded as such, not skipped."""
+def champion_comparison(tenant: str, champ, manifest: dict, held_out: dict | None) -> dict | None:
+    """The tenant's champion ``champ`` (a model version, or None) scored on the candidate's
+    held-out texts, beside the candidate's own predictions (both kept: ``review/comparison.json``
+    of the candidate's run); None without a champion or held-out texts. A champion that cannot be
+    scored is recorded as such, not skipped."""
     texts = list((held_out or {}).get("texts") or [])
-    champ = store.alias_version(tenant_model_name(tenant), CHAMPION) if store.has_model(
-        tenant_model_name(tenant)) else None
     if champ is None or not texts:
         return None
     labels = list(manifest.get("labels") or [])
@@ -205,20 +205,18 @@ def champion_comparison(tenant: str, manifest: dict, held_out: dict | None) -> d
     try:
         old = [row["label"] for row in serving.predict(tenant, texts)]
     except Exception as exc:  # noqa: BLE001 - the reviewer sees why there is no comparison
-        return {"champion_version": str(champ.version), "error": str(exc).splitlines()[0][:300] if str(exc) else
-                type(exc).__name__}
+        return {"champion_version": str(champ.version), "error": _first_line(exc)}
     out = compare.compare(texts, y_true, cand, old)
     out.update(champion_version=str(champ.version), texts=texts, y_true=y_true, candidate_pred=cand,
                champion_pred=old)
     return out
 
 
-def data_change_since_champion(tenant: str, data_version: str, data_rows: DataRows | None) -> dict | None:
-    """Rows added and removed per label between the champion's data version and ``data_version``
-    (``compare.data_change``, with both versions named); None without a champion or a reader. A
-    version that cannot be read is recorded as such (``error``), so registration goes on."""
-    name = tenant_model_name(tenant)
-    champ = store.alias_version(name, CHAMPION) if store.has_model(name) else None
+def data_change_since_champion(champ, data_version: str, data_rows: DataRows | None) -> dict | None:
+    """Rows added and removed per label between the data version of the champion ``champ`` (a
+    model version, or None) and ``data_version`` (``compare.data_change``, with both versions
+    named); None without a champion or a reader. A version that cannot be read is recorded as
+    such (``error``), so registration goes on."""
     if champ is None or data_rows is None:
         return None
     before = champ.tags.get("data_version", "")

@@ -109,13 +109,18 @@ def data_change(before: list[tuple[str, str]], after: list[tuple[str, str]], exa
                     out[label].append(text)
         return out
 
+    def per_label(rows: Counter) -> Counter:
+        out = Counter()
+        for (_, label), n in rows.items():
+            out[label] += n
+        return out
+
     ex_added, ex_removed = firsts(after, added), firsts(before, removed)
-    n_before, n_after = Counter(label for _, label in before), Counter(label for _, label in after)
+    n_before, n_after, n_added, n_removed = per_label(old), per_label(new), per_label(added), per_label(removed)
     rows = []
     for label in sorted(set(n_before) | set(n_after)):
         rows.append({"label": label, "before": n_before[label], "after": n_after[label],
-                     "added": sum(n for (_, lab), n in added.items() if lab == label),
-                     "removed": sum(n for (_, lab), n in removed.items() if lab == label),
+                     "added": n_added[label], "removed": n_removed[label],
                      "added_examples": ex_added.get(label, []), "removed_examples": ex_removed.get(label, [])})
     return {"rows_before": len(before), "rows_after": len(after), "added": sum(added.values()),
             "removed": sum(removed.values()), "labels": rows}
