@@ -109,7 +109,7 @@ def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_on
 
     ws, _ = fresh_workspace(tmp_path / "ws")   # configured; MLflow's client not opened yet
     raw = MlflowClient(tracking_uri=store.tracking_uri())
-    exp = raw.create_experiment("tailor-tenant-acme")
+    exp = raw.create_experiment("tailor-tenant-acme", artifact_location=ws.artifacts_dir.resolve().as_uri())
     killed = subprocess.Popen(["sleep", "60"])
     killed_tags = _owner(killed.pid, psutil.Process(killed.pid).create_time())
     killed.kill()
