@@ -188,12 +188,10 @@ def _plan(ws, settings, tenants: list[str] | None, force: bool):
     return chosen, ref, digest, todo
 
 
-def preview_adapt(root: str, tenants: list[str] | None = None, force: bool = False) -> dict:
-    """What ``adapt`` would do (``--dry-run``): the same choice of tenants, nothing adapted or
-    registered, no flow run."""
-    ws, settings = open_workspace(root)
-    store.configure(ws, settings)
-    chosen, ref, _, todo = _plan(ws, settings, tenants, force)
+def preview_adapt(ws, settings, tenants: list[str] | None = None, force: bool = False) -> dict:
+    """What ``adapt`` would do (``--dry-run``) in a workspace whose store is configured: the same
+    choice of tenants, nothing adapted or registered, no flow run."""
+    _, ref, _, todo = _plan(ws, settings, tenants, force)
     return {"dry_run": True, "base": {"name": ref.name, "version": ref.version},
             "would_adapt": [{"tenant": t, "why": todo.why.get(t, "")} for t in todo.todo],
             "unchanged": [o["tenant"] for o in todo.skipped]}

@@ -39,7 +39,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
     ``registry.reader``'s view and MLflow is not imported at all; the next plain ``configure``
     (any later command in the same process) goes back to MLflow's client.
     """
-    uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
+    uri, root = locations(ws, settings)
     if read_only:
         from registry.reader import sqlite_path
 
@@ -53,9 +53,6 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
     _quiet(debug)  # mlflow's import installs its own handlers and levels: set ours again
     if uri.startswith("sqlite:///"):
         Path(uri[len("sqlite:///"):]).parent.mkdir(parents=True, exist_ok=True)
-    root = settings.stores.artifact_location
-    if not root and not is_server(uri):
-        root = Path(ws.artifacts_dir).resolve().as_uri()
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     if uri != _state["uri"] or _state.get("read_only"):
@@ -70,6 +67,17 @@ def writable() -> None:
     path that finds work to finish (an interrupted transition)."""
     if _state.get("read_only"):
         configure(_state["workspace"], _state["settings"], _state.get("debug", False))
+
+
+def locations(ws: Workspace, settings: Settings) -> tuple[str, str | None]:
+    """(tracking URI, artifact root for new experiments) of the workspace's store: the settings',
+    else the embedded sqlite database and the workspace's artifact folder; a tracking server
+    chooses its own root (None)."""
+    uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
+    root = settings.stores.artifact_location
+    if not root and not is_server(uri):
+        root = Path(ws.artifacts_dir).resolve().as_uri()
+    return uri, root
 
 
 def is_server(uri: str) -> bool:

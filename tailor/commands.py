@@ -163,10 +163,10 @@ def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, for
 
     requested_by = resolve(requested_by, "--user")
     if dry_run:
-        ws, _ = ctx.open()
+        ws, settings = ctx.open()
         from flows.adaptation import preview_adapt
 
-        plan = preview_adapt(str(ws.root), tenants, force)
+        plan = preview_adapt(ws, settings, tenants, force)
         names = ", ".join(f"{w['tenant']} ({w['why']})" for w in plan["would_adapt"]) or "none"
         return done(json_out, plan, f"dry run: would adapt {len(plan['would_adapt'])} tenant(s) to "
                                     f"{plan['base']['name']} v{plan['base']['version']}: {names}; "
@@ -475,12 +475,14 @@ def mlflow_ui(ctx: Context, host: str, port: int) -> None:
     """Replace this process with MLflow's own UI on the workspace's store (the embedded sqlite
     database and artifact folder), so what it shows is what Tailor registered."""
     ws, settings = ctx.open(mlflow=False)
-    uri = settings.stores.tracking_uri or f"sqlite:///{ws.mlflow_db}"
-    if uri.startswith(("http://", "https://")):
+    from registry.reader import sqlite_path
+    from registry.store import is_server, locations
+
+    uri, root = locations(ws, settings)
+    if is_server(uri):
         raise UserError(f"this workspace's store is the tracking server {uri}: open that address in a browser")
-    if uri.startswith("sqlite:///") and not Path(uri[len("sqlite:///"):]).is_file():
-        raise UserError(f"no MLflow store yet at {uri[len('sqlite:///'):]}: run `tailor meta-train` or `tailor adapt` first")
-    root = settings.stores.artifact_location or ws.artifacts_dir.resolve().as_uri()
+    if sqlite_path(uri) is not None and not sqlite_path(uri).is_file():
+        raise UserError(f"no MLflow store yet at {sqlite_path(uri)}: run `tailor meta-train` or `tailor adapt` first")
     argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", root,
             "--host", host, "--port", str(port)]
     print(f"MLflow UI of {uri} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
@@ -489,7 +491,6 @@ def mlflow_ui(ctx: Context, host: str, port: int) -> None:
 
 def user_add(ctx: Context, name: str, password_stdin: bool, json_out: bool = False) -> dict:
     import getpass
-    import sys
 
     ws, _ = ctx.open(mlflow=False)
     from tailor.web.users import add_user
