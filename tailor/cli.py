@@ -50,6 +50,17 @@ class Algorithm(str, Enum):
     reptile = "reptile"
 
 
+def _acting(old_name: str):
+    """The acting person's option, ``--user`` on every command; ``old_name`` is what it was called
+    on this command before, still accepted."""
+    return typer.Option(None, "--user", old_name, help="who acts; must be you (TAILOR_USER or the OS user). "
+                                                       f"Old name: {old_name}")
+
+
+def _dry_run(help: str = "run every check and say what would happen; change nothing"):
+    return typer.Option(False, "--dry-run", help=help)
+
+
 def _version(value: bool) -> None:
     if value:
         from importlib.metadata import version
@@ -120,10 +131,10 @@ def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default
 @app.command()
 def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
           all_tenants: bool = typer.Option(False, "--all", help="every tenant with data"),
-          requested_by: Optional[str] = typer.Option(None, "--user", "--requested-by", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --requested-by"),
+          requested_by: Optional[str] = _acting("--requested-by"),
           force: bool = typer.Option(False, "--force", help="with --all: adapt tenants unchanged since their newest version too"),
           json_out: bool = typer.Option(False, "--json"),
-          dry_run: bool = typer.Option(False, "--dry-run", help="say which tenants would be adapted, and why; change nothing")) -> None:
+          dry_run: bool = _dry_run("say which tenants would be adapted, and why; change nothing")) -> None:
     """Adapt tenants to the current base and register candidates (pending review). With --all, only
     tenants whose data, base or adaptation settings changed since their newest version."""
     if bool(tenants) == all_tenants:
@@ -149,19 +160,19 @@ def review_list(status: Status = typer.Option(Status.pending),
 
 @review_app.command("approve")
 def review_approve(tenant: str, version: str,
-                   reviewer: Optional[str] = typer.Option(None, "--user", "--reviewer", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --reviewer"),
+                   reviewer: Optional[str] = _acting("--reviewer"),
                    reason: str = typer.Option(..., help="why"),
                    override: Optional[str] = typer.Option(None, "--override-reason", help="approve despite failed gates, because ..."),
-                   json_out: bool = typer.Option(False, "--json"), dry_run: bool = typer.Option(False, "--dry-run", help="run every check and say what would happen; change nothing")) -> None:
+                   json_out: bool = typer.Option(False, "--json"), dry_run: bool = _dry_run()) -> None:
     """Make a candidate the tenant's champion (gates and four-eyes apply)."""
     commands.approve(_ctx(), tenant, version, reviewer, reason, override, json_out, dry_run)
 
 
 @review_app.command("reject")
 def review_reject(tenant: str, version: str,
-                  reviewer: Optional[str] = typer.Option(None, "--user", "--reviewer", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --reviewer"),
+                  reviewer: Optional[str] = _acting("--reviewer"),
                   reason: str = typer.Option(...), json_out: bool = typer.Option(False, "--json"),
-                  dry_run: bool = typer.Option(False, "--dry-run", help="run every check and say what would happen; change nothing")) -> None:
+                  dry_run: bool = _dry_run()) -> None:
     """Reject a candidate."""
     commands.reject(_ctx(), tenant, version, reviewer, reason, json_out, dry_run)
 
@@ -169,9 +180,9 @@ def review_reject(tenant: str, version: str,
 @app.command()
 def rollback(tenant: Optional[str] = typer.Argument(None), base_version: Optional[str] = typer.Option(None),
              reason: str = typer.Option(..., help="why"),
-             actor: Optional[str] = typer.Option(None, "--user", "--actor", help="who acts; must be you (TAILOR_USER or the OS user). Old name: --actor"),
+             actor: Optional[str] = _acting("--actor"),
              json_out: bool = typer.Option(False, "--json"),
-             dry_run: bool = typer.Option(False, "--dry-run", help="run every check and say what would happen; change nothing")) -> None:
+             dry_run: bool = _dry_run()) -> None:
     """Restore a tenant's previous approved version, or make an older base current. Who may do it
     alone is gates.rollback_alone; anyone else requests it and a second person completes it."""
     if bool(tenant) == bool(base_version):
@@ -250,7 +261,7 @@ def data_show(tenant: str, json_out: bool = typer.Option(False, "--json")) -> No
 
 @data_app.command("checkout")
 def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit or md5 prefix"),
-                  json_out: bool = typer.Option(False, "--json"), dry_run: bool = typer.Option(False, "--dry-run", help="run every check and say what would happen; change nothing")) -> None:
+                  json_out: bool = typer.Option(False, "--json"), dry_run: bool = _dry_run()) -> None:
     """Make an earlier data version current again."""
     commands.data_checkout(_ctx(), tenant, rev, json_out, dry_run)
 
