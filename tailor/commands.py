@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from tailor.output import emit_json, printable, table
+from tailor.output import emit_json, not_unicode, printable, table
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.settings import Settings, load_settings
@@ -218,6 +218,10 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
         if blank:
             raise UserError(f"text {blank[0]} is empty: give the text to classify "
                             "(in a --file, empty rows get an empty result)")
+        bad = not_unicode(texts)
+        if bad:
+            raise UserError(f"text {bad} is not UTF-8 text (your terminal or script passed bytes of "
+                            "another encoding): convert it, or use --file with a UTF-8 CSV")
     if file is not None:
         from data_checks.reading import check_input
 

@@ -35,3 +35,14 @@ def one_line(text: str) -> str:
 def emit_json(value) -> None:
     json.dump(value, sys.stdout, indent=2, sort_keys=True, default=str)
     sys.stdout.write("\n")
+
+
+def not_unicode(texts) -> int | None:
+    """The 1-based number of the first text that is not Unicode text the encoder can take (a lone
+    surrogate: what a byte that is not UTF-8 in a command line decodes to), or None."""
+    for n, text in enumerate(texts, start=1):
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return n
+    return None

@@ -17,12 +17,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from tailor.api.engine import Engine, Refused
 from tailor.api.keys import Caller, KeyRing
 from tailor.api.metrics import Metrics
+from tailor.output import not_unicode
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.settings import Settings
@@ -35,6 +38,14 @@ REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 class Texts(BaseModel):
     texts: list[str] = Field(min_length=1, description="texts to classify")
 
+    @field_validator("texts")
+    @classmethod
+    def _unicode(cls, texts: list[str]) -> list[str]:
+        bad = not_unicode(texts)
+        if bad:   # a lone surrogate ("\ud800" in JSON): the encoder cannot take it
+            raise ValueError(f"text {bad} is not Unicode text (it holds a lone surrogate)")
+        return texts
+
 
 class TenantTexts(Texts):
     tenant: str
@@ -42,6 +53,17 @@ class TenantTexts(Texts):
 
 class Mixed(BaseModel):
     requests: list[TenantTexts] = Field(min_length=1, description="texts of one or more tenants")
+
+
+def _encodable(value):
+    """``value`` with every string made encodable as UTF-8 (lone surrogates backslash-escaped)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_encodable(k): _encodable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable(v) for v in value]
+    return value
 
 
 def create_app(ws: Workspace, settings: Settings, engine: Engine | None = None, start: bool = True) -> FastAPI:
@@ -61,6 +83,12 @@ def create_app(ws: Workspace, settings: Settings, engine: Engine | None = None, 
         await run_in_threadpool(engine.stop)
 
     app = FastAPI(title="Tailor predictions", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError):
+        # FastAPI's own 422 echoes the input, and rendering a lone surrogate ("\ud800" in the
+        # JSON) as UTF-8 fails into a 500: the same answer, with such characters escaped
+        return JSONResponse(status_code=422, content={"detail": _encodable(jsonable_encoder(exc.errors()))})
     app.state.engine, app.state.keys, app.state.metrics = engine, keys, metrics
 
     @app.middleware("http")

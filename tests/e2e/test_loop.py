@@ -269,6 +269,7 @@ def test_predict_in_a_fresh_process_reads_the_store_without_mlflow(loop, capsys)
 
 @pytest.mark.parametrize("argv, message", [
     (["predict", "newco", ""], "text 1 is empty"),
+    (["predict", "newco", "dog", "cat\udcff"], "text 2 is not UTF-8 text"),  # a non-UTF-8 byte in argv
     (["predict", "newco", "--file", "{tmp}/empty.csv"], "is empty"),
     (["predict", "newco", "--file", "{tmp}/notext.csv"], "lacks a text column"),
     (["predict", "newco", "--file", "{tmp}/latin1.csv"], "not UTF-8"),

@@ -140,6 +140,8 @@ def test_a_caller_queries_only_its_own_tenants(served):
     status, body, _ = call(url, "/v1/predict", {"requests": [{"tenant": "acme", "texts": ["a"]},
                                                              {"tenant": "globex", "texts": ["b"]}]}, acme_key)
     assert status == 403, "one foreign tenant refuses the whole mixed request"
+    status, body, _ = call(url, "/v1/tenants/acme/predict", {"texts": ["dog", "cat\ud800"]}, acme_key)
+    assert status == 422 and "text 2 is not Unicode text" in str(body), "a lone surrogate: refused, not a 500"
     assert call(url, "/v1/tenants/acme/predict", {"texts": ["dog"]})[0] == 401
     assert call(url, "/v1/tenants/acme/predict", {"texts": ["dog"]}, "tk_not-a-key")[0] == 401
     assert "rid-acme-1" in served["log"].read_text(), "request ids are in the server's log"
