@@ -17,7 +17,8 @@ from lightning_modules import baselines
 from lightning_modules.algorithms import AdaptationDiverged
 from lightning_modules.episodes import Task
 from lightning_modules.model import HEAD, TopModel, example_weights, task_init
-from lightning_modules.tasks import TaskData, accuracy, adapt_task, embed, logreg_head, loss_fn, predictions
+from lightning_modules.tasks import (TaskData, accuracy, adapt_task, embed, frozen_names_head, logreg_head, loss_fn,
+                                     predictions)
 
 
 def frozen_scores(z: torch.Tensor, names_z: torch.Tensor, task: Task, name_weight: float) -> dict[str, float]:
@@ -30,10 +31,7 @@ def frozen_scores(z: torch.Tensor, names_z: torch.Tensor, task: Task, name_weigh
     out = {"prototypes": baselines.prototype_accuracy(zt, y, support, query),
            "logreg": baselines.logreg_accuracy(zt, y, support, query)}
     if task.name_rows is not None:
-        zs = torch.cat([z[task.support], names_z[task.name_rows]])
-        ys = torch.cat([task.support_y, torch.arange(task.n_way)])
-        w = torch.cat([torch.ones(len(task.support)), torch.full((task.n_way,), float(name_weight))])
-        head = logreg_head(zs, ys, task.n_way, w)
+        head = frozen_names_head(z[task.support], task.support_y, names_z[task.name_rows], task.n_way, name_weight)
         pred = F.linear(z[task.query], head["head.weight"], head["head.bias"]).argmax(1)
         out["logreg+names"] = (pred == task.query_y).float().mean().item()
     return out

@@ -97,9 +97,16 @@ def differences(res: Results) -> list[str]:
     return lines
 
 
-def tried() -> list[str]:
-    text = (HERE / "tried.md").read_text(encoding="utf-8").strip().splitlines()
-    return text + [""]
+def tried(out: Path) -> list[str]:
+    """The exploratory findings, then the inner-loop comparison's headline when its results sit
+    beside this report (``python -m benchmarks.inner_loops`` writes them)."""
+    import json
+
+    from benchmarks.inner_loops import summary
+
+    text = (HERE / "tried.md").read_text(encoding="utf-8").strip().splitlines() + [""]
+    compared = Path(out) / "inner_loops.json"
+    return text + (summary(json.loads(compared.read_text(encoding="utf-8"))) if compared.exists() else [])
 
 
 def write(results: dict, out: Path) -> Path:
@@ -109,7 +116,7 @@ def write(results: dict, out: Path) -> Path:
     out = Path(out)
     pngs = plots.all_plots(res, out)
     lines = (header(res) + targets(res) + accuracy(res) + differences(res) + inner_loop(res) + steps_table(res)
-             + training(res) + cost(res) + run_time(res) + tried())
+             + training(res) + cost(res) + run_time(res) + tried(out))
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in pngs] + [""] + notes(res)
     path = out / "meta_learning.md"
     path.write_text("\n".join(lines), encoding="utf-8")

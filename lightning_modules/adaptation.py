@@ -16,7 +16,7 @@ from lightning_modules.algorithms import AdaptationDiverged
 from lightning_modules.encoder import Encoder, frozen_layer_count
 from lightning_modules.features import FeatureTable, lower_features
 from lightning_modules.model import HEAD, init_meta_params, is_adapter, layout, prototype_head, top_model
-from lightning_modules.tasks import TaskData, accuracy, adapt_task, logreg_head, predictions
+from lightning_modules.tasks import TaskData, accuracy, adapt_task, frozen_names_head, logreg_head, predictions
 from workspace.settings import Settings
 
 
@@ -76,15 +76,11 @@ def _fit(method: str, top, metas: dict, data: TaskData, frozen_z: torch.Tensor, 
     each one more example of its class for ``logreg-names-frozen``)."""
     if method in ("meta-learned", "no-meta"):
         params, losses = adapt_task(top, metas[method], data, cfg.inner_steps, cfg.max_loss,
-                                    optimizer=mt.optimizer, head=cfg.head)
+                                    optimizer=mt.optimizer, head=cfg.head, objective=mt.objective)
         return params, losses
     z, y = frozen_z[rows], data.support_y[:len(rows)]
-    if method == "logreg-names-frozen":
-        if names_z is None:   # adapt.label_names off: the names are not examples, so this is plain logreg
-            return logreg_head(z, y, data.n_way), []
-        n = len(names_z)
-        weight = torch.cat([torch.ones(len(rows)), torch.full((n,), float(mt.name_weight or 1.0))])
-        return logreg_head(torch.cat([z, names_z]), torch.cat([y, torch.arange(n)]), data.n_way, weight), []
+    if method == "logreg-names-frozen":   # without names (adapt.label_names off) plain logreg
+        return frozen_names_head(z, y, names_z, data.n_way, mt.name_weight or 1.0), []
     if method == "logreg-frozen":
         return logreg_head(z, y, data.n_way), []
     return prototype_head(z, y, data.n_way, torch.tensor(math.log(10.0))), []

@@ -23,12 +23,12 @@ class MetaLearner(pl.LightningModule):
     def __init__(self, top: TopModel, meta: dict, train: FeatureTable, val: FeatureTable,
                  algorithm: str, inner_steps: int, meta_lr: float, max_loss: float = 50.0,
                  optimizer: str = "sgd", head: str = "inner", names: FeatureTable | None = None,
-                 val_names: FeatureTable | None = None):
+                 val_names: FeatureTable | None = None, objective: str = "ce"):
         super().__init__()
         self.top, self.train_feats, self.val_feats = top, train, val
         self.names, self.val_names = names, val_names   # label-name texts of the train / held-out tenants
         self.algorithm, self.inner_steps, self.meta_lr, self.max_loss = algorithm, inner_steps, meta_lr, max_loss
-        self.inner_optimizer, self.head = optimizer, head
+        self.inner_optimizer, self.head, self.objective = optimizer, head, objective
         self.meta = torch.nn.ParameterDict({_key(k): torch.nn.Parameter(v.clone()) for k, v in meta.items()})
         self.names_of = {_key(k): k for k in meta}
         self.automatic_optimization = False
@@ -52,7 +52,7 @@ class MetaLearner(pl.LightningModule):
         for task in batch:
             surrogate, query_loss = meta_learn_task(self.top, self.meta_params(), TaskData.from_task(self.train_feats, task, self.names),
                                                     self.algorithm, self.inner_steps, self.max_loss,
-                                                    optimizer=self.inner_optimizer)
+                                                    optimizer=self.inner_optimizer, objective=self.objective)
             self.manual_backward(surrogate / len(batch))
             losses.append(query_loss)
         opt.step()
@@ -63,7 +63,8 @@ class MetaLearner(pl.LightningModule):
     def validation_step(self, batch: list[Task], batch_idx: int) -> None:
         with torch.enable_grad():
             accs = [evaluate_task(self.top, self.meta_params(), TaskData.from_task(self.val_feats, t, self.val_names), self.inner_steps,
-                                  optimizer=self.inner_optimizer, head=self.head) for t in batch]
+                                  optimizer=self.inner_optimizer, head=self.head, objective=self.objective)
+                    for t in batch]
         # averaged over DDP ranks, so early stopping and the checkpointed best agree on every rank
         self.log("val_acc", sum(accs) / len(accs), prog_bar=True, batch_size=len(batch), sync_dist=True)
 

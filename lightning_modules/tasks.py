@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from lightning_modules import algorithms as alg
 from lightning_modules.episodes import Task
 from lightning_modules.features import FeatureTable
-from lightning_modules.model import HEAD, TopModel, task_init
+from lightning_modules.model import HEAD, TopModel, prototype_head, task_init
 
 LOGREG_C = 10.0  # logistic regression's regularisation, for the delta's head and the frozen baseline alike
 
@@ -60,9 +60,12 @@ def loss_fn(top: TopModel, data: tuple, y: torch.Tensor, weight: torch.Tensor | 
 
 
 def meta_learn_task(top: TopModel, meta: dict, data: TaskData, algorithm: str, steps: int,
-                    max_loss: float | None = None, optimizer: str = "sgd") -> tuple[torch.Tensor, float]:
+                    max_loss: float | None = None, optimizer: str = "sgd",
+                    objective: str = "ce") -> tuple[torch.Tensor, float]:
     """Surrogate loss whose gradient w.r.t. ``meta`` is this task's meta-gradient, and the query loss."""
     init, lrs, weight = task_init(top, meta, *data.support, data.support_y, data.n_way, data.support_is_name)
+    if objective == "contrastive":
+        return _meta_learn_contrastive(top, meta, data, init, lrs, weight, algorithm, steps, max_loss, optimizer)
     support = loss_fn(top, data.support, data.support_y, weight)
     query = loss_fn(top, data.query, data.query_y)
     if algorithm == "fomaml":
@@ -81,6 +84,31 @@ def meta_learn_task(top: TopModel, meta: dict, data: TaskData, algorithm: str, s
     else:
         raise ValueError(f"unknown algorithm {algorithm!r}")
     return alg.backprop_meta_grad(init, lrs, grad), grad.query_loss
+
+
+def _meta_learn_contrastive(top: TopModel, meta: dict, data: TaskData, init: dict, lrs: dict, weight, algorithm: str,
+                            steps: int, max_loss, optimizer: str) -> tuple[torch.Tensor, float]:
+    """The contrastive inner loop meta-learned first-order: what is learned is the adapters'
+    initialisation and per-tensor step sizes. FOMAML's outer loss is the query cross-entropy of
+    the prototype head on the adapted support embeddings (label names included); Reptile moves the
+    start toward the adapters after the contrastive loop on support and query together."""
+    adapters = {k: v for k, v in init.items() if k not in HEAD}
+    rates = {k: v for k, v in lrs.items() if k in adapters}
+    if algorithm == "fomaml":
+        scale = meta["log_scale"].detach()
+
+        def query(params: dict) -> torch.Tensor:
+            head = prototype_head(top.embed(params, *data.support), data.support_y, data.n_way, scale, weight.detach())
+            return F.cross_entropy(top.logits({**params, **head}, *data.query), data.query_y)
+        grad = alg.fomaml_meta_grad(contrastive_loss_fn(top, data.support, data.support_y), query, adapters, rates,
+                                    steps, max_loss, optimizer=optimizer)
+    elif algorithm == "reptile":
+        both = FeatureTable.concat([FeatureTable(*data.support), FeatureTable(*data.query)])
+        task = contrastive_loss_fn(top, (both.states, both.mask), torch.cat([data.support_y, data.query_y]))
+        grad = alg.reptile_meta_grad(task, adapters, rates, steps, max_loss, optimizer=optimizer)
+    else:
+        raise ValueError(f"the contrastive objective is meta-learned first-order only, not {algorithm!r}")
+    return alg.backprop_meta_grad(adapters, rates, grad), grad.query_loss
 
 
 @torch.no_grad()
@@ -110,23 +138,65 @@ def logreg_head(z: torch.Tensor, y: torch.Tensor, n_way: int, weight: torch.Tens
     return {"head.weight": torch.tensor(coef, dtype=dt, device=dev), "head.bias": torch.tensor(bias, dtype=dt, device=dev)}
 
 
+def contrastive_loss_fn(top: TopModel, data: tuple, y: torch.Tensor):
+    """SetFit's objective (Tunstall et al. 2022) on the adapted part: the cosine similarity of every
+    pair of support rows (label names included) pushed to 1 for the same label and 0 otherwise,
+    positive and negative pairs weighing the same. It shapes the embedding itself, not a head."""
+    states, mask = data
+    same = y[:, None] == y[None, :]
+    pos = same & ~torch.eye(len(y), dtype=torch.bool, device=y.device)
+    neg = ~same
+
+    def loss(params):
+        z = top.embed(params, states, mask)
+        cos = z @ z.T
+        out = (cos[neg] ** 2).mean() if neg.any() else cos.sum() * 0
+        return out + ((1 - cos[pos]) ** 2).mean() if pos.any() else out
+    return loss
+
+
+OBJECTIVES = ("ce", "contrastive")
+
+
 def adapt_task(top: TopModel, meta: dict, data: TaskData, steps: int, max_loss: float | None = None,
-               optimizer: str = "sgd", head: str = "inner", on_step=None):
+               optimizer: str = "sgd", head: str = "inner", on_step=None, objective: str = "ce"):
     """Adapt from ``meta`` on the support set; returns (adapted fast weights, support losses).
 
-    ``head="logreg"`` then replaces the inner loop's head by logistic regression on the adapted
-    embeddings of the support set (label names included, with their weight): a second-stage head
-    fit on what the adapters learned."""
+    ``objective="ce"``: cross-entropy of the head over the adapted embeddings (adapters and head
+    move); ``"contrastive"``: ``contrastive_loss_fn`` on the adapters alone (the head stays at its
+    prototype start, so pair it with ``head="logreg"``). ``head="logreg"`` then replaces the inner
+    loop's head by logistic regression on the adapted embeddings of the support set (label names
+    included, with their weight): a second-stage head fit on what the adapters learned."""
     with torch.no_grad():
         init, lrs, weight = task_init(top, meta, *data.support, data.support_y, data.n_way, data.support_is_name)
-    result = alg.adapt(loss_fn(top, data.support, data.support_y, weight), init, lrs, steps, max_loss,
-                       optimizer=optimizer, on_step=on_step)
+    if objective == "contrastive":
+        fixed = {k: v for k, v in init.items() if k in HEAD}
+        adapters = {k: v for k, v in init.items() if k not in HEAD}
+        step = (lambda k, p: on_step(k, {**p, **fixed})) if on_step is not None else None
+        result = alg.adapt(contrastive_loss_fn(top, data.support, data.support_y), adapters, lrs, steps, max_loss,
+                           optimizer=optimizer, on_step=step)
+        result.params = {**result.params, **fixed}
+    else:
+        result = alg.adapt(loss_fn(top, data.support, data.support_y, weight), init, lrs, steps, max_loss,
+                           optimizer=optimizer, on_step=on_step)
     params = result.params
     if head == "logreg":
         z = embed(top, params, data.support)
         params = {**{k: v for k, v in params.items() if k not in HEAD},
                   **logreg_head(z, data.support_y, data.n_way, weight)}
     return params, result.losses
+
+
+def frozen_names_head(z: torch.Tensor, y: torch.Tensor, names_z: torch.Tensor | None, n_way: int,
+                      name_weight: float) -> dict:
+    """Logistic regression on frozen embeddings ``z`` with each label name (row i of ``names_z`` is
+    class i's) as one more example of weight ``name_weight``: the strongest head that needs no
+    meta-learning. Without names it is plain logistic regression."""
+    if names_z is None:
+        return logreg_head(z, y, n_way)
+    n = len(names_z)
+    weight = torch.cat([torch.ones(len(y)), torch.full((n,), float(name_weight))])
+    return logreg_head(torch.cat([z, names_z]), torch.cat([y, torch.arange(n)]), n_way, weight)
 
 
 @torch.no_grad()
@@ -141,6 +211,6 @@ def accuracy(top: TopModel, params: dict, data: tuple, y: torch.Tensor) -> float
 
 
 def evaluate_task(top: TopModel, meta: dict, data: TaskData, steps: int, optimizer: str = "sgd",
-                  head: str = "inner") -> float:
-    params, _ = adapt_task(top, meta, data, steps, optimizer=optimizer, head=head)
+                  head: str = "inner", objective: str = "ce") -> float:
+    params, _ = adapt_task(top, meta, data, steps, optimizer=optimizer, head=head, objective=objective)
     return accuracy(top, params, data.query, data.query_y)

@@ -124,7 +124,8 @@ def _validation_tasks(encoder: Encoder, settings: Settings, val: TenantData, fro
 def _score(top, meta: dict, feats: FeatureTable, names, tasks, settings: Settings) -> float:
     cfg = settings.meta_train
     return sum(evaluate_task(top, meta, TaskData.from_task(feats, t, names), cfg.inner_steps,
-                             optimizer=cfg.optimizer, head=settings.adapt.head) for t in tasks) / len(tasks)
+                             optimizer=cfg.optimizer, head=settings.adapt.head, objective=cfg.objective)
+               for t in tasks) / len(tasks)
 
 
 def validation_score(encoder: Encoder, settings: Settings, val: TenantData, meta: dict, cache_dir=None) -> float:
@@ -225,7 +226,7 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
 
     start_acc = score(meta0)
     module = MetaLearner(top, meta0, train_feats, val_feats, cfg.algorithm, cfg.inner_steps, cfg.meta_lr,
-                         settings.adapt.max_loss, cfg.optimizer, head, train_names, val_names)
+                         settings.adapt.max_loss, cfg.optimizer, head, train_names, val_names, cfg.objective)
     trainer = None
     left = None if deadline is None else deadline - time.monotonic()
     if cfg.meta_steps > 0 and (left is None or left > 1):
@@ -247,7 +248,9 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
         val_loader = torch.utils.data.DataLoader(val_tasks, batch_size=len(val_tasks), collate_fn=collate_tasks)
         trainer.fit(module, loader, val_loader, ckpt_path=resume)
         ckpt = trainer.checkpoint_callback
-        if ckpt.best_model_score is not None and float(ckpt.best_model_score) > start_acc:
+        # Lightning logs the validation mean as float32: the start's own score read back can exceed
+        # the float64 start by rounding alone, so a step must beat the start by more than that
+        if ckpt.best_model_score is not None and float(ckpt.best_model_score) > start_acc + 1e-6:
             best_acc, best_meta = float(ckpt.best_model_score), meta_from_checkpoint(ckpt.best_model_path, meta0)
             best_step = int(torch.load(ckpt.best_model_path, map_location="cpu", weights_only=False)["global_step"])
     reason = _stop_reason(trainer, cfg, deadline)

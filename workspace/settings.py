@@ -78,6 +78,9 @@ class MetaTrainSettings:
     meta_batch: int = _f(4, "tasks per outer update")
     inner_steps: int = _f(8, "inner-loop steps on the support set")
     optimizer: str = _f("adam", "inner-loop update: adam (Adam's direction, scaled per tensor) | sgd")
+    objective: str = _f("ce", "inner-loop objective: ce (cross-entropy of a head on the adapted embeddings) | "
+                              "contrastive (SetFit's pairs of support texts and label names, on the adapters "
+                              "alone); meta-training and adaptation use the same")
     inner_lr: float = _f(0.003, "initial inner-loop learning rate of the adapters (meta-learned per tensor)")
     head_lr: float = _f(0.01, "initial inner-loop learning rate of the head (meta-learned)")
     name_weight: float = _f(1.0, "initial weight of a label name as an example of its class (meta-learned); "
@@ -116,6 +119,9 @@ class MetaTrainSettings:
               "meta_train.val_every, val_tasks, patience must be >= 1")
         _need(self.max_minutes >= 0, "meta_train.max_minutes must be >= 0")
         _need(self.optimizer in ("adam", "sgd"), f"meta_train.optimizer {self.optimizer!r}: use adam or sgd")
+        _need(self.objective in ("ce", "contrastive"), f"meta_train.objective {self.objective!r}: use ce or contrastive")
+        _need(self.objective == "ce" or self.algorithm != "maml",
+              "meta_train.objective contrastive is first-order only: use algorithm fomaml or reptile")
         _need(self.head_lr > 0 and self.name_weight >= 0, "meta_train.head_lr must be > 0, name_weight >= 0")
         _need(self.strategy in ("auto", "ddp"), f"meta_train.strategy {self.strategy!r}: use auto or ddp")
         _need(self.precision in ("auto", "32-true", "bf16-mixed"),

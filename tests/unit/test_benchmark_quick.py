@@ -176,3 +176,17 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
     timing = [v for row in results["cost"]["adaptation"]["timing"] for k, v in row.items() if k.endswith("_s")]
     assert {m["algorithm"] for m in results["cost"]["meta_step"]} == {"maml", "fomaml", "reptile"}
     assert all(math.isfinite(v) and v >= 0 for v in costs + timing)
+
+
+def test_the_inner_loop_comparison_chooses_each_sources_method_on_the_other_sources_only():
+    from benchmarks.inner_loops import compare, methods
+
+    sources = ("a", "b", "c")
+    # "ce" wins by 10 points on a and b, loses by 30 on c; "contrastive" is level everywhere
+    gain = {("a", "ce"): 0.1, ("b", "ce"): 0.1, ("c", "ce"): -0.3}
+    rows = [{"fold": s, "episode": e, "method": m, "acc": 0.5 + gain.get((s, m), 0.0)}
+            for s in sources for e in range(2) for m in methods(False)]
+    c = compare(rows, {})
+    # on c, chosen from a and b alone: ce (its loss on c must not steer the choice for c)
+    assert c["picked"]["c"] == "ce" and c["picked"]["a"] != "ce"
+    assert round(sum(c["chosen"][2]) / 2, 3) == -0.3   # scored on c: the loss is reported, not hidden

@@ -38,8 +38,9 @@ def _start(settings, like):
     return init_meta_params(top, cfg.inner_lr, cfg.seed, cfg.head_lr, cfg.name_weight)
 
 
-def test_the_meta_gradient_moves_the_base_and_nothing_else_does(tmp_path, monkeypatch):
-    s = tiny_settings(meta_steps=8, val_every=4, meta_lr=0.01, max_minutes=0)
+@pytest.mark.parametrize("objective", ["ce", "contrastive"])
+def test_the_meta_gradient_moves_the_base_and_nothing_else_does(tmp_path, monkeypatch, objective):
+    s = tiny_settings(meta_steps=8, val_every=4, meta_lr=0.01, max_minutes=0, objective=objective)
     result, last = _trained(tmp_path, s, "real")
     start = _start(s, result.meta)
     moved = [k for k in start if not torch.equal(start[k], last[k])]
