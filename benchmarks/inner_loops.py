@@ -146,9 +146,27 @@ def report(rows: list[dict], info: dict) -> str:
     for m, d in c["diffs"].items():
         lines.append(f"| {m} − frozen+names | **{stratified(d).pts(signed=True)}** | "
                      + " | ".join(estimate(x).pts(signed=True) for x in d) + " |")
+    lines += ["", _reading(c)]
     if info.get("training"):
         lines += ["", _training_line(info)]
     return "\n".join(lines + ["", _chosen_line(c)]) + "\n"
+
+
+def _reading(c: dict) -> str:
+    """What the table says, computed: who is ahead of frozen+names beyond the interval, and what
+    meta-learning adds to each objective (paired on the same episodes)."""
+    from benchmarks.stats import stratified
+
+    ahead = [m for m, d in c["diffs"].items() if stratified(d).mean - stratified(d).half > 0]
+    out = ("Ahead of frozen+names beyond the 95% interval, mean over sources: "
+           + (", ".join(ahead) if ahead else "**no method**") + ".")
+    gains = []
+    for o in OBJECTIVES:
+        if f"{o} (meta)" in c["diffs"]:
+            d = [[a - b for a, b in zip(x, y)] for x, y in zip(c["diffs"][f"{o} (meta)"], c["diffs"][o])]
+            gains.append(f"{o} {stratified(d).pts(signed=True)}")
+    return out + (" The meta-learned start minus the no-meta start, same objective, paired: "
+                  + "; ".join(gains) + " points." if gains else "")
 
 
 def summary(results: dict) -> list[str]:
@@ -161,7 +179,7 @@ def summary(results: dict) -> list[str]:
     return ["### Inner loops compared (`inner_loops.md`)", "",
             f"From `{info['command']}` ({info['started']}; {info['episodes']} 5-shot episodes per left-out source, "
             f"every source): paired difference from logistic regression with names on the frozen encoder, mean over "
-            f"sources, in points: {means}.", "", _chosen_line(c), ""] + (
+            f"sources, in points: {means}.", "", _reading(c), "", _chosen_line(c), ""] + (
         [_training_line(info), ""] if info.get("training") else [])
 
 

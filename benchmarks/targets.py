@@ -29,7 +29,8 @@ def _why_gain(res: Results) -> str:
         moves = f"; without meta-learning {lo} inner step(s) give {curve[lo].pts()} and {hi} give {curve[hi].pts()}"
     return (f"meta-learning adds {meta.pts(True)} pts over the same adaptation without it, which is itself "
             f"{no_meta.pts(True)} vs the best frozen baseline (label names add {names.pts(True)} to logistic "
-            f"regression){moves}; {_kept(res)}")
+            f"regression){moves}; {_kept(res)}. Other inner loops (SetFit's contrastive objective, meta-learned "
+            f"or not) and ensembles with the frozen head: 'What was tried' below")
 
 
 def _accuracy_rows(res: Results) -> list[list[str]]:
