@@ -260,6 +260,8 @@ class ServingSettings:
                                      "once for the group")
     max_batch_texts: int = _f(256, "most texts in one group")
     max_request_texts: int = _f(256, "most texts in one request (more: HTTP 413)")
+    max_request_bytes: int = _f(4 * 1024 * 1024, "largest request body in bytes, refused before it is read "
+                                                 "further or parsed (more: HTTP 413)")
     shutdown_seconds: float = _f(20.0, "on SIGTERM, how long requests in flight may take to finish")
 
     def __post_init__(self) -> None:
@@ -267,6 +269,7 @@ class ServingSettings:
         _need(0.05 <= self.poll_seconds <= 3600, "serving.poll_seconds must be within 0.05..3600")
         _need(self.verify_seconds >= 0, "serving.verify_seconds must be >= 0")
         _need(0 <= self.batch_window_ms <= 1000, "serving.batch_window_ms must be within 0..1000")
+        _need(self.max_request_bytes >= 1024, "serving.max_request_bytes must be >= 1024")
         _need(self.max_batch_texts >= 1 and self.max_request_texts >= 1,
               "serving.max_batch_texts and max_request_texts must be >= 1")
         _need(self.shutdown_seconds >= 0, "serving.shutdown_seconds must be >= 0")

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field, field_validator
 
 from tailor.api.engine import Engine, Refused
 from tailor.api.keys import Caller, KeyRing
+from tailor.api.limits import BodyLimit
 from tailor.api.metrics import Metrics
 from tailor.output import not_unicode
 from workspace.errors import UserError
@@ -83,6 +84,7 @@ def create_app(ws: Workspace, settings: Settings, engine: Engine | None = None, 
         await run_in_threadpool(engine.stop)
 
     app = FastAPI(title="Tailor predictions", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app.add_middleware(BodyLimit, max_bytes=conf.max_request_bytes)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):

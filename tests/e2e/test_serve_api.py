@@ -143,6 +143,18 @@ def test_a_caller_queries_only_its_own_tenants(served):
     status, body, _ = call(url, "/v1/tenants/acme/predict", {"texts": ["dog", "cat\ud800"]}, acme_key)
     assert status == 422 and "text 2 is not Unicode text" in str(body), "a lone surrogate: refused, not a 500"
     assert call(url, "/v1/tenants/acme/predict", {"texts": ["dog"]})[0] == 401
+    import http.client
+    from urllib.parse import urlparse
+
+    conn = http.client.HTTPConnection(urlparse(url).netloc, timeout=30)   # declares 5 MB, sends none of it
+    conn.putrequest("POST", "/v1/tenants/acme/predict")
+    for name, value in (("Authorization", f"Bearer {acme_key}"), ("Content-Type", "application/json"),
+                        ("Content-Length", str(5 << 20))):
+        conn.putheader(name, value)
+    conn.endheaders()
+    response = conn.getresponse()
+    assert response.status == 413 and b"serving.max_request_bytes" in response.read(), "refused before reading it"
+    conn.close()
     assert call(url, "/v1/tenants/acme/predict", {"texts": ["dog"]}, "tk_not-a-key")[0] == 401
     assert "rid-acme-1" in served["log"].read_text(), "request ids are in the server's log"
     keys_file = (served["root"] / ".tailor" / "api-keys.json").read_text()
