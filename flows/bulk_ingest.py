@@ -104,7 +104,7 @@ def validate_batch(root: str, batch: list[tuple[str, str]], loaded: dict, unread
             if tenant in loaded:
                 reports[tenant] = validate_frame(tenant, loaded[tenant].frame, settings.validation,
                                                  run_name=loaded[tenant].md5, overlap=overlaps[tenant],
-                                                 context=docs).to_dict()
+                                                 context=docs, recorded=ws.validation_records).to_dict()
     for tenant, file in batch:
         if tenant in unreadable:
             where = quarantine(ws, tenant, Path(file), unreadable[tenant], settings.limits)

@@ -1,12 +1,10 @@
-"""Helpers the flows share: the workspace's settings, its tenants, and their checked data."""
+"""Helpers the flows share: the workspace's settings, its tenants, and their checked data (without
+importing Prefect, so a quick command that only reads checked data does not pay for it)."""
 from __future__ import annotations
 
 import dataclasses
 import sys
 from pathlib import Path
-
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 
 from data_checks.expectations import validate_frame
 from data_checks.report_page import write_page
@@ -73,7 +71,7 @@ def checked_version(ws: Workspace, settings: Settings, tenant: str):
                         f"{version.md5 if version else 'MD5'}` restores the recorded one")
     # this validation's own page (offline, Tailor's); GX's Data Docs site keeps the ingest's
     report = validate_frame(tenant, loaded.frame, settings.validation, docs_dir=None,
-                            split=measuring_split(loaded.frame, settings))
+                            split=measuring_split(loaded.frame, settings), recorded=ws.validation_records)
     page = write_page(ws.data_docs_dir, tenant, report, str(version.md5).removeprefix("md5:"))
     report = dataclasses.replace(report, data_docs=page, data_docs_index=str(ws.data_docs_dir / "index.html"))
     return loaded.frame, report, version
@@ -104,10 +102,22 @@ def sampled(frame, settings: Settings):
                           settings.validation.min_examples_per_label)
 
 
-@task(name="record-pipeline-stage", cache_policy=NO_CACHE)
-def record_stage(root: str, stage: str, payload: dict, lock: bool = True) -> None:
+def _record_stage(root: str, stage: str, payload: dict, lock: bool = True) -> None:
     """Write the pipeline stage's record (and, outside ``dvc repro``, its dvc.lock entry)."""
     ws, _ = open_workspace(root)
     problem = pipeline.record(ws, stage, payload, lock)
     if problem:
         say(f"note: {problem}")
+
+
+def __getattr__(name: str):
+    """``record_stage``, the Prefect task of ``_record_stage``, made on first use: this module
+    does not import Prefect (~2 s), so ``tailor validate`` (``checked_data``) starts without it."""
+    if name != "record_stage":
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    made = task(name="record-pipeline-stage", cache_policy=NO_CACHE)(_record_stage)
+    globals()["record_stage"] = made
+    return made
