@@ -8,7 +8,7 @@ from pathlib import Path
 
 from data_checks.expectations import validate_frame
 from data_checks.report_page import write_page
-from data_checks.reading import load_tenant_file, read_tenant_file
+from data_checks.reading import iter_texts, load_tenant_file
 from data_checks.sampling import bounded_sample
 from workspace import pipeline, versioning
 from workspace.errors import UserError
@@ -33,13 +33,15 @@ def tenants_with_data(ws: Workspace) -> list[str]:
 
 
 def other_tenants_texts(ws: Workspace, settings: Settings, tenant: str) -> dict[str, list[str]]:
-    """Every other tenant's current texts, for the cross-tenant leakage check at ingest."""
+    """Every other tenant's current texts, for the cross-tenant leakage check at ingest: streamed
+    with the csv module (their files passed validation when ingested); parsing each with pandas
+    took ~5 s at 1,000 tenants."""
     out = {}
     for other, path in versioning.data_files(ws).items():
         if other != tenant:
             try:
-                out[other] = read_tenant_file(path, settings.validation, settings.limits)["text"].tolist()
-            except (UserError, KeyError):
+                out[other] = list(iter_texts(path))
+            except UserError:
                 continue
     return out
 

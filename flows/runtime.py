@@ -69,6 +69,21 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, api_url: s
         # Prefect fixed its settings (and its events client) when it was imported: a second
         # workspace in the same process (tests) keeps using the first one's server and home
         return
+    environment(ws, debug)
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+    elif settings.stores.prefect_api_url:
+        os.environ["PREFECT_API_URL"] = settings.stores.prefect_api_url
+    else:
+        os.environ["PREFECT_API_URL"] = embedded_server(ws, settings.stores.prefect_idle_seconds, meanwhile)
+    if "prefect.context" in sys.modules:  # imported before this first configure: read the env again
+        sys.modules["prefect.context"].refresh_global_settings_context()
+
+
+def environment(ws: Workspace, debug: bool = False) -> None:
+    """Prefect's home, logging (the workspace's log file; the screen only with ``--debug``) and
+    analytics settings, without an API: for a command that imports flows but runs none
+    (``adapt --dry-run``), and the first part of ``configure``."""
     ws.prefect_home.mkdir(parents=True, exist_ok=True)
     logging_yml = ws.prefect_home / "logging.yml"
     if not logging_yml.exists() or logging_yml.read_text() != _LOGGING:
@@ -87,14 +102,6 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, api_url: s
         "DASK_LOGGING__DISTRIBUTED": "info" if debug else "error",
     }
     os.environ.update(env)
-    if api_url:
-        os.environ["PREFECT_API_URL"] = api_url
-    elif settings.stores.prefect_api_url:
-        os.environ["PREFECT_API_URL"] = settings.stores.prefect_api_url
-    else:
-        os.environ["PREFECT_API_URL"] = embedded_server(ws, settings.stores.prefect_idle_seconds, meanwhile)
-    if "prefect.context" in sys.modules:  # imported before this first configure: read the env again
-        sys.modules["prefect.context"].refresh_global_settings_context()
 
 
 def embedded_server(ws: Workspace, idle_seconds: float, meanwhile: Callable[[], None] | None = None) -> str:

@@ -187,7 +187,7 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
 
 def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False) -> dict:
     started = time.time()   # meta_train.max_minutes bounds the whole command, from here
-    with answering(json_out):
+    with answering(json_out), working("meta-training the base (meta_train.max_minutes bounds it)"):
         ws, _ = ctx.open(prefect=True, preload="flows.training")
         from flows.training import meta_train_flow
 
@@ -204,6 +204,9 @@ def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, for
     if dry_run:
         with working("dry run: checking which tenants changed (data, base, settings)"):
             ws, settings = ctx.open()
+            from flows import runtime
+
+            runtime.environment(ws, ctx.debug)  # no flow runs, so no server; Prefect's logs stay in the log file
             from flows.adaptation import preview_adapt
 
             plan = preview_adapt(ws, settings, tenants, force)
@@ -282,7 +285,7 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
                     n, empty = n + len(rows), empty + sum(r["label"] is None for r in rows)
                     note(f"predicting with {tenant}'s champion: {n:,} rows written")
     else:
-        with working(loading, done="loaded"):
+        with working(loading):
             names = labels(tenant)
         batches = predict_batches(tenant, source, settings.predict.batch_size)
         start, n, empty = time.perf_counter(), 0, 0
@@ -399,10 +402,11 @@ def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason
     from registry.identity import resolve
 
     reviewer = resolve(reviewer, "--user")
-    ws, _ = ctx.open()
-    from registry.approval import reject as do_reject
+    with working(f"{'dry run: ' if dry_run else ''}rejecting {tenant} v{version}: audit record"):
+        ws, _ = ctx.open()
+        from registry.approval import reject as do_reject
 
-    result = do_reject(ws, tenant, version, reviewer, reason, dry_run=dry_run)
+        result = do_reject(ws, tenant, version, reviewer, reason, dry_run=dry_run)
     if dry_run:
         return would(json_out, result)
     return done(json_out, result, f"{tenant} v{result['version']} rejected by {reviewer}")
@@ -425,7 +429,8 @@ def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason:
                     "`tailor adapt --all`")
     from registry.approval import rollback as do_rollback
 
-    result = do_rollback(ws, settings, tenant, actor, reason, dry_run=dry_run)
+    with working(f"{'dry run: ' if dry_run else ''}rolling {tenant} back: audit record"):
+        result = do_rollback(ws, settings, tenant, actor, reason, dry_run=dry_run)
     if dry_run:
         return would(json_out, result)
     if result["action"] == "request-rollback":
@@ -580,7 +585,7 @@ def data_checkout(ctx: Context, tenant: str, rev: str, json_out: bool = False, d
                     f"dry run: {tenant}'s data version {version.md5} (git {str(version.git_commit)[:10]}) would "
                     "become current; nothing changed")
 
-    with answering(json_out):
+    with answering(json_out), working(f"restoring {tenant}'s data {rev} (DVC)"):
         version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)
         _sync_pipeline(ws)
     return done(json_out, version.to_dict(),

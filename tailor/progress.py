@@ -1,7 +1,7 @@
 """What a long command shows while it works, on stderr when it is a terminal (so output piped or
 parsed, ``--json`` included, stays clean): a spinner naming the step with its elapsed time, the
 rich progress bars of the flows' long steps (``flows.progress``: items done and left, time left),
-and, when the command is done, one line saying how long it took."""
+and, when the command succeeded, a last line saying how long it took (``tailor.cli.main``)."""
 from __future__ import annotations
 
 import sys
@@ -50,16 +50,19 @@ def _bar(console):
 
     # what the work prints to stdout goes above the display when both share the terminal; piped
     # stdout (`> out.txt`, `| jq`) is left alone: it must receive every line the command prints
-    return Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(), Counts(),
-                    console=console, transient=True, redirect_stdout=sys.stdout.isatty())
+    return Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),  # names are data
+                    TimeElapsedColumn(), Counts(), console=console, transient=True,
+                    redirect_stdout=sys.stdout.isatty())
+
+
+_shown = threading.Event()  # this command showed progress: it ends with its elapsed time
 
 
 @contextmanager
-def working(label: str | None, enabled: bool | None = None, done: str = "done"):
+def working(label: str | None, enabled: bool | None = None):
     """While the block runs: a spinner with ``label`` (None: none, only the flows' bars) and the
-    flows' progress bars; after it, ``<done> in 12.3 s`` (not when it raised: its error is the
-    last line then). Yields ``note(text)``, which renames the spinner as the work moves on.
-    ``enabled`` None: when stderr is a terminal."""
+    flows' progress bars. Yields ``note(text)``, which renames the spinner as the work moves on.
+    ``enabled`` None: when stderr is a terminal. The command then ends with ``elapsed``'s line."""
     if enabled is None:
         enabled = sys.stderr.isatty()
     if not enabled:
@@ -69,12 +72,23 @@ def working(label: str | None, enabled: bool | None = None, done: str = "done"):
 
     from flows import progress as flow_progress
 
-    console = Console(file=sys.stderr)
-    start = time.perf_counter()
-    with _bar(console) as bar, flow_progress.watching(RichWatcher(bar)):
+    _shown.set()
+    with _bar(Console(file=sys.stderr)) as bar, flow_progress.watching(RichWatcher(bar)):
         spinner = bar.add_task(label, total=None) if label else None
         yield lambda text: spinner is not None and bar.update(spinner, description=text)
-    console.print(f"{done} in {time.perf_counter() - start:.1f} s", highlight=False)
+
+
+def started() -> float:
+    """A command starts: the clock of its elapsed time."""
+    _shown.clear()
+    return time.perf_counter()
+
+
+def elapsed(since: float) -> None:
+    """The last line of a command that showed progress and succeeded: how long it took (stderr;
+    a failed command's last line is its error)."""
+    if _shown.is_set():
+        print(f"done in {time.perf_counter() - since:.1f} s", file=sys.stderr, flush=True)
 
 
 def shown(enabled: bool | None = None):
