@@ -92,7 +92,7 @@ def import_costs(stderr: str) -> dict[str, float]:
     spent importing anything (the top-level imports' sum)."""
     out = {"all": 0.0}
     for line in stderr.splitlines():
-        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \|( *)(\S+)$", line)
+        m = re.match(r"import time:\s+\d+ \|\s+(\d+) \| ( *)(\S+)$", line)
         if not m:
             continue
         if not m.group(2):
