@@ -281,7 +281,8 @@ def report(r: dict) -> str:
              "packaged all-MiniLM-L6-v2, a 6-step base; real DVC, Great Expectations, sqlite MLflow and "
              "Prefect's embedded server, which stays up 20 s after a command: the first ingest row and the "
              "1,000-tenant row stop it before each run, as a person's first command finds it). Median and max "
-             "in seconds.", ""]
+             "in seconds." + (f" `{names[1]}`: the same runs, interleaved run by run, with the code of commit "
+                              f"{r.get('compare_commit', '?')} (`--compare-with`)." if compare else ""), ""]
     head = "| command | median | max | target | |"
     if compare:
         head = f"| command | median | max | {names[1]}: median | after / before | target | |"
@@ -314,7 +315,8 @@ def report(r: dict) -> str:
               "time, the part spent importing, and the heavy packages among the imports (each counted with what "
               "it imports itself, so two can both count a third). What is not imports is the command's work: "
               "the Prefect server's start and the flow run, Great Expectations' checkpoint, DVC and git, "
-              "MLflow's store, the model (docs/latency.md has a profile of each).", "",
+              "MLflow's store, the model (docs/latency.md has a profile of each). A cold `ingest` imports while "
+              "the Prefect server starts, so there the two overlap.", "",
               "| command | run (s) | imports (s) | heavy imports (s) | other work (s) |", "|---|---|---|---|---|"]
     for key, row in r["rows"].items():
         imports = dict(row["imports"])
@@ -339,7 +341,14 @@ def main() -> None:
     parser.add_argument("--compare-with", type=Path, help="a checkout of older code: its runs interleaved")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--keep", type=Path, help="build the workspaces in this (new) folder and keep them")
+    parser.add_argument("--report-only", type=Path, metavar="JSON",
+                        help="write latency.md again from a latency.json of an earlier run (no measuring)")
     args = parser.parse_args()
+    if args.report_only:
+        r = json.loads(args.report_only.read_text())
+        (args.out / "latency.md").write_text(report(r))
+        print(report(r))
+        return
     tailors = [Tailor(REPO, "this")] + ([Tailor(args.compare_with.resolve(), "before")] if args.compare_with else [])
     started = datetime.now(timezone.utc)
     r = {"command": "python -m benchmarks.latency " + " ".join(sys.argv[1:]),

@@ -255,8 +255,8 @@ def docs_page(site: Path, tenant: str, data_md5: str) -> str | None:
 
 
 def preload() -> None:
-    """Import GX now, e.g. in a thread while this process waits for something else (the embedded
-    Prefect server's start); a failure is left for the validation to raise and report."""
+    """Import GX now, while this process would only wait (for the embedded Prefect server to
+    start); a failure is left for the validation to raise and report."""
     try:
         _import_gx()
     except Exception:  # noqa: BLE001 - the real import, when validating, raises it again
