@@ -10,7 +10,7 @@ BENCH_STAMP := $(VENV)/.installed-bench
 CHROMEDRIVER := /usr/bin/chromedriver
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-slow test-gpu bench bench-quick clean
+.PHONY: setup demo test test-slow test-gpu bench bench-quick bench-latency clean
 
 setup: $(STAMP) $(TEXTS) $(CHROMEDRIVER)
 
@@ -60,6 +60,11 @@ bench: setup $(BENCH_STAMP)
 
 bench-quick: setup $(BENCH_STAMP)
 	$(BIN)/python -m benchmarks.meta_learning --quick --out benchmarks/results/quick
+
+# Cold-command latency against issue 20's targets (40 tenants, then one new tenant at 1,000):
+# benchmarks/results/latency.md; about 30 minutes. `--skip-fleet` in ARGS for the quick rows alone.
+bench-latency: setup
+	$(BIN)/python -m benchmarks.latency $(ARGS)
 
 clean:
 	rm -rf demo-workspace .pytest_cache

@@ -3,6 +3,7 @@ the same declared rules and a reviewer can read them (and their results) in Data
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import warnings
@@ -16,6 +17,7 @@ from workspace.settings import ValidationSettings
 from workspace.tenants import check_tenant_id
 
 COLUMNS = ("text", "label")
+_RULES = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()  # recorded outcomes are kept per rules
 LABEL_COUNT = "examples_of_this_label"  # derived column: each row carries its label's row count
 _BLANK = r"^\s*$"
 
@@ -34,6 +36,8 @@ class ValidationReport:
     data_docs_index: str | None = field(default=None)  # the site's index.html
     leakage: dict = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
+    gx_checked_at: str | None = field(default=None)  # when GX ran the suite on these rows under these rules
+    recorded: bool = field(default=False)  # the suite's outcome is GX's of gx_checked_at, not run again
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -43,7 +47,8 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
                    docs_dir: Path | None = None, *, run_name: str | None = None,
                    others: dict[str, list[str]] | None = None,
                    split: tuple[list[int], list[int]] | None = None,
-                   overlap: tuple[dict[str, int], int] | None = None, context=None) -> ValidationReport:
+                   overlap: tuple[dict[str, int], int] | None = None, context=None,
+                   recorded: Path | None = None) -> ValidationReport:
     """Run the suite ``tailor-<tenant>`` on ``df`` in an ephemeral GX context.
 
     Rules: columns text and label exist; neither is null or blank; texts are at most
@@ -73,26 +78,38 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
 
     ``context``: a ``data_checks.batch.DocsBatch`` (one file-backed GX context whose Data Docs
     are built once for many validations); the report's ``data_docs`` is then filled in by it.
+
+    ``recorded``: the workspace's folder of recorded suite outcomes (``data_checks.recorded``).
+    Every run records its outcome there; a run without Data Docs (no ``docs_dir``, no
+    ``context``) on rows and rules already recorded takes the recorded outcome instead of running
+    GX again, and the report's ``gx_checked_at`` says when GX ran it.
     """
+    from data_checks import recorded as records
+
     check_tenant_id(tenant)
-    gx = _import_gx()
     frame = _prepare(df)
     present = [c for c in COLUMNS if c in frame.columns]
     suite_name = f"tailor-{tenant}"
     site = Path(docs_dir) if docs_dir is not None else None
-    rules = _expectations(gx.expectations, present, settings)
-    if context is not None:
-        outcome, page = _checkpoint(gx, context.gx_context, suite_name, tenant, frame, rules, [], run_name), None
-        context.keep(tenant, list(outcome.run_results))
-    else:
-        outcome, page = _run_checkpoint(gx, suite_name, tenant, frame, rules, site, run_name)
-
     stats = _stats(frame, present)
-    failures = []
-    for run in outcome.run_results.values():
-        for result in run.results:
-            if not result.success:
-                failures.extend(_describe(result, frame, settings, stats))
+    key = records.key(frame, present, settings, _RULES) if recorded is not None else None
+    known = records.read(recorded, key) if site is None and context is None else None
+    page = None
+    if known is not None:
+        success, failures, gx_version, gx_at = known["success"], known["failures"], known["gx_version"], known["at"]
+    else:
+        gx = _import_gx()
+        rules = _expectations(gx.expectations, present, settings)
+        if context is not None:
+            outcome = _checkpoint(gx, context.gx_context, suite_name, tenant, frame, rules, [], run_name)
+            context.keep(tenant, list(outcome.run_results))
+        else:
+            outcome, page = _run_checkpoint(gx, suite_name, tenant, frame, rules, site, run_name)
+        success, gx_version, gx_at = bool(outcome.success), gx.__version__, _now()
+        failures = [line for run in outcome.run_results.values() for result in run.results if not result.success
+                    for line in _describe(result, frame, settings, stats)]
+        records.write(recorded, key, {"success": success, "failures": failures, "gx_version": gx_version,
+                                      "at": gx_at})
     if len(frame) == 0:  # with no rows, "0 labels" and "0% duplicates" would only add noise
         failures = [f for f in failures if f.startswith(("column ", "the file has no rows"))]
     leakage, warnings_ = _leakage(frame, present, others, split, settings, overlap)
@@ -100,11 +117,14 @@ def validate_frame(tenant: str, df: pd.DataFrame, settings: ValidationSettings,
                  and leakage["cross_tenant_fraction"] > settings.max_cross_tenant_fraction]
     index = site / "index.html" if site is not None else None
     return ValidationReport(
-        passed=bool(outcome.success) and not failures, failures=failures, stats=stats,
-        suite=suite_name, gx_version=gx.__version__,
-        checked_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        passed=success and not failures, failures=failures, stats=stats,
+        suite=suite_name, gx_version=gx_version, checked_at=_now() if known is not None else gx_at,
         data_docs=page, data_docs_index=str(index) if index is not None and index.exists() else None,
-        leakage=leakage, warnings=warnings_)
+        leakage=leakage, warnings=warnings_, gx_checked_at=gx_at, recorded=known is not None)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _leakage(frame: pd.DataFrame, present: list[str], others: dict | None, split, s: ValidationSettings,
@@ -232,6 +252,15 @@ def docs_page(site: Path, tenant: str, data_md5: str) -> str | None:
     """The newest validation page of ``tenant``'s data version ``data_md5`` (bare hex), if any."""
     pages = sorted((Path(site) / "validations" / f"tailor-{tenant}" / data_md5).glob("*/*.html"))
     return pages[-1].resolve().as_uri() if pages else None
+
+
+def preload() -> None:
+    """Import GX now, while this process would only wait (for the embedded Prefect server to
+    start); a failure is left for the validation to raise and report."""
+    try:
+        _import_gx()
+    except Exception:  # noqa: BLE001 - the real import, when validating, raises it again
+        pass
 
 
 def _import_gx():

@@ -10,12 +10,14 @@ import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from workspace.errors import UserError
 from workspace.safe_io import open_regular, read_limited
 from workspace.settings import LimitSettings, ValidationSettings
+
+if TYPE_CHECKING:
+    import pandas as pd  # imported where a file is parsed: check_input and iter_texts need no pandas (~1 s)
 
 SUFFIXES = (".csv", ".jsonl")
 COLUMNS = ("text", "label")
@@ -129,6 +131,8 @@ def _decode(path: Path, data: bytes) -> str:
 # --- parsing -----------------------------------------------------------------------------------
 
 def _parse_csv(path: Path, text: str, max_rows: int) -> pd.DataFrame:
+    import pandas as pd
+
     _check_rows(path, text, max_rows)
     try:
         with warnings.catch_warnings():
@@ -183,6 +187,8 @@ def _no_constants(name: str):
 
 
 def _parse_jsonl(path: Path, text: str, max_rows: int) -> pd.DataFrame:
+    import pandas as pd
+
     rows, seen = [], {}
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
@@ -219,6 +225,8 @@ def _check_header(path: Path, header: list[str]) -> None:
 
 
 def _keep_contract_columns(path: Path, frame: pd.DataFrame) -> pd.DataFrame:
+    import pandas as pd
+
     found = [str(c) for c in frame.columns]
     # "Text " and "LABEL" are the same column to a person filling a spreadsheet
     renames = {c: str(c).strip().lower() for c in frame.columns}

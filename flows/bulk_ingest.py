@@ -66,7 +66,7 @@ def read_and_index(root: str, files: list[tuple[str, str]]) -> tuple[dict, dict,
     every tenant's current data, so each tenant's cross-tenant check costs its own texts
     (comparing each file with every other tenant's file would read 1,000 files 1,000 times)."""
     from data_checks.leakage import TextIndex
-    from data_checks.reading import load_tenant_file, read_tenant_file
+    from data_checks.reading import iter_texts, load_tenant_file
     from workspace import versioning
 
     ws, settings = open_workspace(root)
@@ -79,8 +79,8 @@ def read_and_index(root: str, files: list[tuple[str, str]]) -> tuple[dict, dict,
             unreadable[tenant] = str(exc)
     for tenant, path in versioning.data_files(ws).items():  # current data too: a refused file leaves it current
         try:
-            index.add(tenant, read_tenant_file(path, settings.validation, settings.limits)["text"].tolist())
-        except (UserError, KeyError):
+            index.add(tenant, list(iter_texts(path)))  # validated when ingested: streamed, not parsed by pandas
+        except UserError:
             continue
     compared = max(0, len(index.tenants()) - 1)
     overlaps = {t: (index.overlap(t, f.frame["text"].tolist()), compared) for t, f in loaded.items()}
@@ -104,7 +104,7 @@ def validate_batch(root: str, batch: list[tuple[str, str]], loaded: dict, unread
             if tenant in loaded:
                 reports[tenant] = validate_frame(tenant, loaded[tenant].frame, settings.validation,
                                                  run_name=loaded[tenant].md5, overlap=overlaps[tenant],
-                                                 context=docs).to_dict()
+                                                 context=docs, recorded=ws.validation_records).to_dict()
     for tenant, file in batch:
         if tenant in unreadable:
             where = quarantine(ws, tenant, Path(file), unreadable[tenant], settings.limits)

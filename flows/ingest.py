@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from data_checks.expectations import validate_frame
 from data_checks.quarantine import quarantine
+from data_checks.report_page import write_page
 from data_checks.reading import load_tenant_file
 from flows.common import open_workspace, other_tenants_texts
 from flows.retry import io_retry
@@ -24,8 +25,10 @@ def validate_file(root: str, tenant: str, file: str) -> dict:
     loaded = load_tenant_file(Path(file), settings.limits)
     # run_name: the md5 DVC will version these bytes under, so the kept validation page is found by it
     report = validate_frame(tenant, loaded.frame, settings.validation, ws.data_docs_dir, run_name=loaded.md5,
-                            others=other_tenants_texts(ws, settings, tenant))
-    return {**report.to_dict(), "file_md5": loaded.md5}
+                            others=other_tenants_texts(ws, settings, tenant), recorded=ws.validation_records)
+    # Tailor's own page of this validation, readable offline (GX's Data Docs load their assets from CDNs)
+    page = write_page(ws.data_docs_dir, tenant, report, loaded.md5)
+    return {**report.to_dict(), "file_md5": loaded.md5, "page": page}
 
 
 @task(name="version-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
@@ -52,6 +55,6 @@ def ingest_flow(root: str, tenant: str, file: str) -> dict:
         raise
     if not report["passed"]:
         where = quarantine_file(root, tenant, file, report)
-        return {"tenant": tenant, "passed": False, "quarantined": where, "report": report}
+        return {"tenant": tenant, "passed": False, "quarantined": where, "page": report.pop("page"), "report": report}
     version = version_data(root, tenant, file, report.pop("file_md5"))
-    return {"tenant": tenant, "passed": True, "data_version": version, "report": report}
+    return {"tenant": tenant, "passed": True, "data_version": version, "page": report.pop("page"), "report": report}

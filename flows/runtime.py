@@ -25,6 +25,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -59,12 +60,30 @@ loggers:
 # root logger, which the face points at the workspace's log file (and the screen with --debug)
 
 
-def configure(ws: Workspace, settings: Settings, debug: bool = False, api_url: str | None = None) -> None:
-    """Prefect's environment for this command; ``api_url`` (``tailor serve``) overrides the API."""
+def configure(ws: Workspace, settings: Settings, debug: bool = False, api_url: str | None = None,
+              meanwhile: Callable[[], None] | None = None) -> None:
+    """Prefect's environment for this command; ``api_url`` (``tailor serve``) overrides the API.
+    ``meanwhile`` runs while an embedded server starts (seconds in its own process): the command's
+    imports, say; Prefect's own too, since its settings are read again below."""
     if "prefect.context" in sys.modules and os.environ.get("PREFECT_API_URL"):
         # Prefect fixed its settings (and its events client) when it was imported: a second
         # workspace in the same process (tests) keeps using the first one's server and home
         return
+    environment(ws, debug)
+    if api_url:
+        os.environ["PREFECT_API_URL"] = api_url
+    elif settings.stores.prefect_api_url:
+        os.environ["PREFECT_API_URL"] = settings.stores.prefect_api_url
+    else:
+        os.environ["PREFECT_API_URL"] = embedded_server(ws, settings.stores.prefect_idle_seconds, meanwhile)
+    if "prefect.context" in sys.modules:  # imported before this first configure: read the env again
+        sys.modules["prefect.context"].refresh_global_settings_context()
+
+
+def environment(ws: Workspace, debug: bool = False) -> None:
+    """Prefect's home, logging (the workspace's log file; the screen only with ``--debug``) and
+    analytics settings, without an API: for a command that imports flows but runs none
+    (``adapt --dry-run``), and the first part of ``configure``."""
     ws.prefect_home.mkdir(parents=True, exist_ok=True)
     logging_yml = ws.prefect_home / "logging.yml"
     if not logging_yml.exists() or logging_yml.read_text() != _LOGGING:
@@ -83,19 +102,11 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, api_url: s
         "DASK_LOGGING__DISTRIBUTED": "info" if debug else "error",
     }
     os.environ.update(env)
-    if api_url:
-        os.environ["PREFECT_API_URL"] = api_url
-    elif settings.stores.prefect_api_url:
-        os.environ["PREFECT_API_URL"] = settings.stores.prefect_api_url
-    else:
-        os.environ["PREFECT_API_URL"] = embedded_server(ws, settings.stores.prefect_idle_seconds)
-    if "prefect.context" in sys.modules:  # imported before this first configure: read the env again
-        sys.modules["prefect.context"].refresh_global_settings_context()
 
 
-def embedded_server(ws: Workspace, idle_seconds: float) -> str:
-    """The workspace's embedded server's API URL: the running one if it answers, else a new one.
-    This process holds a lease on it until it ends."""
+def embedded_server(ws: Workspace, idle_seconds: float, meanwhile: Callable[[], None] | None = None) -> str:
+    """The workspace's embedded server's API URL: the running one if it answers, else a new one
+    (``meanwhile`` runs while it starts). This process holds a lease on it until it ends."""
     home = ws.prefect_home
     key = str(home)
     if key not in _leases:
@@ -109,7 +120,7 @@ def embedded_server(ws: Workspace, idle_seconds: float) -> str:
         info = _read_info(home)
         if info and _alive(info.get("pid")) and _healthy(info["api_url"], 5):
             return info["api_url"]
-        return _start(ws, idle_seconds)
+        return _start(ws, idle_seconds, meanwhile)
 
 
 def _leave() -> None:
@@ -187,7 +198,7 @@ def server_pid(ws: Workspace) -> int | None:
     return info.get("pid") if info else None
 
 
-def _start(ws: Workspace, idle_seconds: float) -> str:
+def _start(ws: Workspace, idle_seconds: float, meanwhile: Callable[[], None] | None = None) -> str:
     home = ws.prefect_home
     log_dir = ws.state_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -200,6 +211,9 @@ def _start(ws: Workspace, idle_seconds: float) -> str:
                  "--idle", str(idle_seconds)],
                 stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
                 cwd=str(Path(__file__).resolve().parent.parent), env={**os.environ, "PREFECT_API_URL": ""})
+        if meanwhile is not None:
+            meanwhile, run = None, meanwhile  # once, even if a second server has to be started
+            run()
         if _healthy(url, STARTUP_SECONDS, proc):
             tmp = home / f".server.json.{os.getpid()}"
             tmp.write_text(json.dumps({"pid": proc.pid, "port": port, "api_url": url,

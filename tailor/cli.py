@@ -15,7 +15,7 @@ from typing import Optional
 
 import typer
 
-from tailor import commands, logs
+from tailor import commands, logs, progress
 from tailor.output import one_line
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -288,8 +288,10 @@ def main(argv: list[str] | None = None) -> int:
     debug = "--debug" in args[:end]
     if debug:
         args = ["--debug"] + [a for a in args[:end] if a != "--debug"] + args[end:]
+    since = progress.started()
     try:
         app(args=args, standalone_mode=False)
+        progress.elapsed(since)  # after a long command (one that showed progress): how long it took
         return 0
     except (typer.Exit, SystemExit) as exc:
         return int(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)

@@ -15,6 +15,7 @@ from datetime import datetime
 from pathlib import Path
 
 from tailor.output import emit_json, not_unicode, printable, table
+from tailor.progress import working
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.settings import Settings, load_settings
@@ -26,7 +27,10 @@ class Context:
     root: Path | None = None
     debug: bool = False
 
-    def open(self, prefect: bool = False, mlflow: bool = True, read_only: bool = False) -> tuple[Workspace, Settings]:
+    def open(self, prefect: bool = False, mlflow: bool = True, read_only: bool = False,
+             preload: str | None = None) -> tuple[Workspace, Settings]:
+        """The workspace and its settings, with Prefect (``prefect``) and MLflow set up for it.
+        ``preload``: a module the command needs, imported while an embedded Prefect server starts."""
         ws = Workspace.find(self.root)
         if not ws.is_initialised():
             raise UserError(f"{ws.root} is not a Tailor workspace: run `tailor init {ws.root}` "
@@ -41,12 +45,27 @@ class Context:
         if prefect:
             from flows import runtime
 
-            runtime.configure(ws, settings, self.debug)
+            runtime.configure(ws, settings, self.debug, meanwhile=preload and (lambda: _preload(preload)))
         if mlflow:
             from registry import store
 
             store.configure(ws, settings, read_only=read_only)
         return ws, settings
+
+
+def _preload(module: str) -> None:
+    """Import ``module`` (and, for ingest, Great Expectations) now: it is the command's next step.
+    A failure is left to that step, which imports it again and reports it."""
+    import importlib
+
+    if module.startswith(("flows.ingest", "flows.bulk_ingest")):
+        from data_checks.expectations import preload
+
+        preload()
+    try:
+        importlib.import_module(module)  # Prefect among its imports: its settings are read again after
+    except Exception:  # noqa: BLE001 - raised again, and reported, by the command's own import
+        pass
 
 
 @contextmanager
@@ -84,17 +103,33 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
 
     check_tenant_id(tenant)
     check_input(file)  # a missing file, folder, link or device: refused before Prefect starts
-    ws, _ = ctx.open(prefect=True, mlflow=False)
-    from flows.ingest import ingest_flow
+    ws, settings = ctx.open(mlflow=False)
+    from workspace.versioning import unchanged_version
 
-    result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
-    _sync_pipeline(ws)
+    same = unchanged_version(ws, tenant, file, settings.limits.max_bytes)
+    if same is not None:  # as DVC says "didn't change, skipping": no flow run, no validation again
+        return done(json_out, {"tenant": tenant, "passed": True, "unchanged": True, "data_version": same.to_dict(),
+                               "report": None},
+                    f"{tenant}: {printable(file.name)} is unchanged: data version {same.md5} (git "
+                    f"{str(same.git_commit)[:7]}) is already current, nothing to do (`tailor validate {tenant}` "
+                    "checks it under today's settings)")
+    from flows import runtime
+
+    with working(f"ingesting {tenant}: validating (Great Expectations) and versioning (DVC)"):
+        # the flow's imports (GX, Prefect: seconds) while an embedded Prefect server starts in its process
+        runtime.configure(ws, settings, ctx.debug, meanwhile=lambda: _preload("flows.ingest"))
+        from flows.ingest import ingest_flow
+
+        result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
+        _sync_pipeline(ws)
     if json_out:
         emit_json(result)
     elif result["passed"]:
         v = result["data_version"]
         print(f"{tenant}: {result['report']['stats']['n_rows']} rows, data version {v['md5']}"
               f"{' (git ' + v['git_commit'][:7] + ')' if v.get('git_commit') else ''}")
+        if result.get("page"):
+            print(f"  validation page: {result['page']}")
     if not result["passed"]:
         failures = "; ".join(result["report"]["failures"])
         raise UserError(f"{tenant}: {file.name} failed validation ({failures}); kept the previous data, "
@@ -107,13 +142,12 @@ def ingest_dir(ctx: Context, folder: Path, json_out: bool = False) -> list[dict]
     (the others are versioned)."""
     if not folder.is_dir():
         raise UserError(f"--dir {folder}: no such folder")
-    ws, _ = ctx.open(prefect=True, mlflow=False)
-    from flows.bulk_ingest import ingest_dir_flow
-    from tailor.progress import shown
+    with working(f"ingesting the tenant files of {printable(str(folder))}"):
+        ws, _ = ctx.open(prefect=True, mlflow=False, preload="flows.bulk_ingest")
+        from flows.bulk_ingest import ingest_dir_flow
 
-    with shown(False if json_out else None):
         outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()))
-    _sync_pipeline(ws)
+        _sync_pipeline(ws)
     if json_out:
         emit_json(outcomes)
     ok = [o for o in outcomes if o["status"] == "versioned"]
@@ -131,9 +165,10 @@ def ingest_dir(ctx: Context, folder: Path, json_out: bool = False) -> list[dict]
 
 def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
     ws, settings = ctx.open(mlflow=False)
-    from flows.common import checked_data
+    with working(f"validating {tenant}'s current data (Great Expectations)"):
+        from flows.common import checked_data
 
-    _, report = checked_data(ws, settings, tenant)
+        _, report = checked_data(ws, settings, tenant)
     if json_out:
         emit_json(report.to_dict())
     else:
@@ -141,6 +176,10 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
               f"({report.stats.get('n_rows')} rows, {report.stats.get('n_labels')} labels)")
         for failure in report.failures:
             print(f"  - {failure}")
+        if report.recorded:
+            print(f"  Great Expectations' outcome of {report.gx_checked_at} on the same rows and rules (not run again)")
+        if report.data_docs:
+            print(f"  validation page: {report.data_docs}")
     if not report.passed:
         raise UserError(f"{tenant}: data fails validation; fix the file and `tailor ingest` it again")
     return report.to_dict()
@@ -148,8 +187,8 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
 
 def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False) -> dict:
     started = time.time()   # meta_train.max_minutes bounds the whole command, from here
-    with answering(json_out):
-        ws, _ = ctx.open(prefect=True)
+    with answering(json_out), working("meta-training the base (meta_train.max_minutes bounds it)"):
+        ws, _ = ctx.open(prefect=True, preload="flows.training")
         from flows.training import meta_train_flow
 
         ref = meta_train_flow(str(ws.root), algorithm, started)
@@ -163,22 +202,23 @@ def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, for
 
     requested_by = resolve(requested_by, "--user")
     if dry_run:
-        ws, settings = ctx.open()
-        from flows.adaptation import preview_adapt
+        with working("dry run: checking which tenants changed (data, base, settings)"):
+            ws, settings = ctx.open()
+            from flows import runtime
 
-        plan = preview_adapt(ws, settings, tenants, force)
+            runtime.environment(ws, ctx.debug)  # no flow runs, so no server; Prefect's logs stay in the log file
+            from flows.adaptation import preview_adapt
+
+            plan = preview_adapt(ws, settings, tenants, force)
         names = ", ".join(f"{w['tenant']} ({w['why']})" for w in plan["would_adapt"]) or "none"
         return done(json_out, plan, f"dry run: would adapt {len(plan['would_adapt'])} tenant(s) to "
                                     f"{plan['base']['name']} v{plan['base']['version']}: {names}; "
                                     f"{len(plan['unchanged'])} unchanged; nothing changed")
-    with answering(json_out):
-        ws, _ = ctx.open(prefect=True)
+    with answering(json_out), working(f"adapting {', '.join(tenants) if tenants else 'every changed tenant'}"[:80]):
+        ws, _ = ctx.open(prefect=True, preload="flows.adaptation")
         from flows.adaptation import run_adapt
 
-        from tailor.progress import shown
-
-        with shown():
-            outcomes = run_adapt(str(ws.root), tenants, requested_by, force)
+        outcomes = run_adapt(str(ws.root), tenants, requested_by, force)
     if json_out:
         emit_json(outcomes)
     registered = [o for o in outcomes if o.get("version")]
@@ -232,31 +272,38 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
     from registry.serving import labels, predict_batches
 
     source = texts if texts else _file_texts(file)
-    names = labels(tenant)  # loads the champion: start-up, not part of the rows/s
-    batches = predict_batches(tenant, source, settings.predict.batch_size)
-    start, n, empty = time.perf_counter(), 0, 0
+    loading = f"loading {tenant}'s champion (encoder, base and delta)"
     if out is not None:
         from data_checks.safe_csv import csv_writer
 
-        with csv_writer(out, ["text", "label", "score"]) as write:
-            for rows in batches:
-                write(rows)
-                n, empty = n + len(rows), empty + sum(r["label"] is None for r in rows)
-    elif json_out:
-        print("[", end="")
-        for rows in batches:
-            for row in rows:
-                print(("," if n else "") + "\n  " + json.dumps(row, sort_keys=True), end="")
-                n, empty = n + 1, empty + (row["label"] is None)
-        print("\n]" if n else "]")
+        with working(loading) as note:
+            names = labels(tenant)  # loads the champion: start-up, not part of the rows/s
+            start, n, empty = time.perf_counter(), 0, 0
+            with csv_writer(out, ["text", "label", "score"]) as write:
+                for rows in predict_batches(tenant, source, settings.predict.batch_size):
+                    write(rows)
+                    n, empty = n + len(rows), empty + sum(r["label"] is None for r in rows)
+                    note(f"predicting with {tenant}'s champion: {n:,} rows written")
     else:
-        width = max([5, *(len(printable(x)) for x in names)])
-        print(f"{'label':<{width}}  score   text")
-        for rows in batches:
-            for row in rows:
-                score = "" if row["score"] is None else f"{row['score']:.3f}"
-                print(f"{printable(row['label'] or '-'):<{width}}  {score:<6}  {printable(row['text'])}")
-                n, empty = n + 1, empty + (row["label"] is None)
+        with working(loading):
+            names = labels(tenant)
+        batches = predict_batches(tenant, source, settings.predict.batch_size)
+        start, n, empty = time.perf_counter(), 0, 0
+        if json_out:
+            print("[", end="")
+            for rows in batches:
+                for row in rows:
+                    print(("," if n else "") + "\n  " + json.dumps(row, sort_keys=True), end="")
+                    n, empty = n + 1, empty + (row["label"] is None)
+            print("\n]" if n else "]")
+        else:
+            width = max([5, *(len(printable(x)) for x in names)])
+            print(f"{'label':<{width}}  score   text")
+            for rows in batches:
+                for row in rows:
+                    score = "" if row["score"] is None else f"{row['score']:.3f}"
+                    print(f"{printable(row['label'] or '-'):<{width}}  {score:<6}  {printable(row['text'])}")
+                    n, empty = n + 1, empty + (row["label"] is None)
     rate = n / max(time.perf_counter() - start, 1e-9)
     summary = {"rows": n, "empty": empty, "rows_per_second": round(rate, 1)}
     if out is not None:
@@ -339,10 +386,12 @@ def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reaso
     from registry.identity import resolve
 
     reviewer = resolve(reviewer, "--user")
-    ws, settings = ctx.open()
-    from registry.approval import approve as do_approve
+    with working(f"{'dry run: ' if dry_run else ''}approving {tenant} v{version}: gates, four eyes, audit record"):
+        ws, settings = ctx.open()
+        from registry.approval import approve as do_approve
 
-    result = do_approve(ws, settings, tenant, version, reviewer, reason, override_reason=override, dry_run=dry_run)
+        result = do_approve(ws, settings, tenant, version, reviewer, reason, override_reason=override,
+                            dry_run=dry_run)
     if dry_run:
         return would(json_out, result)
     return done(json_out, result, f"{tenant} v{result['version']} is now champion (approved by {reviewer})")
@@ -353,10 +402,11 @@ def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason
     from registry.identity import resolve
 
     reviewer = resolve(reviewer, "--user")
-    ws, _ = ctx.open()
-    from registry.approval import reject as do_reject
+    with working(f"{'dry run: ' if dry_run else ''}rejecting {tenant} v{version}: audit record"):
+        ws, _ = ctx.open()
+        from registry.approval import reject as do_reject
 
-    result = do_reject(ws, tenant, version, reviewer, reason, dry_run=dry_run)
+        result = do_reject(ws, tenant, version, reviewer, reason, dry_run=dry_run)
     if dry_run:
         return would(json_out, result)
     return done(json_out, result, f"{tenant} v{result['version']} rejected by {reviewer}")
@@ -379,7 +429,8 @@ def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason:
                     "`tailor adapt --all`")
     from registry.approval import rollback as do_rollback
 
-    result = do_rollback(ws, settings, tenant, actor, reason, dry_run=dry_run)
+    with working(f"{'dry run: ' if dry_run else ''}rolling {tenant} back: audit record"):
+        result = do_rollback(ws, settings, tenant, actor, reason, dry_run=dry_run)
     if dry_run:
         return would(json_out, result)
     if result["action"] == "request-rollback":
@@ -534,7 +585,7 @@ def data_checkout(ctx: Context, tenant: str, rev: str, json_out: bool = False, d
                     f"dry run: {tenant}'s data version {version.md5} (git {str(version.git_commit)[:10]}) would "
                     "become current; nothing changed")
 
-    with answering(json_out):
+    with answering(json_out), working(f"restoring {tenant}'s data {rev} (DVC)"):
         version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)
         _sync_pipeline(ws)
     return done(json_out, version.to_dict(),

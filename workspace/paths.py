@@ -63,6 +63,11 @@ class Workspace:
         return self.state_dir / "cache"
 
     @property
+    def validation_records(self) -> Path:
+        """Great Expectations' recorded suite outcomes (``data_checks/recorded.py``)."""
+        return self.cache_dir / "validation"
+
+    @property
     def prefect_home(self) -> Path:
         return self.state_dir / "prefect"
 

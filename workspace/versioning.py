@@ -18,13 +18,13 @@ from workspace.errors import UserError
 from workspace.gitrepo import VersioningError, ensure_line, git, git_blobs, remove_line
 from workspace.paths import Workspace
 from workspace.recovery import recover, restore_committed, rolled_back_on_failure
-from workspace.safe_io import stream_copy
+from workspace.safe_io import read_limited, stream_copy
 from workspace.settings import StoreSettings, load_settings
 from workspace.tenants import check_tenant_id
 
 __all__ = ["DATA_NAMES", "SUFFIXES", "DataVersion", "checkout", "current_version", "data_file", "ensure_remote",
            "history", "init_repo", "locked", "recover", "restore_committed", "tenants_with_data", "track",
-           "verified_version", "version_file"]
+           "unchanged_version", "verified_version", "version_file"]
 
 
 # --- workspace setup ---------------------------------------------------------------------------
@@ -231,9 +231,8 @@ def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = N
         try:
             if expected_md5 and md5 != expected_md5:
                 raise UserError(f"{src} changed while it was being ingested: run the command again")
-            now = current_version(ws, tenant)
-            if (now is not None and now.git_commit and now.md5 == f"md5:{md5}"
-                    and now.path == rel(ws, target) and md5_of(target) == md5):
+            now = _same_as_current(ws, tenant, target, md5)
+            if now is not None:
                 return now
             faults.point("ingest:staged")
             entry = journal.begin(ws, tenant, "ingest")
@@ -257,6 +256,30 @@ def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = N
         finally:
             staged.unlink(missing_ok=True)
     return DataVersion(**{**version.to_dict(), "git_commit": commit})
+
+
+def unchanged_version(ws: Workspace, tenant: str, src: Path, max_bytes: int) -> DataVersion | None:
+    """The tenant's current, committed version when ``src`` holds exactly its bytes (and the file in
+    the workspace still does): ``track`` of ``src`` would change nothing. None otherwise."""
+    check_tenant_id(tenant)
+    suffix = Path(src).suffix.lower()
+    if suffix not in SUFFIXES:
+        return None
+    try:
+        _, md5 = read_limited(Path(src), max_bytes)
+    except UserError:  # unreadable or too big: never a current version; ingest reports and quarantines it
+        return None
+    with locked(ws):
+        return _same_as_current(ws, tenant, ws.tenant_dir(tenant) / f"data{suffix}", md5)
+
+
+def _same_as_current(ws: Workspace, tenant: str, target: Path, md5: str) -> DataVersion | None:
+    """The current version if it is committed, at ``target`` and of md5 ``md5``, bytes on disk included."""
+    now = current_version(ws, tenant)
+    if (now is not None and now.git_commit and now.md5 == f"md5:{md5}"
+            and now.path == rel(ws, target) and md5_of(target) == md5):
+        return now
+    return None
 
 
 def checkout(ws: Workspace, tenant: str, rev: str, store: StoreSettings | None = None,

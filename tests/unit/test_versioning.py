@@ -177,3 +177,16 @@ def test_tracking_one_tenant_never_touches_another(ws, write):
 def test_uninitialised_workspace_is_a_user_error(tmp_path, write):
     with pytest.raises(UserError, match="tailor init"):
         versioning.track(Workspace(tmp_path / "bare"), "acme", write("a.csv", "text,label\nx,a\n"))
+
+
+def test_unchanged_version_names_the_current_version_only_for_its_exact_bytes(ws, write):
+    src = write("u.csv", "text,label\nreset my password,SSO\nrefund please,Billing\n")
+    current = versioning.track(ws, "unchanged", src)
+    limit = 1 << 20
+    assert versioning.unchanged_version(ws, "unchanged", write("again.csv", src.read_text()), limit) == current
+    assert versioning.unchanged_version(ws, "unchanged", write("new.csv", src.read_text() + "more,SSO\n"), limit) is None
+    assert versioning.unchanged_version(ws, "nobody-yet", src, limit) is None
+    # the workspace's file edited by hand: re-ingesting the recorded bytes must restore it, not skip
+    data = versioning.data_file(ws, "unchanged")
+    data.write_text(data.read_text() + "edited,SSO\n", encoding="utf-8")
+    assert versioning.unchanged_version(ws, "unchanged", src, limit) is None
