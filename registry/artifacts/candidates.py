@@ -15,9 +15,11 @@ import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from registry import audit, compare, evaluation, identity, isolation, owners, store, transitions
-from registry.base_model import BaseRef, read_digest
-from registry.describe import describe
+from registry.artifacts import checks, compare, evaluation
+from registry.artifacts.base_model import BaseRef, read_digest
+from registry.artifacts.describe import describe
+from registry.storage import owners, store
+from registry.trail import audit, identity, transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.tenants import check_tenant_id, tenant_model_name
@@ -128,7 +130,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
     import mlflow
 
     from lightning_modules.delta import read_manifest
-    from registry import pyfunc
+    from registry.artifacts import pyfunc
 
     check_tenant_id(tenant)
     delta_dir, base_dir = Path(delta_dir), Path(base_dir)
@@ -147,7 +149,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         found = _existing(tenant, manifest, base)
     if found is not None:
         return str(found.version)
-    iso = isolation.check(tenant, delta_dir, base)
+    iso = checks.check(tenant, delta_dir, base)
     tags = _version_tags(tenant, manifest, base, validation or {}, iso, requested_by, flow_run_id)
     champ = store.alias_version(name, CHAMPION)   # the model exists: ensured above
     comparison = champion_comparison(tenant, champ, manifest, held_out)
@@ -200,7 +202,7 @@ def champion_comparison(tenant: str, champ, manifest: dict, held_out: dict | Non
     labels = list(manifest.get("labels") or [])
     y_true = [labels[i] for i in held_out["y_true"]]
     cand = [labels[i] for i in held_out["y_pred"]]
-    from registry import serving
+    from registry.artifacts import serving
 
     try:
         old = [row["label"] for row in serving.predict(tenant, texts)]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from registry.base_model import BaseRef
+from registry.artifacts.base_model import BaseRef
 
 
 def sha256_file(path: Path) -> str:
@@ -90,7 +90,7 @@ def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
     """
     import json
 
-    from registry.candidates import labels_digest
+    from registry.artifacts.candidates import labels_digest
 
     folder = Path(folder)
     delta, base = folder / "delta" / "delta.safetensors", folder / "base" / "base.safetensors"
@@ -122,7 +122,7 @@ def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
 
 def verify_stored(mv) -> list[str]:
     """Download (content-cached) and check a version's stored delta and base: [] when intact."""
-    from registry.serving import fetch_version
+    from registry.artifacts.serving import fetch_version
     from workspace.errors import UserError
 
     try:

@@ -85,11 +85,11 @@ def _check(recorded: dict, folder: Path) -> None:
     whenever the registry is reachable, against the digests recorded on the model version in the
     registry (the config is in the artifact store too: whoever edits the files can edit it); a
     ``@champion`` must moreover be backed by a signed approval."""
-    from registry import isolation
+    from registry.artifacts import checks
 
     if not recorded.get("delta_sha256"):
         raise RefusedToLoad("this version carries no registered digests (model_config); refusing to load it")
-    problems = isolation.verify_artifacts(recorded, folder)
+    problems = checks.verify_artifacts(recorded, folder)
     if problems:
         raise RefusedToLoad(f"tenant {recorded.get('tenant')}: {'; '.join(problems)}")
     problem = _registry_problem(recorded, folder)
@@ -100,7 +100,9 @@ def _check(recorded: dict, folder: Path) -> None:
 def _registry_problem(recorded: dict, folder: Path) -> str | None:
     import mlflow
 
-    from registry import drift, isolation, store
+    from registry.artifacts import checks
+    from registry.storage import store
+    from registry.trail import drift
     from workspace.tenants import tenant_model_name
 
     from workspace.errors import UserError
@@ -125,7 +127,7 @@ def _registry_problem(recorded: dict, folder: Path) -> str | None:
         return f"these files are no registered version of {name} (the artifact store was edited)"
     problems = []
     for mv in mine:
-        problems = isolation.verify_artifacts(mv.tags, folder)
+        problems = checks.verify_artifacts(mv.tags, folder)
         if not problems:
             break
     if problems:

@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 
-from registry import store
+from registry.storage import store
 
 OWNER_HOST, OWNER_PID, OWNER_STARTED = "tailor.owner.host", "tailor.owner.pid", "tailor.owner.started"
 FAILED_REASON = "tailor.failed_reason"
