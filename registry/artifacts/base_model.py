@@ -12,9 +12,9 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
+from registry.artifacts.checks import BaseRef, sha256_file
 from registry.storage import owners, store
 from registry.trail import transitions
 from workspace.errors import UserError
@@ -23,14 +23,6 @@ from workspace.tenants import BASE_MODEL_NAME
 
 EXPERIMENT = "tailor-meta-train"
 CURRENT = "current"
-
-
-@dataclass(frozen=True)
-class BaseRef:
-    name: str
-    version: str
-    digest: str
-    run_id: str
 
 
 def _ref(mv) -> BaseRef:
@@ -197,8 +189,6 @@ def download_base(ref: BaseRef, dst: Path | None = None) -> Path:
 
         local = Path(mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{ref.name}/{ref.version}", dst_path=str(tmp / "base")))
-        from registry.artifacts.checks import sha256_file
-
         if f"sha256:{sha256_file(local / 'base.safetensors')}" != ref.digest:
             raise UserError(f"{ref.name} v{ref.version}: stored base.safetensors does not match its "
                             "digest; refusing to use it")

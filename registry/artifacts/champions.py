@@ -13,8 +13,8 @@ import hashlib
 from dataclasses import dataclass
 
 from registry.artifacts import serving
-from registry.artifacts.candidates import CHAMPION
 from registry.storage import store
+from registry.storage.names import CHAMPION
 from workspace.errors import UserError
 from workspace.tenants import tenant_model_name
 

@@ -16,8 +16,8 @@ from urllib.parse import urlparse
 from urllib.request import url2pathname
 
 from registry.artifacts import checks
-from registry.artifacts.candidates import CHAMPION
 from registry.storage import store
+from registry.storage.names import CHAMPION
 from registry.trail import audit, drift, transitions
 from workspace.errors import UserError
 from workspace.tenants import check_tenant_id, tenant_model_name
@@ -156,3 +156,12 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def verify_stored(mv) -> list[str]:
+    """Download (content-cached) and check a version's stored delta and base: [] when intact."""
+    try:
+        fetch_version(mv)
+    except UserError as exc:
+        return [str(exc).split(": ", 1)[-1]]
+    return []

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from registry.artifacts.candidates import CANDIDATE, CHAMPION
 from registry.review.approval import summary
 from registry.storage import store
+from registry.storage.names import CANDIDATE, CHAMPION
 from registry.trail import audit
 from workspace.errors import UserError
 from workspace.paths import Workspace

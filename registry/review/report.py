@@ -4,9 +4,9 @@ meta-trained on. One registry read of versions and one of the audit log, whateve
 from __future__ import annotations
 
 
-from registry.artifacts.candidates import PREFIX
 from registry.review.lineage import _entry
 from registry.storage import store
+from registry.storage.names import PREFIX
 from registry.trail import audit
 from registry.trail.verify import verify_all
 from workspace.paths import Workspace

@@ -14,8 +14,8 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from registry.artifacts import compare
-from registry.artifacts.candidates import PENDING
 from registry.review import approval, reviewer
+from registry.storage.names import PENDING
 from tailor.web import security, users
 from workspace.errors import UserError
 from workspace.paths import Workspace
