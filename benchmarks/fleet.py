@@ -139,7 +139,7 @@ def measure(workdir: Path, n: int, per_label: int, encoder: str, ingest_only: bo
     out["new_tenant_ingest_seconds"] = _cli(ws.root, "ingest", "newco", str(new))
     out["new_tenant_adapt_seconds"] = _cli(ws.root, "adapt", "newco")
 
-    from registry import approval
+    from registry.review import approval
 
     approval.approve(ws, settings, tenants[1], "1", "reviewer", "benchmark",
                      override_reason="benchmark of the commands, not of the model")

@@ -49,7 +49,9 @@ def _fill(ws, settings, base, base_dir, n: int, say) -> None:
     import mlflow
 
     from lightning_modules.delta import read_manifest
-    from registry import candidates, pyfunc, store, transitions
+    from registry.artifacts import candidates, pyfunc
+    from registry.storage import store
+    from registry.trail import transitions
     from tests.governance import PASSED, make_delta
 
     delta = make_delta(ws, base, "fill-template")
@@ -73,9 +75,10 @@ def _fill(ws, settings, base, base_dir, n: int, say) -> None:
 def run(n_tenants: int, sample: int, out_dir: Path, say=print) -> dict:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
-    from registry import approval, lineage, store
-    from registry.report import audit_report
-    from registry.verify import verify_all
+    from registry.review import approval, lineage
+    from registry.review.report import audit_report
+    from registry.storage import store
+    from registry.trail.verify import verify_all
     from tests import governance as g
 
     root = Path(tempfile.mkdtemp(prefix="tailor-gov-bench-"))
@@ -165,7 +168,7 @@ def main() -> None:
     parser.add_argument("--sample", type=int, default=40, help="tenants the timed operations run on")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
-    from registry import store  # noqa: F401 - configure logging quietly before MLflow loads
+    from registry.storage import store  # noqa: F401 - configure logging quietly before MLflow loads
 
     run(args.tenants, args.sample, args.out)
 

@@ -159,7 +159,7 @@ def report(rows: int, results: list[dict], overhead: dict, started: float, load:
               f"cache: {cold['first_s']} s. It answered `{cold['label']}`.", "",
               f"- under {TARGET_COLD_S:g} s cold: **{'met' if cold['median_s'] < TARGET_COLD_S else 'missed'}** "
               f"({cold['median_s']} s). The command reads the embedded MLflow store through sqlite "
-              "(`registry.reader`) and runs the encoder's frozen layers in plain torch "
+              "(`registry.storage.reader`) and runs the encoder's frozen layers in plain torch "
               "(`lightning_modules.frozen_bert`): it imports neither MLflow nor transformers.", ""]
     default = next((r for r in results if r["batch_size"] == 64), results[0])
     rss_ok = default["peak_rss_mib"] < TARGET_RSS_MB

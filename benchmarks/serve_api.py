@@ -38,8 +38,11 @@ def _rss_mb() -> float:
 
 
 def build(root: Path, encoder: str, n: int, say) -> tuple:
-    from registry import approval, candidates, serving, store, transitions
-    from registry.base_model import get_base
+    from registry.artifacts import candidates, serving
+    from registry.artifacts.base_model import get_base
+    from registry.review import approval
+    from registry.storage import store
+    from registry.trail import transitions
     from lightning_modules.delta import load_delta, read_manifest, save_delta
     from tailor import cli
     from tests.conftest import synthetic_tenant, tiny_settings
@@ -128,7 +131,8 @@ def loop(engine, plan: list[str]) -> float:
 def run(encoder: str, n: int, requests: int, out: Path, say=print) -> dict:
     import torch
 
-    from registry import approval, store
+    from registry.review import approval
+    from registry.storage import store
     from tailor.api.engine import Engine
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -159,7 +163,8 @@ def run(encoder: str, n: int, requests: int, out: Path, say=print) -> dict:
                  "one_at_a_time_loop": loop(engine, spread)}
         # approval visibility: a new version of acme, approved while the poller runs
         store.configure(ws, settings)
-        from registry import candidates, transitions, serving
+        from registry.artifacts import candidates, serving
+        from registry.trail import transitions
         mv = store.client().get_model_version("tailor-tenant-acme", "1")
         name = "tailor-tenant-acme"
         # register the same artifact again under a new source folder -> version 2 of acme
@@ -169,7 +174,7 @@ def run(encoder: str, n: int, requests: int, out: Path, say=print) -> dict:
 
         shutil.copytree(src, dst)
         tags = {**mv.tags, "status": candidates.PENDING}
-        from registry.base_model import get_base
+        from registry.artifacts.base_model import get_base
 
         base = get_base(mv.tags["base_version"])
         transitions.execute(ws, "acme", lambda: candidates.plan_register(

@@ -61,7 +61,8 @@ def measure(root: Path, n: int, stores: dict, schedule: dict) -> dict:
     from flows.fleet import settings_digest
     from lightning_modules.delta import load_base
     from lightning_modules.encoder import load_encoder
-    from registry import approval, base_model, candidates, serving
+    from registry.artifacts import base_model, candidates, serving
+    from registry.review import approval
 
     out: dict[str, list[float]] = {"ingest": [], "register": [], "predict_cold": [], "predict_warm": []}
     for tenant, path in files.items():

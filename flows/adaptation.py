@@ -27,7 +27,8 @@ from flows.runtime import flow_run_id
 from lightning_modules.adaptation import AdaptationRejected, adapt_tenant
 from lightning_modules.delta import load_base, save_delta
 from lightning_modules.encoder import load_encoder
-from registry import base_model, candidates, store
+from registry.artifacts import base_model, candidates
+from registry.storage import store
 from workspace import faults, versioning
 from workspace.errors import UserError
 from workspace.provenance import code_version

@@ -16,7 +16,8 @@ from flows.retry import io_retry
 from flows.runtime import flow_run_id
 from lightning_modules.encoder import load_encoder
 from lightning_modules.training import check_enough_examples, meta_train
-from registry import base_model, store
+from registry.artifacts import base_model
+from registry.storage import store
 from workspace.errors import UserError
 from workspace.provenance import code_version
 

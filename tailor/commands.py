@@ -47,7 +47,7 @@ class Context:
 
             runtime.configure(ws, settings, self.debug, meanwhile=preload and (lambda: _preload(preload)))
         if mlflow:
-            from registry import store
+            from registry.storage import store
 
             store.configure(ws, settings, read_only=read_only)
         return ws, settings
@@ -198,7 +198,7 @@ def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False) -> d
 
 def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, force: bool = False,
           json_out: bool = False, dry_run: bool = False) -> list[dict]:
-    from registry.identity import resolve
+    from registry.trail.identity import resolve
 
     requested_by = resolve(requested_by, "--user")
     if dry_run:
@@ -269,7 +269,7 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
     ws, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
     if out is not None:
         _check_out(ws, out, file)
-    from registry.serving import labels, predict_batches
+    from registry.artifacts.serving import labels, predict_batches
 
     source = texts if texts else _file_texts(file)
     loading = f"loading {tenant}'s champion (encoder, base and delta)"
@@ -338,8 +338,8 @@ def _check_out(ws: Workspace, out: Path, file: Path | None) -> None:
 
 def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
     _, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
-    from registry.approval import list_reviews
-    from registry.compare import data_change_text
+    from registry.artifacts.compare import data_change_text
+    from registry.review.approval import list_reviews
 
     rows = list_reviews(None if status == "all" else status, settings)
     if json_out:
@@ -383,12 +383,12 @@ def would(json_out: bool, result: dict) -> dict:
 
 def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, override: str | None,
             json_out: bool = False, dry_run: bool = False) -> dict:
-    from registry.identity import resolve
+    from registry.trail.identity import resolve
 
     reviewer = resolve(reviewer, "--user")
     with working(f"{'dry run: ' if dry_run else ''}approving {tenant} v{version}: gates, four eyes, audit record"):
         ws, settings = ctx.open()
-        from registry.approval import approve as do_approve
+        from registry.review.approval import approve as do_approve
 
         result = do_approve(ws, settings, tenant, version, reviewer, reason, override_reason=override,
                             dry_run=dry_run)
@@ -399,12 +399,12 @@ def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reaso
 
 def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, json_out: bool = False,
            dry_run: bool = False) -> dict:
-    from registry.identity import resolve
+    from registry.trail.identity import resolve
 
     reviewer = resolve(reviewer, "--user")
     with working(f"{'dry run: ' if dry_run else ''}rejecting {tenant} v{version}: audit record"):
         ws, _ = ctx.open()
-        from registry.approval import reject as do_reject
+        from registry.review.approval import reject as do_reject
 
         result = do_reject(ws, tenant, version, reviewer, reason, dry_run=dry_run)
     if dry_run:
@@ -414,20 +414,20 @@ def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason
 
 def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason: str, actor: str | None,
              json_out: bool = False, dry_run: bool = False) -> dict:
-    from registry.identity import resolve
+    from registry.trail.identity import resolve
 
     actor = resolve(actor, "--user")
     ws, settings = ctx.open()
     if base_version:
         if dry_run:
             raise UserError("--dry-run covers a tenant's rollback, not --base-version")
-        from registry.base_model import set_current_base
+        from registry.artifacts.base_model import set_current_base
 
         result = set_current_base(ws, base_version, actor=actor, reason=reason)
         return done(json_out, {"base_version": result.version},
                     f"tailor-base v{result.version} is current again (by {actor}); re-adapt tenants with "
                     "`tailor adapt --all`")
-    from registry.approval import rollback as do_rollback
+    from registry.review.approval import rollback as do_rollback
 
     with working(f"{'dry run: ' if dry_run else ''}rolling {tenant} back: audit record"):
         result = do_rollback(ws, settings, tenant, actor, reason, dry_run=dry_run)
@@ -443,7 +443,7 @@ def rollback(ctx: Context, tenant: str | None, base_version: str | None, reason:
 
 def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None, json_out: bool) -> dict:
     ws, _ = ctx.open(read_only=True)
-    from registry.lineage import lineage as get_lineage, render
+    from registry.review.lineage import lineage as get_lineage, render
 
     result = get_lineage(ws, tenant, version=version, at=at)
     if json_out:
@@ -455,7 +455,7 @@ def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None,
 
 def lineage_all(ctx: Context, json_out: bool, html: Path | None) -> dict:
     ws, _ = ctx.open(read_only=True)
-    from registry.report import audit_report, render_html
+    from registry.review.report import audit_report, render_html
 
     report = audit_report(ws)
     if html is not None:
@@ -473,7 +473,7 @@ def lineage_all(ctx: Context, json_out: bool, html: Path | None) -> dict:
 
 def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False) -> dict:
     ws, _ = ctx.open(read_only=not repair)  # only a repair writes
-    from registry.verify import verify_all
+    from registry.trail.verify import verify_all
 
     result = verify_all(ws, repair=repair)
     if json_out:
@@ -530,8 +530,8 @@ def mlflow_ui(ctx: Context, host: str, port: int) -> None:
     """Replace this process with MLflow's own UI on the workspace's store (the embedded sqlite
     database and artifact folder), so what it shows is what Tailor registered."""
     ws, settings = ctx.open(mlflow=False)
-    from registry.reader import sqlite_path
-    from registry.store import is_server, locations
+    from registry.storage.reader import sqlite_path
+    from registry.storage.store import is_server, locations
 
     uri, root = locations(ws, settings)
     if is_server(uri):

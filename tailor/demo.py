@@ -166,7 +166,7 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
 
 
 def _latest_version(tenant: str) -> int:
-    from registry.approval import list_reviews
+    from registry.review.approval import list_reviews
 
     versions = [int(r["version"]) for r in list_reviews(None) if r["tenant"] == tenant]
     return max(versions)

@@ -10,8 +10,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-from registry import base_model, candidates, store
-from registry.reader import SqliteReader
+from registry.artifacts import base_model, candidates
+from registry.storage import store
+from registry.storage.reader import SqliteReader
 from workspace.paths import Workspace
 
 PASSED = {"passed": True, "failures": []}
@@ -41,7 +42,7 @@ def fresh_workspace(root: Path, settings=None) -> tuple[Workspace, object]:
 
 @contextmanager
 def read_only(ws: Workspace, settings):
-    """The store as a read command opens it (``registry.reader``'s sqlite view, no MLflow), then
+    """The store as a read command opens it (``registry.storage.reader``'s sqlite view, no MLflow), then
     MLflow's client again, as the next command would have it."""
     store.configure(ws, settings, read_only=True)
     try:
@@ -105,7 +106,7 @@ def worker(argv: list[str]) -> int:
     another process would run it (waits for GO-FILE to exist, so two workers start together)."""
     root, action, tenant, version, who = argv[:5]
     go = Path(argv[5]) if len(argv) > 5 else None
-    from registry import approval
+    from registry.review import approval
     from workspace.errors import UserError
     from workspace.settings import load_settings
 
@@ -135,7 +136,7 @@ if __name__ == "__main__":
 def forge_append(move_head: bool = True, **fields) -> dict:
     """What a writer of the tracking store can do without the workspace signing key: append a
     correctly chained audit record through MLflow's API and move the registry's head tag."""
-    from registry import audit
+    from registry.trail import audit
 
     c = store.client()
     exp = c.get_experiment_by_name(audit.EXPERIMENT).experiment_id

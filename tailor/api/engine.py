@@ -15,7 +15,7 @@ from collections import OrderedDict
 from concurrent.futures import Future
 from dataclasses import dataclass
 
-from registry import champions
+from registry.artifacts import champions
 from tailor.api.metrics import Metrics
 from workspace.errors import UserError
 from workspace.settings import Settings

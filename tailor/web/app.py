@@ -1,6 +1,6 @@
 """The review page: log in, see pending candidates with their gates and the champion, open one
 (per-label results, confusion matrix, validation report, isolation, data changes), approve or
-reject it with a reason. Decisions go through ``registry.approval`` (the same transitions as the
+reject it with a reason. Decisions go through ``registry.review.approval`` (the same transitions as the
 CLI) as the logged-in identity. Jinja2 escapes everything rendered."""
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
-from registry import approval, compare, review
-from registry.candidates import PENDING
+from registry.artifacts import compare
+from registry.review import approval, reviewer
+from registry.storage.names import PENDING
 from tailor.web import security, users
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -155,7 +156,7 @@ def create_app(ws: Workspace, settings: Settings, allowed_hosts: list[str] | Non
     def _candidate_page(request: Request, tenant: str, version: str, error: str | None = None,
                         notice: str | None = None, status: int = 200):
         try:
-            info = review.candidate(settings, tenant, version)
+            info = reviewer.candidate(settings, tenant, version)
         except UserError as exc:
             return page(request, "error.html", status=404, error=page_words(str(exc)))
         waiting = [r for r in approval.list_reviews(PENDING, None)
@@ -170,7 +171,7 @@ def create_app(ws: Workspace, settings: Settings, allowed_hosts: list[str] | Non
     def confusion(request: Request, tenant: str, version: str):
         need_user(request)
         try:
-            return Response(review.confusion_png(tenant, version), media_type="image/png")
+            return Response(reviewer.confusion_png(tenant, version), media_type="image/png")
         except UserError as exc:
             raise HTTPException(404, str(exc)) from None
 

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 
 from filelock import FileLock
 
-from registry import identity
+from registry.trail import identity
 from workspace.errors import UserError
 from workspace.paths import Workspace
 

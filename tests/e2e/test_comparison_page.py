@@ -6,7 +6,8 @@ import sys
 
 import pytest
 
-from registry import approval, serving
+from registry.artifacts import serving
+from registry.review import approval
 from tailor.web import users
 from tests import governance as g
 from tests.e2e.test_review_page import ROOT, browser, by_id, free_port, wait_up  # noqa: F401 - fixture

@@ -79,7 +79,8 @@ def test_stages_list_their_tenant_data_and_params(pipe):
 
 
 def test_the_base_records_every_tenants_data_version(pipe):
-    from registry import base_model, store
+    from registry.artifacts import base_model
+    from registry.storage import store
     from workspace.settings import load_settings
 
     ws = pipe["ws"]
@@ -102,7 +103,8 @@ def test_nothing_changed_nothing_reruns(pipe):
 
 def test_a_rerun_reproduces_the_same_base(pipe):
     """The stage's command again, on the recorded inputs: the same weights, so the same version."""
-    from registry import base_model, store
+    from registry.artifacts import base_model
+    from registry.storage import store
 
     root = pipe["root"]
     before = json.loads((root / "pipeline" / "base.json").read_text())

@@ -31,7 +31,7 @@ def tailor(ws, *argv, capsys=None, who=None):
     if capsys:
         capsys.readouterr()  # drop what earlier commands printed
     code = cli.main(["--workspace", str(ws), *argv])
-    from registry import store
+    from registry.storage import store
 
     # a read command leaves its read-only view configured; the test's own MLflow calls come next,
     # as the next command (a fresh process) would make them, through MLflow
@@ -89,7 +89,7 @@ def test_approve_predict_rollback_and_lineage(loop, capsys):
     code, out = tailor(ws, "adapt", "--all", "--dry-run", "--json", capsys=capsys, who="bob")
     plan = json.loads(out.out)  # newco's data changed: it, and nothing is registered by asking
     assert code == 0 and plan["dry_run"] and {"tenant": "newco", "why": "data changed"} in plan["would_adapt"]
-    from registry import store
+    from registry.storage import store
 
     assert len(store.versions("tailor-tenant-newco")) == 1
     assert tailor(ws, "adapt", "newco", who="bob")[0] == 0
@@ -144,7 +144,7 @@ def test_mlflow_shows_what_a_reviewer_sees(loop, capsys):
     from pathlib import Path
     from urllib.parse import urlparse
 
-    from registry import store
+    from registry.storage import store
 
     code, out = tailor(loop["ws"], "lineage", "acme", "--version", "1", "--json", capsys=capsys)
     v1 = json.loads(out.out)["versions"][0]
@@ -172,7 +172,7 @@ def test_mlflow_shows_what_a_reviewer_sees(loop, capsys):
 def test_batch_adapt_reports_unknown_and_broken_tenants_on_one_line_and_registers_the_rest(loop, capsys):
     """`adapt a b c` with an unknown id, an invalid id, a hand-edited data file and a tenant larger
     than limits.max_adapt_rows: the good ones (the large one sampled) are registered."""
-    from registry import store
+    from registry.storage import store
 
     ws, inbox = loop["ws"], loop["inbox"]
     big = write_csv(inbox / "bigco.csv", *synthetic_tenant(["animal", "law", "food"], 40, seed=9))
@@ -229,7 +229,7 @@ def test_mlflow_models_serve_answers_for_the_champion_as_tailor_predict_does(loo
     same labels `tailor predict` gives (newco's champion is v1 after the rollback above)."""
     import urllib.request
 
-    from registry import store
+    from registry.storage import store
     from tests.servers import model_server
 
     texts = ["rain snow storm", "court judge jury", "guitar piano drum", "fog hail sleet"]

@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from registry import approval, store
+from registry.review import approval
+from registry.storage import store
 from tailor.web import users
 from tests import governance as g
 from tests.conftest import tiny_settings

@@ -44,7 +44,7 @@ def call(url, path, body=None, key=None, rid=None):
 
 def predict_cli(root, tenant, texts, capsys):
     """What `tailor predict TENANT TEXT... --json` prints (blank texts are refused there: left out)."""
-    from registry import store
+    from registry.storage import store
 
     capsys.readouterr()
     asked = [t for t in texts if t.strip()]
@@ -66,7 +66,8 @@ def same(answer, expected):
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    from registry import approval, store
+    from registry.review import approval
+    from registry.storage import store
     from workspace.settings import load_settings
 
     root = tmp_path_factory.mktemp("serve") / "ws"
@@ -162,7 +163,7 @@ def test_a_caller_queries_only_its_own_tenants(served):
 
 
 def _artifact(root: Path, tenant: str, version: str) -> Path:
-    from registry import store
+    from registry.storage import store
 
     uri = store.client().get_model_version_download_uri(f"tailor-tenant-{tenant}", version)
     from urllib.parse import urlparse
@@ -210,7 +211,7 @@ def _wait_version(url, key, tenant, version, texts, limit=5.0):
 
 
 def test_approval_and_rollback_reach_serving_without_restart(served, capsys):
-    from registry import approval
+    from registry.review import approval
 
     url, key, root, ws, settings = served["url"], served["keys"]["all"], served["root"], served["ws"], served["settings"]
     texts = ASK["acme"]

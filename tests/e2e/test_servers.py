@@ -62,7 +62,7 @@ def test_fleet_adaptation_runs_on_both_dask_workers(team):
 
 
 def test_artifacts_go_through_the_servers_proxy(team):
-    from registry import store
+    from registry.storage import store
 
     ws = Workspace(team["root"])
     from workspace.settings import load_settings
@@ -99,7 +99,8 @@ def test_serve_api_serves_from_the_tracking_server(team, capsys):
     proxy answer as `tailor predict` does, under concurrent mixed-tenant load; an approval reaches
     serving without a restart, and so does a rollback; a caller sees only its tenants; a delta edited in the server's
     artifact store and in the local cache is a 409, then served again once restored."""
-    from registry import approval, store
+    from registry.review import approval
+    from registry.storage import store
     from tailor.api import keys
     from workspace.settings import load_settings
     from tests.e2e.test_serve_api import ASK, call, predict_cli, same, _wait_version

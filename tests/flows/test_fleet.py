@@ -44,7 +44,7 @@ def fleet(tmp_path_factory):
 
 
 def versions(tenant):
-    from registry import store
+    from registry.storage import store
 
     return [str(mv.version) for mv in store.versions(f"tailor-tenant-{tenant}")]
 
@@ -257,7 +257,7 @@ def test_tailor_serve_deploys_on_params_cron_and_a_triggered_run_registers_candi
             log.close()
             params.write_text(original)
     assert versions("g-new") == ["1"]
-    from registry import store
+    from registry.storage import store
 
     assert store.client().get_model_version("tailor-tenant-g-new", "1").tags["requested_by"] == "service:scheduler"
     record = json.loads((root / "pipeline" / "candidates.json").read_text())["tenants"]
@@ -267,7 +267,8 @@ def test_tailor_serve_deploys_on_params_cron_and_a_triggered_run_registers_candi
 def test_review_list_reads_the_registry_without_mlflow_and_sees_what_mlflow_sees(fleet):
     """`review list` reads the embedded sqlite store directly (MLflow's import alone takes seconds):
     every row, alias, gate and champion must be what MLflow's own client gives."""
-    from registry import approval, store
+    from registry.review import approval
+    from registry.storage import store
     from workspace.settings import load_settings
 
     ws = fleet["ws"]
@@ -283,9 +284,11 @@ def test_review_list_reads_the_registry_without_mlflow_and_sees_what_mlflow_sees
 
 
 def test_predict_reads_the_champion_and_its_audit_records_as_mlflow_gives_them(fleet):
-    """`tailor predict` reads the embedded store through ``registry.reader``: the champion, its
+    """`tailor predict` reads the embedded store through ``registry.storage.reader``: the champion, its
     tags and files' location, and the tenant's audit records must be what MLflow's client gives."""
-    from registry import audit, drift, serving, store
+    from registry.artifacts import serving
+    from registry.storage import store
+    from registry.trail import audit, drift
     from workspace.settings import load_settings
 
     ws = fleet["ws"]
@@ -303,7 +306,7 @@ def test_predict_reads_the_champion_and_its_audit_records_as_mlflow_gives_them(f
 
     store.configure(ws, settings)
     if store.alias_version("tailor-tenant-a-good", "champion") is None:  # run on its own
-        from registry import approval
+        from registry.review import approval
 
         approval.approve(ws, settings, "a-good", "1", "alice", "checked", override_reason="test")
     with_mlflow = seen()

@@ -65,6 +65,6 @@ def test_a_worker_on_the_pool_runs_the_deployed_fleet_flow(tmp_path):
             log.close()
     record = json.loads((root / "pipeline" / "candidates.json").read_text())["tenants"]
     assert {t: record[t]["status"] for t in fleet} == {t: "adapted" for t in fleet}
-    from registry import store
+    from registry.storage import store
 
     assert all(store.versions(f"tailor-tenant-{t}") for t in fleet)

@@ -5,8 +5,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from registry import audit, store
-from registry.verify import verify_all
+from registry.storage import store
+from registry.trail import audit
+from registry.trail.verify import verify_all
 from tests import governance as g
 from workspace import signing
 from workspace.errors import UserError

@@ -7,7 +7,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from registry import approval, compare, review, serving, store
+from registry.artifacts import compare, serving
+from registry.review import approval, reviewer
+from registry.storage import store
 from tests import governance as g
 from workspace.errors import UserError
 
@@ -71,7 +73,7 @@ def test_registration_scores_the_champion_on_the_candidates_held_out_texts(tmp_p
     from tailor.commands import same_texts_cell  # the `tailor review list` column
     assert same_texts_cell(same) == f"0.778 [0.45,0.94] vs v{first} 0.778 [0.45,0.94], n=9"
 
-    page = review.candidate(settings, "cmp", second)
+    page = reviewer.candidate(settings, "cmp", second)
     cmp = page["comparison"]
     assert cmp["current"] and cmp["champion_pred"] == CHAMP
     changed = {(r["text"], r["old"], r["new"], r["true"]) for r in cmp["changed"]}
@@ -90,7 +92,7 @@ def test_first_candidate_has_nothing_to_compare(tmp_path):
     held_out = {"y_true": TRUE, "y_pred": CAND, "texts": TEXTS}
     version = g.register(ws, base, base_dir, "solo", labels=LABELS, held_out=held_out)
     assert "compared_with" not in store.client().get_model_version("tailor-tenant-solo", version).tags
-    assert review.candidate(settings, "solo", version)["comparison"] is None
+    assert reviewer.candidate(settings, "solo", version)["comparison"] is None
 
 
 def test_review_page_shows_the_comparison(tmp_path, monkeypatch):
@@ -137,7 +139,7 @@ def test_data_change_counts_rows_added_and_removed_per_label():
 
 def _register_on(ws, base, base_dir, tenant, data_version, seed, data_rows=None) -> str:
     """A hand-built candidate whose manifest names ``data_version``."""
-    from registry import candidates
+    from registry.artifacts import candidates
 
     delta = g.make_delta(ws, base, tenant, labels=LABELS, seed=seed)
     manifest = json.loads((delta / "manifest.json").read_text())
@@ -209,7 +211,7 @@ def test_a_champion_data_version_that_cannot_be_read_is_said_not_fatal(tmp_path)
         raise UserError(f"tenant dlost has no committed data version {md5}")
 
     second = _register_on(ws, base, base_dir, "dlost", "md5:" + "1" * 32, seed=2, data_rows=unreadable)
-    change = review.candidate(settings, "dlost", second)["data_changes"]
+    change = reviewer.candidate(settings, "dlost", second)["data_changes"]
     assert change["error"] == ("the champion's data md5:" + "0" * 32 + " could not be read: tenant dlost has no "
                                "committed data version md5:" + "0" * 32)
     row = next(r for r in approval.list_reviews("pending", settings) if r["version"] == second)

@@ -13,8 +13,10 @@ from urllib.parse import urlparse
 import mlflow
 import pytest
 
-from registry import approval, serving, store
-from registry.verify import verify_all
+from registry.artifacts import serving
+from registry.review import approval
+from registry.storage import store
+from registry.trail.verify import verify_all
 from tests import governance as g
 from workspace.errors import UserError
 
@@ -165,7 +167,7 @@ def test_an_edited_manifest_or_cache_is_refused_or_fetched_again(gov):
 def test_a_forged_approval_is_named_and_refused_everywhere(gov):
     """A writer of the tracking store approves a rejected version as Tailor would: a correctly
     chained intent and commit, the tags and the alias, all through MLflow's API, without the key."""
-    from registry import transitions
+    from registry.trail import transitions
 
     v1 = reg(gov, "forge", seed=1)
     approve(gov, "forge", v1)

@@ -96,7 +96,7 @@ def test_a_data_version_lost_from_cache_and_remote_is_one_line_naming_it(tmp_pat
 def _owner(pid: int, started: float) -> dict:
     import socket
 
-    from registry import owners
+    from registry.storage import owners
     return {owners.OWNER_HOST: socket.gethostname(), owners.OWNER_PID: str(pid),
             owners.OWNER_STARTED: f"{started:.2f}"}
 
@@ -104,7 +104,7 @@ def _owner(pid: int, started: float) -> dict:
 def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_ones(tmp_path):
     from mlflow import MlflowClient
 
-    from registry import owners, store
+    from registry.storage import owners, store
     from tests.governance import fresh_workspace, make_base, register
 
     ws, _ = fresh_workspace(tmp_path / "ws")   # configured; MLflow's client not opened yet
@@ -134,7 +134,7 @@ def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_on
     assert owners.FAILED_REASON not in status["alive"].data.tags
 
     # the runs Tailor starts carry their owner, so the sweep can find them after a kill
-    from registry import base_model
+    from registry.artifacts import base_model
 
     base, base_dir = make_base(ws)
     register(ws, base, base_dir, "acme")

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from registry import approval, audit, store
+from registry.review import approval
+from registry.storage import store
+from registry.trail import audit
 from tailor import cli
 from tailor.web import users
 from tests import governance as g

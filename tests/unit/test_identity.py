@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from registry import identity
+from registry.trail import identity
 from tailor import cli
 from tailor.web import users
 from workspace.errors import UserError

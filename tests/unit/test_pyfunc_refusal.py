@@ -7,7 +7,7 @@ import logging
 import mlflow
 import pytest
 
-from registry import pyfunc
+from registry.artifacts import pyfunc
 from tests.unit.test_drift_isolation import _edit_config, gov, reg, stored_folder  # noqa: F401 - fixture
 
 FORGED = "forged\nINFO all good"  # a digest in the model config, edited to write a log line of its own

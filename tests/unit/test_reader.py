@@ -1,9 +1,11 @@
-"""The read-only sqlite view of the embedded MLflow store (``registry.reader``) answers what
+"""The read-only sqlite view of the embedded MLflow store (``registry.storage.reader``) answers what
 MLflow's own client answers, on a store that has been tampered with by hand: the read commands
 (`review list`, `lineage`, `audit verify`) use it instead of importing MLflow."""
 import pytest
 
-from registry import approval, drift, lineage, store
+from registry.review import approval, lineage
+from registry.storage import store
+from registry.trail import drift
 from tests import governance as g
 from workspace.settings import load_settings
 

@@ -14,7 +14,10 @@ import torch
 from safetensors.torch import save_file
 
 from lightning_modules.delta import save_base, save_delta, sha256_file
-from registry import approval, audit, base_model, candidates, isolation, lineage, serving, store
+from registry.artifacts import base_model, candidates, checks, serving
+from registry.review import approval, lineage
+from registry.storage import store
+from registry.trail import audit
 from tests.conftest import synthetic_tenant, tiny_settings
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -187,7 +190,7 @@ def test_failed_gates_are_named_and_an_override_needs_a_reason(reg):
 
 def test_isolation_failure_is_a_gate(reg):
     bad = make_delta(reg, "iso", extra={"L0.attention.self.query.weight": torch.zeros(8, 8)})
-    passed, reasons = isolation.check("iso", bad, reg["base"])
+    passed, reasons = checks.check("iso", bad, reg["base"])
     assert not passed and "outside the adapters and head" in reasons[0]
     version = candidates.register_candidate(reg["ws"], "iso", bad, reg["base_dir"], base=reg["base"],
                                             validation=PASSED, requested_by="scheduler")
@@ -198,18 +201,18 @@ def test_isolation_failure_is_a_gate(reg):
 
 def test_isolation_checks_tenant_base_checksum_and_labels(reg, tmp_path):
     good = make_delta(reg, "iso-b")
-    assert isolation.check("iso-b", good, reg["base"]) == (True, [])
-    assert not isolation.check("iso-c", good, reg["base"])[0]
+    assert checks.check("iso-b", good, reg["base"]) == (True, [])
+    assert not checks.check("iso-c", good, reg["base"])[0]
     other_base = base_model.BaseRef("tailor-base", "9", "sha256:" + "0" * 64, "")
-    assert any("adapted from base" in r for r in isolation.check("iso-b", good, other_base)[1])
+    assert any("adapted from base" in r for r in checks.check("iso-b", good, other_base)[1])
     dup = make_delta(reg, "iso-b", labels=("A", "A"))
-    assert "labels are not unique" in isolation.check("iso-b", dup, reg["base"])[1]
+    assert "labels are not unique" in checks.check("iso-b", dup, reg["base"])[1]
     with open(good / "delta.safetensors", "r+b") as f:  # flip a byte of the tensors
         f.seek(-1, 2)
         last = f.read(1)
         f.seek(-1, 2)
         f.write(bytes([last[0] ^ 1]))
-    assert any("checksum" in r for r in isolation.check("iso-b", good, reg["base"])[1])
+    assert any("checksum" in r for r in checks.check("iso-b", good, reg["base"])[1])
 
 
 def test_reject_closes_a_candidate(reg):
@@ -307,7 +310,7 @@ def test_tenant_model_predicts_with_a_fake_predictor(monkeypatch):
     """The pyfunc wrapper alone: input shapes in, label + score out (a fake predictor is enough)."""
     import numpy as np
 
-    from registry.pyfunc import TenantModel
+    from registry.artifacts.pyfunc import TenantModel
 
     class Fake:
         def predict_proba(self, texts):
@@ -336,7 +339,7 @@ def test_real_version_loads_as_pyfunc_and_as_champion(reg, monkeypatch):
                 "base": {"name": ref.name, "version": ref.version, "digest": ref.digest},
                 "adaptation": out.adaptation, "metrics": out.metrics}
     delta = save_delta(reg["root"] / "deltas" / "serve", out.delta, manifest)
-    assert isolation.check("serve", delta, ref) == (True, [])
+    assert checks.check("serve", delta, ref) == (True, [])
     version = candidates.register_candidate(reg["ws"], "serve", delta, reg["base_dir"], base=ref,
                                             validation=PASSED, requested_by="scheduler")
     model = mlflow.pyfunc.load_model("models:/tailor-tenant-serve@candidate")

@@ -5,7 +5,7 @@ from types import SimpleNamespace
 import pytest
 
 from flows import runtime
-from registry import store
+from registry.storage import store
 from tailor import cli
 from workspace import remote
 from workspace.errors import UserError

@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from registry import approval, audit, candidates, identity, store, transitions
-from registry.verify import verify_all
+from registry.artifacts import candidates
+from registry.review import approval
+from registry.storage import store
+from registry.trail import audit, identity, transitions
+from registry.trail.verify import verify_all
 from tests import governance as g
 from workspace.errors import UserError
 
@@ -192,7 +195,7 @@ def test_the_next_command_completes_an_interrupted_approval(gov):
 def test_predict_reading_the_store_read_only_finishes_an_interrupted_approval_first(gov):
     """`tailor predict` reads through the sqlite view; open work makes it switch to MLflow's client,
     finish the transition, and serve the champion the approval meant."""
-    from registry import serving
+    from registry.artifacts import serving
 
     v1 = reg(gov, "pnext", seed=1)
     proc = spawn(gov, "approve", "pnext", v1, "alice", fault="approve:after-tags")
@@ -207,10 +210,10 @@ def test_a_register_killed_after_creating_the_version_is_completed_not_duplicate
     delta = g.make_delta(gov["ws"], gov["base"], "reg-crash")
     kw = dict(base=gov["base"], validation=g.PASSED, requested_by="service:scheduler")
     code = (f"import sys; sys.path.insert(0, {str(ROOT)!r});"
-            "from tests import governance as g; from registry import store, candidates;"
+            "from tests import governance as g; from registry.storage import store; from registry.artifacts import candidates;"
             "from workspace.paths import Workspace; from workspace.settings import Settings;"
             f"ws = Workspace(__import__('pathlib').Path({str(gov['ws'].root)!r})); store.configure(ws, Settings());"
-            "base = __import__('registry.base_model', fromlist=['x']).get_base();"
+            "base = __import__('registry.artifacts.base_model', fromlist=['x']).get_base();"
             f"candidates.register_candidate(ws, 'reg-crash', {str(delta)!r}, {str(gov['base_dir'])!r}, base=base,"
             " validation=g.PASSED, requested_by='service:scheduler')")
     env = {**os.environ, "TAILOR_FAULT": "register:after-create"}
@@ -253,7 +256,7 @@ def test_the_registry_lock_serialises_two_processes_and_leaves_no_row(gov_regist
 def test_a_registry_lock_left_by_a_dead_process_is_taken_over_and_a_live_one_waits(gov_registry_lock):
     import time as clock
 
-    from registry.locks import RegistryLock
+    from registry.storage.locks import RegistryLock
 
     gov = gov_registry_lock
     v = reg(gov, "stale")
@@ -273,8 +276,8 @@ def test_audit_verify_waits_for_a_registration_under_way_instead_of_calling_it_i
     for the live writer's lock and then finds the log and registry in agreement."""
     import time
 
-    from registry import transitions
-    from registry.verify import verify_all
+    from registry.trail import transitions
+    from registry.trail.verify import verify_all
 
     real, started = transitions.apply, threading.Event()
 

@@ -5,7 +5,7 @@ import re
 import pytest
 from fastapi.testclient import TestClient
 
-from registry import store
+from registry.storage import store
 from tailor.web import users
 from tailor.web.app import create_app
 from tests import governance as g

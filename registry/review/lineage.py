@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from registry import audit, store
-from registry.approval import summary
-from registry.candidates import CANDIDATE, CHAMPION
+from registry.review.approval import summary
+from registry.storage import store
+from registry.storage.names import CANDIDATE, CHAMPION
+from registry.trail import audit
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.tenants import check_tenant_id, tenant_model_name
@@ -65,7 +66,7 @@ def lineage(ws: Workspace, tenant: str, version: str | None = None, at: datetime
     out = {"tenant": tenant, "champion": None if champion is None else str(champion.version),
            "candidate": None if candidate is None else str(candidate.version)}
     if champion is not None:
-        from registry.drift import champion_problem
+        from registry.trail.drift import champion_problem
 
         out["drift"] = champion_problem(tenant, champion)
     if version is not None:

@@ -1,6 +1,6 @@
 """Champions for a long-running multi-tenant server (``tailor serve-api``).
 
-The same checks as ``tailor predict`` (``registry.serving``): the ``@champion`` must be backed by
+The same checks as ``tailor predict`` (``registry.artifacts.serving``): the ``@champion`` must be backed by
 the audit log (no drift), its files must match the digests recorded at registration, and the
 delta's manifest must name the tenant and base. What this adds is what a server needs to notice
 a change without a restart: a cheap *fingerprint* of every tenant's champion (its version and the
@@ -12,8 +12,9 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from registry import serving, store
-from registry.candidates import CHAMPION
+from registry.artifacts import serving
+from registry.storage import store
+from registry.storage.names import CHAMPION
 from workspace.errors import UserError
 from workspace.tenants import tenant_model_name
 
@@ -78,7 +79,7 @@ def load(tenant: str) -> Champion:
 def in_transition(tenant: str) -> bool:
     """An approval, rollback or registration of the tenant is under way (its audit intent is open):
     a poll waits for its commit rather than loading a half-applied state."""
-    from registry import audit
+    from registry.trail import audit
 
     return bool(audit.open_intents(tenant))
 

@@ -36,12 +36,12 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
     Idempotent: every command and flow task calls it before its first registry call. MLflow's own
     logs and warnings stay off the user's screen unless ``debug``. ``read_only`` (a command that
     only reads: review list, lineage, audit verify, predict): with an existing embedded sqlite store, ``client()`` is
-    ``registry.reader``'s view and MLflow is not imported at all; the next plain ``configure``
+    ``registry.storage.reader``'s view and MLflow is not imported at all; the next plain ``configure``
     (any later command in the same process) goes back to MLflow's client.
     """
     uri, root = locations(ws, settings)
     if read_only:
-        from registry.reader import sqlite_path
+        from registry.storage.reader import sqlite_path
 
         if sqlite_path(uri) is not None and sqlite_path(uri).is_file():
             _state.update(uri=uri, workspace=ws, artifact_root=None, lock=settings.stores.lock, client=None,
@@ -98,7 +98,7 @@ def _check_shared_artifacts(experiment) -> None:
 
 def _require() -> None:
     if _state["uri"] is None:
-        raise RuntimeError("registry.store.configure(ws, settings) must be called before any registry call")
+        raise RuntimeError("registry.storage.store.configure(ws, settings) must be called before any registry call")
 
 
 def lock_kind() -> str:
@@ -140,7 +140,7 @@ def client():
     view after ``configure(read_only=True)``)."""
     _require()
     if _state["client"] is None and _state.get("read_only"):
-        from registry.reader import SqliteReader, sqlite_path
+        from registry.storage.reader import SqliteReader, sqlite_path
 
         _state["client"] = SqliteReader(sqlite_path(_state["uri"]))
     if _state["client"] is None:
@@ -148,7 +148,7 @@ def client():
 
         _state["client"] = MlflowClient(tracking_uri=_state["uri"], registry_uri=_state["uri"])
         if _state["workspace"] is not None:   # a Tailor command, not a pyfunc loaded by a server
-            from registry import owners
+            from registry.storage import owners
 
             owners.fail_dead_runs_once(_state["client"], _state["uri"])
     return _state["client"]
@@ -158,7 +158,7 @@ def errors() -> type[Exception]:
     """The exception ``client()`` raises (it carries MLflow's ``error_code``): MLflow's, or the
     read-only view's, so that looking at the store never imports MLflow for its exception class."""
     if _state.get("read_only"):
-        from registry.reader import ReadError
+        from registry.storage.reader import ReadError
 
         return ReadError
     from mlflow.exceptions import MlflowException

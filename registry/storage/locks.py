@@ -17,7 +17,7 @@ import uuid
 
 from filelock import FileLock
 
-from registry import store
+from registry.storage import store
 from workspace.errors import UserError
 
 PREFIX = "tailor-lock-"

@@ -1,7 +1,8 @@
 """``tailor audit verify``: the chain, its two anchors, open transitions, and drift in one answer."""
 from __future__ import annotations
 
-from registry import audit, drift, store, transitions
+from registry.storage import store
+from registry.trail import audit, drift, transitions
 from workspace.paths import Workspace
 
 

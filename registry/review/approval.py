@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 
-from registry import audit, compare, identity, isolation, store, transitions
-from registry.candidates import APPROVED, CANDIDATE, CHAMPION, PENDING, PREFIX, REJECTED, ROLLED_BACK
-from registry.describe import describe
+from registry.artifacts import compare, serving
+from registry.artifacts.describe import describe
+from registry.storage import store
+from registry.storage.names import APPROVED, CANDIDATE, CHAMPION, PENDING, PREFIX, REJECTED, ROLLED_BACK
+from registry.trail import audit, identity, transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.settings import Settings
@@ -177,7 +179,7 @@ def approve(ws: Workspace, settings: Settings, tenant: str, version: str, review
     def make():
         mv = _version(tenant, version)
         champion_mv = store.alias_version(mv.name, CHAMPION)
-        problems = isolation.verify_stored(mv) if mv.tags.get("status") == PENDING else []
+        problems = serving.verify_stored(mv) if mv.tags.get("status") == PENDING else []
         return plan_approve(mv, champion_mv, settings, reviewer, reason, override, problems)
 
     if dry_run:

@@ -16,7 +16,8 @@ import os
 import signal
 from dataclasses import asdict, dataclass, field
 
-from registry import audit, store
+from registry.storage import store
+from registry.trail import audit
 from workspace.errors import UserError
 from workspace.paths import Workspace
 

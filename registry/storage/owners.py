@@ -8,8 +8,6 @@ import socket
 import threading
 import time
 
-from registry import store
-
 OWNER_HOST, OWNER_PID, OWNER_STARTED = "tailor.owner.host", "tailor.owner.pid", "tailor.owner.started"
 FAILED_REASON = "tailor.failed_reason"
 _swept: set[str] = set()
@@ -41,11 +39,11 @@ def owner_alive(tags: dict) -> bool | None:
         return None
 
 
-def fail_dead_runs(c=None) -> list[str]:
+def fail_dead_runs(c) -> list[str]:
     """Mark FAILED, with a tag saying why, every RUNNING run in Tailor's experiments whose owning
     process has ended (a killed command); the run ids marked. Runs of live processes, of other
-    hosts and without owner tags are left alone."""
-    c = store.client() if c is None else c
+    hosts and without owner tags are left alone. ``c`` is the client: ``store.client()`` passes
+itself in, so this module imports nothing from the store (no cycle)."""
     experiments, token = [], None
     while True:
         page = c.search_experiments(filter_string="name LIKE 'tailor-%'", max_results=1000, page_token=token)

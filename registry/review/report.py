@@ -4,10 +4,11 @@ meta-trained on. One registry read of versions and one of the audit log, whateve
 from __future__ import annotations
 
 
-from registry import audit, store
-from registry.candidates import PREFIX
-from registry.lineage import _entry
-from registry.verify import verify_all
+from registry.review.lineage import _entry
+from registry.storage import store
+from registry.storage.names import PREFIX
+from registry.trail import audit
+from registry.trail.verify import verify_all
 from workspace.paths import Workspace
 from workspace.tenants import BASE_MODEL_NAME
 
@@ -67,5 +68,5 @@ def render_html(report: dict) -> str:
     """The same report as one self-contained, escaped HTML page."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
-    env = Environment(loader=PackageLoader("registry", "templates"), autoescape=select_autoescape(default=True))
+    env = Environment(loader=PackageLoader("registry.review", "templates"), autoescape=select_autoescape(default=True))
     return env.get_template("audit_report.html").render(r=report)

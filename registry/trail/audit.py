@@ -24,7 +24,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from registry import store
+from registry.storage import store
 from workspace import signing
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -66,8 +66,8 @@ def record_hash(record: dict) -> str:
 
 
 def lock(ws: Workspace, key: str, timeout: float = 120.0):
-    """A lock across processes (``key``: "audit", a tenant id, or BASE_KEY): see ``registry.locks``."""
-    from registry.locks import lock as make
+    """A lock across processes (``key``: "audit", a tenant id, or BASE_KEY): see ``registry.storage.locks``."""
+    from registry.storage.locks import lock as make
 
     return make(ws, key, timeout)
 
@@ -105,7 +105,7 @@ def _workspace_of_store() -> Workspace | None:
     """Without a configured workspace (a pyfunc under ``mlflow models serve``): the workspace whose
     embedded store this is (``<ws>/.tailor/mlflow.db``), else None (``TAILOR_HOME`` or the current
     folder)."""
-    from registry.reader import sqlite_path
+    from registry.storage.reader import sqlite_path
 
     db = sqlite_path(store.tracking_uri())
     if db is not None and db.parent.name == ".tailor" and (db.parent.parent / "params.yaml").is_file():

@@ -9,19 +9,37 @@ own classification head (one row per label of its own), never a frozen encoder o
 Serving loads base + delta per tenant, so one tenant's delta cannot reach another's predictions.
 It does not prove that a tenant's training data held no other tenant's text; that is the data
 contract's job (``data_checks``).
+
+These checks are the leaf every load and every gate calls (registration, approval, ``predict``,
+the pyfunc, ``serve-api``): they import no other part of ``registry``, so each caller depends on
+them and they depend on none of their callers (``tests/unit/test_registry_layout.py``).
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
-from registry.base_model import BaseRef
+
+@dataclass(frozen=True)
+class BaseRef:
+    """A version of the shared base, as a delta is checked against it."""
+    name: str
+    version: str
+    digest: str
+    run_id: str
+
+
+def labels_digest(labels) -> str:
+    """The digest a version records for its label set (order matters: it indexes the head rows)."""
+    text = json.dumps(list(labels or []), ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def sha256_file(path: Path) -> str:
     """Hex sha256 of a file (as lightning_modules.delta computes it; torch is not needed to check)."""
-    import hashlib
-
     h = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -88,10 +106,6 @@ def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
     Every load runs this: the delta's bytes against ``delta_sha256``, its manifest's tenant,
     base digest and label set against the version's, and the base's bytes against ``base_digest``.
     """
-    import json
-
-    from registry.candidates import labels_digest
-
     folder = Path(folder)
     delta, base = folder / "delta" / "delta.safetensors", folder / "base" / "base.safetensors"
     if not delta.is_file():
@@ -119,14 +133,3 @@ def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
         problems.append("base.safetensors is not the registered base")
     return problems
 
-
-def verify_stored(mv) -> list[str]:
-    """Download (content-cached) and check a version's stored delta and base: [] when intact."""
-    from registry.serving import fetch_version
-    from workspace.errors import UserError
-
-    try:
-        fetch_version(mv)
-    except UserError as exc:
-        return [str(exc).split(": ", 1)[-1]]
-    return []

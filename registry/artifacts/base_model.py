@@ -12,24 +12,17 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from registry import owners, store, transitions
+from registry.artifacts.checks import BaseRef, sha256_file
+from registry.storage import owners, store
+from registry.trail import transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.tenants import BASE_MODEL_NAME
 
 EXPERIMENT = "tailor-meta-train"
 CURRENT = "current"
-
-
-@dataclass(frozen=True)
-class BaseRef:
-    name: str
-    version: str
-    digest: str
-    run_id: str
 
 
 def _ref(mv) -> BaseRef:
@@ -162,7 +155,7 @@ def get_base(version: str | None = None) -> BaseRef:
 
 def set_current_base(ws: Workspace, version: str, *, actor: str, reason: str = "") -> BaseRef:
     """Point ``@current`` at ``version`` (``tailor rollback --base-version``), through a transition."""
-    from registry import identity
+    from registry.trail import identity
 
     actor = identity.require_person(actor, "roll back the base")
 
@@ -196,8 +189,6 @@ def download_base(ref: BaseRef, dst: Path | None = None) -> Path:
 
         local = Path(mlflow.artifacts.download_artifacts(
             artifact_uri=f"models:/{ref.name}/{ref.version}", dst_path=str(tmp / "base")))
-        from registry.isolation import sha256_file
-
         if f"sha256:{sha256_file(local / 'base.safetensors')}" != ref.digest:
             raise UserError(f"{ref.name} v{ref.version}: stored base.safetensors does not match its "
                             "digest; refusing to use it")

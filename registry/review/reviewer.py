@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from registry import approval, compare, isolation, store
-from registry.candidates import CHAMPION
+from registry.artifacts import compare, serving
+from registry.review import approval
+from registry.storage import store
+from registry.storage.names import CHAMPION
 from workspace.errors import UserError
 from workspace.settings import Settings
 from workspace.tenants import check_tenant_id, tenant_model_name
@@ -62,7 +64,7 @@ def candidate(settings: Settings, tenant: str, version: str) -> dict:
     champ = store.alias_version(name, CHAMPION)
     out = approval.summary(mv, None, champ, settings)
     review = _artifact_json(mv.run_id, "review/per_label.json") if mv.run_id else {}
-    problems = isolation.verify_stored(mv)
+    problems = serving.verify_stored(mv)
     out.update(
         per_label=review.get("per_label", []), n_held_out=review.get("n_held_out"),
         validation_report=_json_tag(mv.tags, "validation_report"),

@@ -8,23 +8,23 @@ summary and the tenant's data as a dataset input with its DVC digest.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import tempfile
 import warnings
 from collections.abc import Callable
 from pathlib import Path
 
-from registry import audit, compare, evaluation, identity, isolation, owners, store, transitions
-from registry.base_model import BaseRef, read_digest
-from registry.describe import describe
+from registry.artifacts import checks, compare, evaluation, serving
+from registry.artifacts.base_model import read_digest
+from registry.artifacts.checks import BaseRef, labels_digest
+from registry.artifacts.describe import describe
+from registry.storage import owners, store
+from registry.storage.names import CANDIDATE, CHAMPION, PENDING, PREFIX
+from registry.trail import audit, identity, transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.tenants import check_tenant_id, tenant_model_name
 
-PENDING, APPROVED, REJECTED, ROLLED_BACK = "pending", "approved", "rejected", "rolled_back"
-CANDIDATE, CHAMPION = "candidate", "champion"
-PREFIX = "tailor-tenant-"
 DataRows = Callable[[str], "list[tuple[str, str]]"]  # data version -> its (text, label) rows
 MAX_TAG = 5000  # keep tag values short: they are for people and filters, not for documents
 
@@ -32,12 +32,6 @@ MAX_TAG = 5000  # keep tag values short: they are for people and filters, not fo
 def _short_json(value) -> str:
     text = json.dumps(value, sort_keys=True, default=str)
     return text if len(text) <= MAX_TAG else text[:MAX_TAG - 3] + "..."
-
-
-def labels_digest(labels) -> str:
-    """The digest a version records for its label set (order matters: it indexes the head rows)."""
-    text = json.dumps(list(labels or []), ensure_ascii=False, separators=(",", ":"))
-    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def _version_tags(tenant: str, manifest: dict, base: BaseRef, validation: dict, iso: tuple,
@@ -128,7 +122,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
     import mlflow
 
     from lightning_modules.delta import read_manifest
-    from registry import pyfunc
+    from registry.artifacts import pyfunc
 
     check_tenant_id(tenant)
     delta_dir, base_dir = Path(delta_dir), Path(base_dir)
@@ -147,7 +141,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         found = _existing(tenant, manifest, base)
     if found is not None:
         return str(found.version)
-    iso = isolation.check(tenant, delta_dir, base)
+    iso = checks.check(tenant, delta_dir, base)
     tags = _version_tags(tenant, manifest, base, validation or {}, iso, requested_by, flow_run_id)
     champ = store.alias_version(name, CHAMPION)   # the model exists: ensured above
     comparison = champion_comparison(tenant, champ, manifest, held_out)
@@ -200,8 +194,6 @@ def champion_comparison(tenant: str, champ, manifest: dict, held_out: dict | Non
     labels = list(manifest.get("labels") or [])
     y_true = [labels[i] for i in held_out["y_true"]]
     cand = [labels[i] for i in held_out["y_pred"]]
-    from registry import serving
-
     try:
         old = [row["label"] for row in serving.predict(tenant, texts)]
     except Exception as exc:  # noqa: BLE001 - the reviewer sees why there is no comparison

@@ -7,8 +7,9 @@ a tag edited, a version deleted or created by hand. ``audit verify`` names each;
 """
 from __future__ import annotations
 
-from registry import audit, store
-from registry.transitions import NEW, Plan
+from registry.storage import store
+from registry.trail import audit
+from registry.trail.transitions import NEW, Plan
 from workspace.tenants import BASE_MODEL_NAME, tenant_model_name
 
 GOVERNED = ("tailor-tenant-%", BASE_MODEL_NAME)

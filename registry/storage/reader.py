@@ -6,7 +6,7 @@ takes 2-4 s on a 2-core machine before the first query; reading the same tables 
 in read-only mode answers in a fraction of that. It implements exactly the registry and tracking
 calls those paths make, with MLflow's results (``tests/unit/test_reader.py`` compares the two
 on one store) in MLflow's default workspace, and nothing else: writes, and every store that is
-not sqlite, go through MLflow's own client (``registry.store``).
+not sqlite, go through MLflow's own client (``registry.storage.store``).
 """
 from __future__ import annotations
 

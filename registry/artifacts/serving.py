@@ -1,7 +1,7 @@
 """Serve a tenant's approved champion (base + delta), checked on every load.
 
 Before a version's files are used they are compared with what its registration recorded
-(``isolation.verify_artifacts``), and the local copy is cached under its *content* digests, so a
+(``checks.verify_artifacts``), and the local copy is cached under its *content* digests, so a
 store restored after tampering is never shadowed by a stale copy and an edited cache is noticed.
 A ``@champion`` that no approval record backs (moved outside Tailor) is refused.
 """
@@ -15,8 +15,10 @@ from pathlib import Path
 from urllib.parse import urlparse
 from urllib.request import url2pathname
 
-from registry import audit, drift, isolation, store, transitions
-from registry.candidates import CHAMPION
+from registry.artifacts import checks
+from registry.storage import store
+from registry.storage.names import CHAMPION
+from registry.trail import audit, drift, transitions
 from workspace.errors import UserError
 from workspace.tenants import check_tenant_id, tenant_model_name
 
@@ -57,19 +59,19 @@ def fetch_version(mv) -> Path:
     key = f"{t['delta_sha256'][:32]}-{t['base_digest'].removeprefix('sha256:')[:32]}"
     folder = _cache_root() / key
     if folder.is_dir():
-        if not isolation.verify_artifacts(t, folder):
+        if not checks.verify_artifacts(t, folder):
             return folder
         shutil.rmtree(folder, ignore_errors=True)  # edited on disk: fetch the registered files again
     tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=".download-"))
     try:
         _download(mv, tmp)
-        problems = isolation.verify_artifacts(t, tmp)
+        problems = checks.verify_artifacts(t, tmp)
         if problems:
             raise UserError(f"{what} refused: {'; '.join(problems)}")
         try:
             os.replace(tmp, folder)
         except OSError:  # another process put the same content in place meanwhile
-            if isolation.verify_artifacts(t, folder):
+            if checks.verify_artifacts(t, folder):
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -154,3 +156,12 @@ def _chunks(items: Iterable[str], size: int) -> Iterator[list[str]]:
             chunk = []
     if chunk:
         yield chunk
+
+
+def verify_stored(mv) -> list[str]:
+    """Download (content-cached) and check a version's stored delta and base: [] when intact."""
+    try:
+        fetch_version(mv)
+    except UserError as exc:
+        return [str(exc).split(": ", 1)[-1]]
+    return []
