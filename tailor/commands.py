@@ -279,7 +279,7 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
         with working(loading) as note:
             names = labels(tenant)  # loads the champion: start-up, not part of the rows/s
             start, n, empty = time.perf_counter(), 0, 0
-            with csv_writer(out, ["text", "label", "score"]) as write:
+            with csv_writer(out, ["text", "label", "score", "version", "data_version"]) as write:
                 for rows in predict_batches(tenant, source, settings.predict.batch_size):
                     write(rows)
                     n, empty = n + len(rows), empty + sum(r["label"] is None for r in rows)
@@ -298,8 +298,11 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
             print("\n]" if n else "]")
         else:
             width = max([5, *(len(printable(x)) for x in names)])
-            print(f"{'label':<{width}}  score   text")
             for rows in batches:
+                if not n and rows:   # what answers, as the registry records it, above the table
+                    data = rows[0]["data_version"] or "not recorded"
+                    print(f"{tenant} v{rows[0]['version']} (data {data})")
+                    print(f"{'label':<{width}}  score   text")
                 for row in rows:
                     score = "" if row["score"] is None else f"{row['score']:.3f}"
                     print(f"{printable(row['label'] or '-'):<{width}}  {score:<6}  {printable(row['text'])}")

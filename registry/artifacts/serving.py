@@ -111,29 +111,38 @@ def champion(tenant: str) -> tuple[str, Path]:
 
 def predictor(tenant: str) -> tuple[str, object]:
     """(champion version, its predictor), keyed by content: a new champion is picked up at once."""
+    mv = champion_version(tenant)
+    return str(mv.version), _load(tenant, mv)
+
+
+def _load(tenant: str, mv) -> object:
     from lightning_modules.inference import load_predictor
 
-    version, folder = champion(tenant)
+    folder = fetch_version(mv)
     key = str(folder)
     if key not in _loaded:
         _loaded[key] = load_predictor(folder / "base", folder / "delta", tenant)
-    return version, _loaded[key]
+    return _loaded[key]
 
 
 def predict(tenant: str, texts: list[str], batch_size: int = 64) -> list[dict]:
-    """One row per text: ``{"text", "label", "score"}`` from the tenant's champion."""
+    """One row per text: ``{"text", "label", "score", "version", "data_version"}`` from the tenant's
+    champion."""
     return [row for rows in predict_batches(tenant, texts, batch_size) for row in rows]
 
 
 def predict_batches(tenant: str, texts: Iterable[str], batch_size: int = 64) -> Iterator[list[dict]]:
     """Rows for ``texts`` (any iterable, read lazily), a few batches at a time, so a file of any
     length is classified in bounded memory. A blank text gets an explicit empty result
-    (``label`` and ``score`` None), never a guess."""
-    _, model = predictor(tenant)
+    (``label`` and ``score`` None), never a guess. Every row names what answered it: the champion's
+    model ``version`` and the DVC ``data_version`` it was adapted on, as the registry records them."""
+    mv = champion_version(tenant)
+    model = _load(tenant, mv)
+    served = {"version": str(mv.version), "data_version": str(mv.tags.get("data_version", ""))}
     window = batch_size * 8  # sorted by length within a window: less padding, still streaming
     for chunk in _chunks(texts, window):
         todo = [i for i, t in enumerate(chunk) if t.strip()]
-        rows = [{"text": t, "label": None, "score": None} for t in chunk]
+        rows = [{"text": t, "label": None, "score": None, **served} for t in chunk]
         if todo:
             labels, proba = model.predict_proba([chunk[i] for i in todo], batch_size)
             for i, p in zip(todo, proba):

@@ -354,7 +354,11 @@ def test_real_version_loads_as_pyfunc_and_as_champion(reg, monkeypatch):
     assert got == version and (folder / "delta" / "manifest.json").exists()
     assert load_predictor(folder / "base", folder / "delta").predict(texts) == direct
     rows = serving.predict("serve", texts)
-    assert [r["label"] for r in rows] == direct and set(rows[0]) == {"text", "label", "score"}
+    assert [r["label"] for r in rows] == direct
+    assert set(rows[0]) == {"text", "label", "score", "version", "data_version"}
+    tags = store.client().get_model_version("tailor-tenant-serve", version).tags
+    assert {(r["version"], r["data_version"]) for r in rows} == {(version, tags["data_version"])}, \
+        "every prediction names the champion version and data version that answered it"
     print(f"\ntimings: {json.dumps({k: round(v, 2) for k, v in TIMINGS.items()})}")
 
 
