@@ -24,6 +24,13 @@ def setup(ws: Workspace, debug: bool = False) -> Path | None:
         return None
     path = log_file(ws)
     root = logging.getLogger()
+    for other in list(root.handlers):
+        # Prefect's default logging config (loaded when Prefect is imported before Tailor's config
+        # is in place) puts its console handler on the root logger, bound to the stderr of that
+        # moment: tracebacks would reach the screen, or a stream closed since (tests). The face owns
+        # the root logger: the log file, and the screen only with --debug.
+        if type(other).__module__.startswith("prefect.") and isinstance(other, logging.StreamHandler):
+            root.removeHandler(other)
     current = _installed.get("file")
     if current is None or getattr(current, "baseFilename", None) != str(path):
         path.parent.mkdir(parents=True, exist_ok=True)

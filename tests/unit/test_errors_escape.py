@@ -146,3 +146,30 @@ def test_the_next_command_marks_runs_of_dead_processes_failed_and_leaves_live_on
     assert len(tailor_runs) == 3
     for run in tailor_runs:
         assert {k: run.data.tags.get(k) for k in mine} == mine, run.info.run_name
+
+
+def test_prefects_default_console_handler_never_prints_a_users_traceback(tmp_path, capsys):
+    """Prefect imported before Tailor's logging config loads its own: a console handler on the root
+    logger, bound to the stderr of that moment. A user error's traceback (logged for the log file)
+    must not reach the screen, nor a stream closed since ("--- Logging error ---")."""
+    import io
+    import logging
+
+    from prefect.logging.handlers import PrefectConsoleHandler
+
+    from tailor import logs
+    from workspace.paths import Workspace
+
+    ws = Workspace(tmp_path)
+    ws.state_dir.mkdir(parents=True)
+    gone = io.StringIO()
+    console = PrefectConsoleHandler(stream=gone)
+    logging.getLogger().addHandler(console)
+    gone.close()
+    try:
+        logs.record(ws, ["tailor", "x"], UserError("bad input"), user_error=True)
+        assert console not in logging.getLogger().handlers
+        assert "Logging error" not in capsys.readouterr().err
+        assert "bad input" in logs.log_file(ws).read_text()
+    finally:
+        logging.getLogger().removeHandler(console)
