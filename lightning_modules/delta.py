@@ -5,7 +5,6 @@ any tensor is used, so a wrong or tampered file is refused instead of silently s
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,16 +16,9 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from workspace.errors import UserError
+from workspace.safe_io import sha256_file
 
 BASE_FORMAT, DELTA_FORMAT = "tailor-base/1", "tailor-delta/1"
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _write_dir(dst: Path, tensors: dict, tensor_file: str, meta_file: str, meta: dict) -> Path:

@@ -100,3 +100,13 @@ def atomic_file(dst: Path, mode: str = "wb", folder: Path | None = None, prefix:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks (deltas and bases are checked with it, with or
+    without torch loaded)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

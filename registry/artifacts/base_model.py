@@ -14,7 +14,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from registry.artifacts.checks import BaseRef, sha256_file
+from registry.artifacts.checks import BaseRef
+from workspace.safe_io import sha256_file
 from registry.storage import owners, store
 from registry.trail import transitions
 from workspace.errors import UserError

@@ -22,6 +22,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from workspace.safe_io import sha256_file
+
 
 @dataclass(frozen=True)
 class BaseRef:
@@ -37,14 +39,6 @@ def labels_digest(labels) -> str:
     text = json.dumps(list(labels or []), ensure_ascii=False, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
 
-
-def sha256_file(path: Path) -> str:
-    """Hex sha256 of a file (as lightning_modules.delta computes it; torch is not needed to check)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 ADAPTER = re.compile(r"^(L\d+\.[A-Za-z0-9_.]+\.lora_[AB]|tok\.lora_[AB]|tok\.score)$")
 HEAD = ("head.weight", "head.bias")
