@@ -15,11 +15,11 @@ import time
 from pathlib import Path
 
 from registry.artifacts.checks import BaseRef
-from workspace.safe_io import sha256_file
 from registry.storage import owners, store
 from registry.trail import transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
+from workspace.safe_io import sha256_file
 from workspace.tenants import BASE_MODEL_NAME
 
 EXPERIMENT = "tailor-meta-train"
