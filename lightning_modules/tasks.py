@@ -151,11 +151,8 @@ def contrastive_loss_fn(top: TopModel, data: tuple, y: torch.Tensor):
         z = top.embed(params, states, mask)
         cos = z @ z.T
         out = (cos[neg] ** 2).mean() if neg.any() else cos.sum() * 0
-        return out + ((1 - cos[pos]) ** 2).mean() if pos.any() else out
+        return (out + ((1 - cos[pos]) ** 2).mean()) if pos.any() else out
     return loss
-
-
-OBJECTIVES = ("ce", "contrastive")
 
 
 def adapt_task(top: TopModel, meta: dict, data: TaskData, steps: int, max_loss: float | None = None,
