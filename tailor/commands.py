@@ -43,14 +43,19 @@ class Context:
 
         pipeline.sync(ws, settings)  # dvc.yaml: added if missing, tenant data deps kept current
         if prefect:
-            from flows import runtime
-
-            runtime.configure(ws, settings, self.debug, meanwhile=preload and (lambda: _preload(preload)))
+            self.start_prefect(ws, settings, preload)
         if mlflow:
             from registry.storage import store
 
             store.configure(ws, settings, read_only=read_only)
         return ws, settings
+
+    def start_prefect(self, ws: Workspace, settings: Settings, preload: str | None = None) -> None:
+        """Prefect for this command (the workspace's embedded server unless one is set), importing
+        ``preload`` while an embedded server starts."""
+        from flows import runtime
+
+        runtime.configure(ws, settings, self.debug, meanwhile=preload and (lambda: _preload(preload)))
 
 
 def _preload(module: str) -> None:
@@ -113,11 +118,9 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
                     f"{tenant}: {printable(file.name)} is unchanged: data version {same.md5} (git "
                     f"{str(same.git_commit)[:7]}) is already current, nothing to do (`tailor validate {tenant}` "
                     "checks it under today's settings)")
-    from flows import runtime
-
     with working(f"ingesting {tenant}: validating (Great Expectations) and versioning (DVC)"):
         # the flow's imports (GX, Prefect: seconds) while an embedded Prefect server starts in its process
-        runtime.configure(ws, settings, ctx.debug, meanwhile=lambda: _preload("flows.ingest"))
+        ctx.start_prefect(ws, settings, "flows.ingest")
         from flows.ingest import ingest_flow
 
         result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
