@@ -36,7 +36,8 @@ from workspace.settings import load_settings
 from workspace.tenants import check_tenant_id
 
 
-def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str, digest: str) -> dict:
+def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str, digest: str,
+               base_steps: int | None = None) -> dict:
     checking = time.perf_counter()
     frame, report, version = checked_version(ws, settings, tenant)
     outcome = {"tenant": tenant, "validation": report.to_dict(), "data_version": str(version.md5)}
@@ -46,7 +47,7 @@ def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str, digest: 
     started = time.perf_counter()
     try:
         result = adapt_tenant(encoder, settings, base_meta, tenant, frame["text"].tolist(),
-                              frame["label"].tolist(), ws.cache_dir)
+                              frame["label"].tolist(), ws.cache_dir, base_steps=base_steps)
     except AdaptationRejected as exc:
         return {**outcome, "status": "rejected", "reason": str(exc)}
     outcome["seconds"] = {"check": round(started - checking, 4),  # where the time goes: benchmarks.fleet
@@ -71,12 +72,13 @@ ADAPT_TAG = "tailor-adapt"  # `prefect concurrency-limit create tailor-adapt N`:
 def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict, digest: str) -> list[dict]:
     ws, settings = open_workspace(root)
     encoder = load_encoder(settings.encoder)
-    base_meta, _ = load_base(base_dir)
+    base_meta, base_info = load_base(base_dir)
     ref = base_model.BaseRef(**base)
     logger = get_run_logger()
     outcomes = []
     for tenant in tenants:
-        outcome = _contained(tenant, _adapt_one, ws, settings, encoder, base_meta, ref, tenant, digest)
+        outcome = _contained(tenant, _adapt_one, ws, settings, encoder, base_meta, ref, tenant, digest,
+                             base_info.get("adapt_steps"))
         m = outcome.get("metrics")
         detail = (f"acc {m['query_accuracy']:.3f} vs baseline {m['baseline_accuracy']:.3f}"
                   if m else outcome.get("reason", ""))

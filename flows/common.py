@@ -80,18 +80,19 @@ def checked_version(ws: Workspace, settings: Settings, tenant: str):
 
 
 def measuring_split(frame, settings: Settings) -> tuple[list[int], list[int]] | None:
-    """(support rows, query rows) of ``frame`` that adaptation measures on: the split of the rows
-    it uses (``sampled``), as row numbers of the whole file; None when no split can be made."""
-    from lightning_modules.adaptation import AdaptationRejected, stratified_split  # torch: only when needed
+    """(rows fitted on, rows scored) of the first fold of the cross-validation adaptation measures
+    with, over the rows it uses (``sampled``), as row numbers of the whole file; None when no
+    split can be made."""
+    from lightning_modules import adaptation  # torch: only when needed
 
     if "label" not in frame.columns:
         return None
     numbered = frame.assign(_row=range(len(frame)))
     used, _ = sampled(numbered, settings)
     try:
-        support, query = stratified_split(used["label"].astype(str).tolist(), settings.adapt.holdout_fraction,
-                                          settings.adapt.seed)
-    except AdaptationRejected:
+        support, query = adaptation.measuring_split(used["label"].astype(str).tolist(), settings.adapt.cv_folds,
+                                                    settings.adapt.seed)
+    except adaptation.AdaptationRejected:
         return None
     rows = used["_row"].tolist()
     return [rows[i] for i in support], [rows[i] for i in query]

@@ -14,6 +14,8 @@ from prefect.cache_policies import NO_CACHE
 from flows.common import checked_version, open_workspace, record_stage, sampled, say, tenants_with_data
 from flows.retry import io_retry
 from flows.runtime import flow_run_id
+from lightning_modules import evidence
+from lightning_modules.delta import load_base
 from lightning_modules.encoder import load_encoder
 from lightning_modules.training import check_enough_examples, meta_train
 from registry.artifacts import base_model
@@ -22,21 +24,34 @@ from workspace.errors import UserError
 from workspace.provenance import code_version
 
 
-def choose_tenants(available: list[str], settings) -> tuple[list[str], list[str]]:
-    """(training, held-out) tenants from settings, else every tenant with a seeded fifth held out."""
+def choose_tenants(available: list[str], settings) -> tuple[list[str], list[str], list[str]]:
+    """(training, early-stopping, evidence) tenants. From settings, else every tenant with data: a
+    seeded ``meta_train.evidence_share`` held out for the evidence (with 4 tenants or more), then a
+    seeded fifth of the rest for early stopping. Evidence tenants are never trained on nor used to
+    stop: they are the new tenants on which the base is judged."""
     cfg = settings.meta_train
     wanted = cfg.tenant_list() or available
-    missing = sorted(set(wanted + cfg.val_tenant_list()) - set(available))
+    named = cfg.val_tenant_list() + cfg.evidence_tenant_list()
+    missing = sorted(set(wanted + named) - set(available))
     if missing:
         raise UserError(f"meta_train tenants without data: {', '.join(missing)}; ingest them or fix params.yaml")
+    both = sorted(set(cfg.val_tenant_list()) & set(cfg.evidence_tenant_list()))
+    if both:
+        raise UserError(f"meta_train: {', '.join(both)} named both in val_tenants and evidence_tenants; a tenant "
+                        "that stops training early cannot also judge it")
+    pool = sorted(wanted)
+    evidence = cfg.evidence_tenant_list()
+    if not evidence and cfg.evidence_share > 0 and len(pool) >= 4:
+        rest = [t for t in pool if t not in cfg.val_tenant_list()]
+        evidence = sorted(random.Random(f"{cfg.seed}:evidence").sample(rest, max(1, round(len(pool) * cfg.evidence_share))))
     val = cfg.val_tenant_list()
     if not val:
-        pool = sorted(wanted)
-        val = random.Random(cfg.seed).sample(pool, max(1, len(pool) // 5)) if len(pool) > 1 else []
-    train = [t for t in wanted if t not in val]
+        rest = [t for t in pool if t not in evidence]
+        val = random.Random(cfg.seed).sample(rest, max(1, len(rest) // 5)) if len(rest) > 1 else []
+    train = [t for t in wanted if t not in val and t not in evidence]
     if not train or not val:
         raise UserError("meta-training needs at least 2 tenants with valid data (one is held out)")
-    return train, val
+    return train, val, evidence
 
 
 @task(name="load-tenant-data", cache_policy=NO_CACHE)
@@ -71,17 +86,37 @@ def _checkpoint_key(settings, algorithm: str, data_versions: dict) -> str:
 
 
 # what the command keeps of meta_train.max_minutes for registering the base and recording the stage
-# after training (measured: a few seconds on the embedded store), so the whole command stays in budget
+# after training (measured: a few seconds on the embedded store, more on a loaded machine: scaled by
+# the load per core when the command starts), so the whole command stays in budget
 REGISTER_RESERVE_S = 15.0
+# share of the budget the evidence gets when there are evidence tenants (adapting them from each base)
+EVIDENCE_SHARE = 0.2
 
 
-def deadline_of(settings, started_at: float | None) -> float | None:
-    """The wall-clock time (``time.time()``) meta-training must stop by: the command's start plus
-    meta_train.max_minutes, less what registration needs; None without a budget."""
+def _reserve() -> float:
+    import os
+
+    try:
+        load = os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+    except OSError:
+        load = 1.0
+    return REGISTER_RESERVE_S * max(1.0, load)
+
+
+def deadlines_of(settings, started_at: float | None, evidence: bool) -> tuple[float | None, float | None]:
+    """(training, evidence) deadlines as wall-clock times (``time.time()``): the command's start plus
+    meta_train.max_minutes, less what registration needs and, with evidence tenants, the evidence's
+    share; None without a budget."""
     if not settings.meta_train.max_minutes:
-        return None
+        return None, None
     start = time.time() if started_at is None else started_at
-    return start + settings.meta_train.max_minutes * 60 - REGISTER_RESERVE_S
+    end = start + settings.meta_train.max_minutes * 60 - _reserve()
+    train_end = end - (settings.meta_train.max_minutes * 60 * EVIDENCE_SHARE if evidence else 0.0)
+    return train_end, end
+
+
+def _monotonic(deadline_at: float | None) -> float | None:
+    return None if deadline_at is None else time.monotonic() + deadline_at - time.time()
 
 
 @task(name="meta-train", cache_policy=NO_CACHE)
@@ -97,47 +132,96 @@ def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_ve
     logger = base_model.training_logger(f"meta-train-{stamp}")
     result = meta_train(load_encoder(settings.encoder), settings, train, val, out, ws.cache_dir, say=say,
                         logger=logger, checkpoint_dir=ws.runs_dir / "meta-train-checkpoints" / key,
-                        progress=sys.stdout.isatty(),
-                        deadline=None if deadline_at is None else time.monotonic() + deadline_at - time.time())
+                        progress=sys.stdout.isatty(), deadline=_monotonic(deadline_at))
     result.metrics["training_run_id"] = logger.run_id
     return result
 
 
+def _current_base(settings):
+    """(meta-parameters, inner steps) of the ``@current`` base, or None without one (or when it was
+    trained for another encoder or layout: then it is not comparable and the evidence says so)."""
+    try:
+        ref = base_model.get_base()
+    except UserError:
+        return None, "no current base"
+    meta, info = load_base(base_model.download_base(ref))
+    if info.get("encoder", {}).get("name") != settings.encoder.name:
+        return None, f"the current base v{ref.version} uses another encoder"
+    return (meta, info.get("adapt_steps")), f"v{ref.version}"
+
+
+@task(name="base-evidence", cache_policy=NO_CACHE)
+def evidence_task(root: str, result, tenants: dict, data_versions: dict, deadline_at: float | None = None) -> dict:
+    """The new base judged on tenants held out of training (``lightning_modules.evidence``)."""
+    ws, settings = open_workspace(root)
+    store.configure(ws, settings)
+    current, which = _current_base(settings)
+    say(f"judging the new base on {len(tenants)} tenant(s) held out of training, against the current base "
+        f"({which}), the start without a trained base and the frozen head with names")
+    bases = {"new_base": (result.meta, result.metrics.get("adapt_steps")), "current_base": current}
+    gathered = evidence.gather(load_encoder(settings.encoder), settings, tenants, bases, ws.cache_dir,
+                               deadline=_monotonic(deadline_at))
+    out = evidence.summarise(gathered, list(tenants))
+    out.update(current_base=which, data_versions=data_versions, shots=settings.meta_train.shots)
+    return out
+
+
 @task(name="register-base", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def register_task(root: str, result, algorithm: str, data_versions: dict) -> dict:
+def register_task(root: str, result, algorithm: str, data_versions: dict, evidence_summary: dict | None = None) -> dict:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
     ref = base_model.register_base(result.base_dir, params=result.params, metrics=result.metrics,
-                                   history=result.history, data_versions=data_versions,
+                                   history=result.history, data_versions=data_versions, evidence=evidence_summary,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
-                                         "algorithm": algorithm,
+                                         "algorithm": algorithm, "kept": str(result.metrics.get("kept", "")),
+                                         "adapt_steps": str(result.metrics.get("adapt_steps", "")),
                                          "best_step": str(result.metrics.get("best_step", "")),
                                          "stop_reason": str(result.metrics.get("stop_reason", "")),
                                          "training_run_id": str(result.metrics.get("training_run_id", ""))})
-    return {"name": ref.name, "version": ref.version, "digest": ref.digest, "metrics": result.metrics,
-            "best_step": result.metrics.get("best_step"), "stop_reason": result.metrics.get("stop_reason")}
+    return {"registered": True, "name": ref.name, "version": ref.version, "digest": ref.digest,
+            "metrics": result.metrics, "best_step": result.metrics.get("best_step"),
+            "stop_reason": result.metrics.get("stop_reason"), "evidence": evidence_summary}
 
 
 @flow(name="tailor-meta-train", log_prints=False)
-def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None) -> dict:
-    """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it."""
+def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None,
+                    register_anyway: bool = False) -> dict:
+    """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it.
+    A base on which no training step improved the held-out score is not registered unless
+    ``register_anyway``: it would be the start weights under a new name."""
     ws, settings = open_workspace(root)
-    deadline_at = deadline_of(settings, started_at)
     configured = settings.meta_train.algorithm  # a different --algorithm is not what dvc.yaml reproduces
     if algorithm:
         settings = settings.replace("meta_train", algorithm=algorithm)
-    train_ids, val_ids = choose_tenants(tenants_with_data(ws), settings)
-    say(f"meta-training {settings.meta_train.algorithm} on {len(train_ids)} tenants, "
-        f"early-stopping on {len(val_ids)} held-out: {', '.join(val_ids)}")
+    train_ids, val_ids, evidence_ids = choose_tenants(tenants_with_data(ws), settings)
+    say(f"training the base ({settings.meta_train.algorithm}) on {len(train_ids)} tenants, early-stopping on "
+        f"{len(val_ids)} held-out: {', '.join(val_ids)}")
+    if evidence_ids:
+        say(f"evidence: {len(evidence_ids)} tenant(s) never trained on judge it: {', '.join(evidence_ids)}")
+    else:
+        say("evidence: none (fewer than 4 tenants with data, or meta_train.evidence_share 0)")
+    train_deadline, evidence_deadline = deadlines_of(settings, started_at, bool(evidence_ids))
     (train, train_versions), (val, val_versions) = load_tenants(root, train_ids), load_tenants(root, val_ids)
     if not train or not val:
         raise UserError("no valid meta-training or held-out tenant data left after validation")
     check_enough_examples(settings, train, val)   # before the encoder loads and features are cached
     data_versions = {**train_versions, **val_versions}
-    result = train_task(root, algorithm, train, val, data_versions, deadline_at)
-    ref = register_task(root, result, settings.meta_train.algorithm, data_versions)
+    result = train_task(root, algorithm, train, val, data_versions, train_deadline)
+    summary = None
+    if evidence_ids:
+        evid, evid_versions = load_tenants(root, evidence_ids)
+        if evid:
+            summary = evidence_task(root, result, evid, evid_versions, evidence_deadline)
+    if not result.metrics.get("improved") and not register_anyway:
+        say("not registered: no training step improved the held-out score on the start weights (the base "
+            "would be the untrained start); `tailor meta-train --register-anyway` registers it regardless")
+        return {"registered": False, "reason": "no training step improved the held-out score",
+                "metrics": result.metrics, "best_step": result.metrics.get("best_step"),
+                "stop_reason": result.metrics.get("stop_reason"), "evidence": summary}
+    ref = register_task(root, result, settings.meta_train.algorithm, data_versions, summary)
     record_stage(root, "meta-train", {
         "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,
-        "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions},
+        "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions,
+        "evidence_tenants": sorted(evidence_ids)},
         lock=algorithm in (None, configured))
     return ref

@@ -9,9 +9,10 @@ from __future__ import annotations
 import pytorch_lightning as pl
 import torch
 
+from lightning_modules import pooled
 from lightning_modules.episodes import Task
 from lightning_modules.features import FeatureTable
-from lightning_modules.model import TopModel
+from lightning_modules.model import TopModel, is_adapter
 from lightning_modules.tasks import TaskData, evaluate_task, meta_learn_task
 
 
@@ -82,6 +83,40 @@ class MetaLearner(pl.LightningModule):
 
     def configure_optimizers(self):
         return torch.optim.Adam(self.meta.parameters(), lr=self.meta_lr)
+
+
+class PooledLearner(MetaLearner):
+    """Pooled training (``lightning_modules.pooled``): a training batch is rows of every training
+    tenant, not tasks; the adapters move with the per-tenant heads, which are thrown away. Validation
+    is ``MetaLearner``'s: the product's adaptation on the held-out tenants' tasks, with
+    ``inner_steps`` (0: a logistic head on the base's embeddings)."""
+
+    def __init__(self, top: TopModel, meta: dict, train: FeatureTable, val: FeatureTable, rows: "pooled.PooledRows",
+                 inner_steps: int, lr: float, optimizer: str = "adam", head: str = "logreg",
+                 val_names: FeatureTable | None = None):
+        super().__init__(top, meta, train, val, "pooled", inner_steps, lr, optimizer=optimizer, head=head,
+                         val_names=val_names)
+        self.rows = rows
+        self.heads = torch.nn.Parameter(pooled.init_heads(top, meta, train, rows))
+        self.log_scale = torch.nn.Parameter(pooled.start_scale())
+        self.register_buffer("classes", pooled.class_mask(rows.n_classes), persistent=False)
+
+    def training_step(self, batch: torch.Tensor, batch_idx: int) -> None:
+        opt = self.optimizers()
+        opt.zero_grad()
+        rows = self.rows
+        states, mask = self.train_feats.rows(rows.rows[batch].to(self.device))
+        loss = pooled.pooled_loss(self.top, pooled.adapter_params(self.meta_params()), self.heads, self.log_scale,
+                                  self.classes, states, mask, rows.tenant[batch].to(self.device),
+                                  rows.label[batch].to(self.device))
+        self.manual_backward(loss)
+        opt.step()
+        self.log("train_loss", loss.detach(), prog_bar=True, batch_size=len(batch))
+        self.history.append({"step": self.global_step, "train_loss": float(loss.detach())})
+
+    def configure_optimizers(self):
+        adapters = [p for k, p in self.meta.items() if is_adapter(self.names_of[k])]
+        return torch.optim.Adam([*adapters, self.heads, self.log_scale], lr=self.meta_lr)
 
 
 def meta_from_checkpoint(path, like: dict) -> dict[str, torch.Tensor]:

@@ -46,8 +46,10 @@ class Status(str, Enum):
 
 
 class Algorithm(str, Enum):
+    pooled = "pooled"
     fomaml = "fomaml"
     reptile = "reptile"
+    pooled_fomaml = "pooled-fomaml"
 
 
 def _acting(old_name: str):
@@ -123,9 +125,12 @@ def validate(tenant: str, json_out: bool = typer.Option(False, "--json")) -> Non
 
 @app.command("meta-train")
 def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default: meta_train.algorithm in params.yaml"),
+               register_anyway: bool = typer.Option(False, "--register-anyway",
+                                                    help="register the base even when no training step improved "
+                                                         "on its start"),
                json_out: bool = typer.Option(False, "--json")) -> None:
-    """Meta-train the base model on the meta-training tenants and register it."""
-    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out)
+    """Train the base on the workspace's tenants, judge it on tenants held out of training, register it."""
+    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out, register_anyway)
 
 
 @app.command()

@@ -188,15 +188,44 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
     return report.to_dict()
 
 
-def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False) -> dict:
+def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False, register_anyway: bool = False) -> dict:
     started = time.time()   # meta_train.max_minutes bounds the whole command, from here
-    with answering(json_out), working("meta-training the base (meta_train.max_minutes bounds it)"):
+    with answering(json_out), working("training the base (meta_train.max_minutes bounds it)"):
         ws, _ = ctx.open(prefect=True, preload="flows.training")
         from flows.training import meta_train_flow
 
-        ref = meta_train_flow(str(ws.root), algorithm, started)
-    return done(json_out, ref, f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…): weights of "
-                               f"meta-step {ref.get('best_step')}, {time.time() - started:.0f}s in all")
+        ref = meta_train_flow(str(ws.root), algorithm, started, register_anyway)
+    if not json_out and ref.get("evidence"):
+        print(evidence_table(ref["evidence"]))
+    took = f"{time.time() - started:.0f}s in all"
+    if not ref.get("registered"):
+        return done(json_out, ref, f"no base registered ({ref['reason']}), {took}")
+    return done(json_out, ref, f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…): "
+                               f"{ref['metrics'].get('kept')} weights of step {ref.get('best_step')}, {took}")
+
+
+EVIDENCE_NAMES = {"new_base": "the new base (what a tenant gets)", "current_base": "the current base",
+                  "no_meta": "no trained base (same adaptation)", "frozen_names": "frozen encoder + label names"}
+
+
+def evidence_table(ev: dict) -> str:
+    """The base's evidence for people: accuracy per method and the new base's paired differences,
+    each with n and a 95% interval."""
+    def pts(d: dict, signed: bool = False) -> str:
+        ci = "" if d.get("ci95") is None else f" ± {100 * d['ci95']:.1f}"
+        return f"{100 * d['mean']:{'+' if signed else ''}.1f}{ci}"
+
+    if not ev.get("n_splits"):
+        return "evidence: no held-out split could be scored"
+    rows = []
+    for method, acc in ev["accuracy"].items():
+        pair = ev["paired"].get(f"new_base-{method}")
+        rows.append({"method": EVIDENCE_NAMES.get(method, method), "accuracy": pts(acc),
+                     "new base minus it": pts(pair, True) if pair else ""})
+    head = (f"evidence on {len(ev['held_out_tenants'])} tenant(s) never trained on ({', '.join(ev['held_out_tenants'])}), "
+            f"{ev['n_splits']} split(s) of {ev.get('shots')} examples per label, {ev['n_queries']} texts scored; "
+            f"points, 95% interval over splits:")
+    return head + "\n" + table(rows, ["method", "accuracy", "new base minus it"])
 
 
 def adapt(ctx: Context, tenants: list[str] | None, requested_by: str | None, force: bool = False,

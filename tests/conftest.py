@@ -23,7 +23,8 @@ WORDS = {
 def tiny_settings(**meta_train) -> Settings:
     s = Settings().replace("encoder", name="tiny", adapted_layers=1, lora_rank=2)
     s = s.replace("meta_train", **{"meta_steps": 6, "val_every": 3, "meta_batch": 2, "inner_steps": 3,
-                                   "val_tasks": 2, **meta_train})
+                                   "val_tasks": 2, "pooled_steps": 6, "pooled_val_every": 3, "pooled_batch": 16,
+                                   **meta_train})
     return s.replace("adapt", inner_steps=4)
 
 

@@ -68,9 +68,17 @@ class ValidationSettings:
         _need(0 <= self.max_cross_tenant_fraction <= 1, "validation.max_cross_tenant_fraction must be within 0..1")
 
 
+# how the base may be trained (lightning_modules.training); maml is second-order, a reference only
+ALGORITHMS = ("pooled", "fomaml", "reptile", "pooled-fomaml", "maml")
+
+
 @dataclass(frozen=True)
 class MetaTrainSettings:
-    algorithm: str = _f("fomaml", "fomaml | reptile | maml (second-order, reference only)")
+    algorithm: str = _f("pooled", "how the base is trained on the workspace's tenants: pooled (every tenant's "
+                                  "categories at once, no inner loop) | fomaml | reptile (first-order "
+                                  "meta-learning) | pooled-fomaml (Meta-Baseline: pooled, then FOMAML from its "
+                                  "weights) | maml (second-order, reference only). The default is the one "
+                                  "`make bench` measured best on new tenants of a trained domain")
     meta_steps: int = _f(3000, "outer-loop updates (at most; early stopping and max_minutes may end sooner)")
     max_minutes: float = _f(10.0, "the whole meta-train command stops within this many minutes (0 = no "
                                   "limit), feature caching and registration included; the best validated "
@@ -96,10 +104,23 @@ class MetaTrainSettings:
     seed: int = _f(0, "random seed")
     tenants: str = _f("", "comma-separated meta-training tenants; empty = every tenant with valid data")
     val_tenants: str = _f("", "comma-separated held-out tenants for early stopping; empty = a seeded fifth")
+    evidence_tenants: str = _f("", "comma-separated tenants held out of training to judge the new base (its "
+                                   "evidence); empty = a seeded evidence_share of the tenants")
+    evidence_share: float = _f(0.2, "share of the tenants held out as evidence when evidence_tenants is empty "
+                                    "(with 4 tenants or more; 0 = no evidence)")
+    evidence_episodes: int = _f(3, "few-shot splits per evidence tenant (shots per label to adapt on, the "
+                                   "rest scored): more splits, a narrower interval, a longer command")
     devices: str = _f("1", "Lightning devices: a count, 'auto', or a list such as '0,1'")
     strategy: str = _f("auto", "Lightning strategy: auto | ddp (one process per device; gloo on CPU)")
     precision: str = _f("auto", "Lightning precision: auto (bf16-mixed on a GPU, 32-true on CPU) | 32-true | "
                                 "bf16-mixed")
+    pooled_lr: float = _f(0.001, "pooled training: Adam learning rate of the adapters and the per-tenant heads")
+    pooled_batch: int = _f(64, "pooled training: texts per step, drawn from every training tenant")
+    pooled_steps: int = _f(2000, "pooled training: steps at most (early stopping and max_minutes may end sooner)")
+    pooled_val_every: int = _f(25, "pooled training: validate on the held-out tenants every N steps")
+    pooled_adapt_steps: int = _f(0, "inner steps a tenant's adaptation takes from a pooled base (0: a logistic "
+                                    "head with label names on the base's embeddings)")
+    pooled_share: float = _f(0.5, "pooled-fomaml: share of the time budget for the pooled phase")
 
     def tenant_list(self) -> list[str]:
         return [t.strip() for t in self.tenants.split(",") if t.strip()]
@@ -107,9 +128,19 @@ class MetaTrainSettings:
     def val_tenant_list(self) -> list[str]:
         return [t.strip() for t in self.val_tenants.split(",") if t.strip()]
 
+    def evidence_tenant_list(self) -> list[str]:
+        return [t.strip() for t in self.evidence_tenants.split(",") if t.strip()]
+
     def __post_init__(self) -> None:
-        _need(self.algorithm in ("fomaml", "reptile", "maml"),
-              f"meta_train.algorithm {self.algorithm!r}: use fomaml or reptile")
+        _need(self.algorithm in ALGORITHMS,
+              f"meta_train.algorithm {self.algorithm!r}: use {', '.join(ALGORITHMS[:-1])} (or maml)")
+        _need(self.pooled_lr > 0 and self.pooled_batch >= 1 and self.pooled_steps >= 0,
+              "meta_train.pooled_lr must be > 0, pooled_batch >= 1, pooled_steps >= 0")
+        _need(self.pooled_val_every >= 1 and self.pooled_adapt_steps >= 0,
+              "meta_train.pooled_val_every must be >= 1, pooled_adapt_steps >= 0")
+        _need(0 < self.pooled_share < 1, "meta_train.pooled_share must be within 0..1 (exclusive)")
+        _need(0 <= self.evidence_share <= 0.5, "meta_train.evidence_share must be within 0..0.5")
+        _need(1 <= self.evidence_episodes <= 50, "meta_train.evidence_episodes must be within 1..50")
         _need(self.meta_steps >= 0 and self.meta_batch >= 1, "meta_train.meta_steps >= 0, meta_batch >= 1")
         _need(self.inner_steps >= 1, "meta_train.inner_steps must be >= 1")
         _need(self.inner_lr > 0 and self.meta_lr > 0, "meta_train.inner_lr and meta_lr must be > 0")
@@ -137,20 +168,36 @@ class MetaTrainSettings:
         return parts[0] if len(parts) == 1 and "," not in self.devices else parts
 
 
+# what a candidate may carry (lightning_modules.adaptation.METHODS)
+ADAPT_METHODS = ("base", "no-meta", "logreg-names-frozen", "logreg-frozen", "prototypes-frozen")
+# settings that no longer exist, and what to do instead (so an older params.yaml gets one clear line)
+RETIRED = {"adapt.holdout_fraction": "accuracy is now cross-validated over all examples (adapt.cv_folds): "
+                                     "delete adapt.holdout_fraction from params.yaml"}
+
+
 @dataclass(frozen=True)
 class AdaptSettings:
     inner_steps: int = _f(10, "inner-loop steps on the tenant's support set (the meta-learned rates apply)")
     head: str = _f("logreg", "the delta's head: logreg (logistic regression on the adapted embeddings, "
                              "label names included) | inner (the inner loop's prototype head)")
     label_names: bool = _f(True, "use each label's name as one more (weighted) example of it")
-    holdout_fraction: float = _f(0.3, "share of each label held out to measure accuracy")
+    cv_folds: int = _f(5, "folds of the cross-validation over all of a tenant's examples that measures each "
+                          "method (fewer when a label has fewer examples); the chosen one is then fitted on all")
+    default_method: str = _f("base", "the method a candidate carries unless another one measures better by "
+                                     "choice_margin: base (the base's own adaptation) | no-meta | "
+                                     "logreg-names-frozen | logreg-frozen | prototypes-frozen")
+    choice_margin: float = _f(0.02, "accuracy another method must gain over default_method on the same "
+                                    "cross-validated examples (and more than its noise, one-sided 95%) to be chosen")
     max_loss: float = _f(50.0, "a loss above this (or non-finite) stops adaptation: not registered")
-    seed: int = _f(0, "seed of the stratified split")
+    seed: int = _f(0, "seed of the cross-validation folds")
 
     def __post_init__(self) -> None:
         _need(self.inner_steps >= 1, "adapt.inner_steps must be >= 1")
         _need(self.head in ("logreg", "inner"), f"adapt.head {self.head!r}: use logreg or inner")
-        _need(0.05 <= self.holdout_fraction <= 0.8, "adapt.holdout_fraction must be within 0.05..0.8")
+        _need(2 <= self.cv_folds <= 20, "adapt.cv_folds must be within 2..20")
+        _need(self.default_method in ADAPT_METHODS,
+              f"adapt.default_method {self.default_method!r}: use one of {', '.join(ADAPT_METHODS)}")
+        _need(0 <= self.choice_margin <= 1, "adapt.choice_margin must be within 0..1")
         _need(self.max_loss > 0, "adapt.max_loss must be > 0")
 
 
@@ -305,6 +352,8 @@ def _section(cls: type, raw: Any, name: str) -> Any:
     _need(isinstance(raw, dict), f"section {name!r} must be a mapping")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(known))
+    retired = [RETIRED[f"{name}.{key}"] for key in unknown if f"{name}.{key}" in RETIRED]
+    _need(not retired, retired[0] if retired else "")
     _need(not unknown, f"unknown setting(s) in {name!r}: {', '.join(unknown)}")
     values = {}
     for key, value in raw.items():

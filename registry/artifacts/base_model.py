@@ -70,14 +70,29 @@ def input_tags(data_versions: dict[str, str] | None) -> dict[str, str]:
     return {"inputs_sha256": digest, **{f"data_version.{t}": v for t, v in sorted(data_versions.items())}}
 
 
+def evidence_tags(evidence: dict | None) -> dict[str, str]:
+    """``evidence.<a>-<b>``: "+1.2 ± 0.8 pts (n=12)" for each paired difference, and the counts."""
+    if not evidence:
+        return {}
+    out = {"evidence.held_out_tenants": ",".join(evidence.get("held_out_tenants", []))[:5000],
+           "evidence.n_splits": str(evidence.get("n_splits", 0))}
+    for pair, d in sorted((evidence.get("paired") or {}).items()):
+        ci = "" if d.get("ci95") is None else f" ± {100 * d['ci95']:.1f}"
+        out[f"evidence.{pair}"] = f"{100 * d['mean']:+.1f}{ci} pts (n={d['n']})"
+    return out
+
+
 def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[dict] | None = None,
                   tags: dict | None = None, actor: str = "service:meta-train",
-                  data_versions: dict[str, str] | None = None) -> BaseRef:
+                  data_versions: dict[str, str] | None = None, evidence: dict | None = None) -> BaseRef:
     """Log ``base_dir`` in one run of "tailor-meta-train", register it and make it ``@current``.
 
     ``data_versions`` (tenant -> md5 of the data it was meta-trained on) go into the version's
     and run's tags and into ``inputs.json`` beside the weights, so an auditor can follow a tenant's
-    lineage down to those files. Registering the same base (same digest, same inputs) again returns
+    lineage down to those files. ``evidence`` (``lightning_modules.evidence.summarise``: accuracy on
+    tenants held out of training, paired against the current base and the frozen head with names)
+    goes into ``evidence.json`` beside the weights and, in short, into ``evidence.*`` tags, so
+    lineage and the review page show it. Registering the same base (same digest, same inputs) again returns
     the existing version: a retried flow task never creates a duplicate, while the same weights
     from other data are a new version with their own lineage.
     """
@@ -93,7 +108,10 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
     existing = [mv for mv in store.versions(BASE_MODEL_NAME) if same(mv)]
     create = None
     if not existing:
-        tags = {**{k: str(v) for k, v in (tags or {}).items()}, **inputs}
+        tags = {**{k: str(v) for k, v in (tags or {}).items()}, **inputs, **evidence_tags(evidence)}
+        if evidence is not None:
+            (base_dir / "evidence.json").write_text(json.dumps(evidence, indent=2, sort_keys=True) + "\n",
+                                                    encoding="utf-8")
         if data_versions is not None:
             (base_dir / "inputs.json").write_text(json.dumps({"data_versions": data_versions}, indent=2,
                                                              sort_keys=True) + "\n", encoding="utf-8")

@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import save_file
 
 from lightning_modules import adaptation
-from lightning_modules.adaptation import AdaptationRejected, adapt_tenant, stratified_split
+from lightning_modules.adaptation import AdaptationRejected, adapt_tenant
 from lightning_modules.delta import load_base, save_delta
 from lightning_modules.encoder import load_encoder
 from lightning_modules.inference import load_predictor
@@ -47,7 +47,7 @@ def test_the_base_is_the_best_validated_weights_rescored_independently(base):
 
 
 def test_an_interrupted_meta_training_resumes_from_its_last_checkpoint(tmp_path):
-    s = tiny_settings(meta_steps=3, val_every=3)
+    s = tiny_settings(meta_steps=3, val_every=3, algorithm="fomaml")
     train = {f"t{i}": synthetic_tenant(c, 12, seed=i) for i, c in enumerate(TRAIN)}
     val = {"v": synthetic_tenant(["car", "food", "tool"], 12, seed=9)}
     enc, ckpt = load_encoder(s.encoder), tmp_path / "ckpt"
@@ -71,19 +71,11 @@ def test_meta_training_logs_its_curves_to_mlflow_through_lightning(base):
     client = MlflowClient(logger._tracking_uri)
     validations = [h for h in result.history if "val_acc" in h and h["step"] > 0]
     logged = client.get_metric_history(logger.run_id, "val_acc")
-    assert len(logged) == len(validations) == s.meta_train.meta_steps // s.meta_train.val_every
+    cfg = s.meta_train
+    assert cfg.algorithm == "pooled", "the fixture trains the product's default base"
+    assert len(logged) == len(validations) == cfg.pooled_steps // cfg.pooled_val_every
     assert sorted(m.value for m in logged) == pytest.approx(sorted(h["val_acc"] for h in validations))
     assert len(client.get_metric_history(logger.run_id, "train_loss")) == result.metrics["steps_run"]
-
-
-def test_split_is_stratified_disjoint_and_seeded():
-    labels = ["a"] * 10 + ["b"] * 4
-    s1, q1 = stratified_split(labels, 0.3, seed=0)
-    assert not set(s1) & set(q1) and len(s1) + len(q1) == 14
-    assert sorted(labels[i] for i in q1) == ["a"] * 3 + ["b"]
-    assert stratified_split(labels, 0.3, seed=0) == (s1, q1)
-    with pytest.raises(AdaptationRejected):
-        stratified_split(["a", "a", "b"], 0.3, 0)
 
 
 def _encoder_bytes(enc) -> int:
@@ -96,7 +88,7 @@ def test_the_delta_is_small_next_to_the_encoder_and_serves_texts_it_never_saw(ba
     texts, labels = synthetic_tenant(["weather", "law", "animal"], 20, seed=5)
     out = adapt_tenant(enc, s, result.meta, "acme", texts, labels)
     m = out.metrics
-    assert m["n_support"] + m["n_query"] == 60 and out.labels == ["Animal", "Law", "Weather"]
+    assert m["n_query"] == 60 and out.labels == ["Animal", "Law", "Weather"]
     _, info = load_base(result.base_dir)
     path = save_delta(tmp_path / "delta", out.delta, {"tenant": "acme", "labels": out.labels,
                                                        "base": {"digest": info["digest"]}})
@@ -109,67 +101,91 @@ def test_the_delta_is_small_next_to_the_encoder_and_serves_texts_it_never_saw(ba
     assert sum(p == t for p, t in zip(pred, truth)) / len(fresh) >= 0.7
 
 
-def test_the_candidate_carries_the_best_head_and_the_gate_baseline_is_the_best_without_meta(base, monkeypatch):
-    s, result, _, _ = base
-    enc = load_encoder(s.encoder)
-    texts, labels = synthetic_tenant(["weather", "law", "animal", "tool"], 12, seed=3)
+def _rigged(monkeypatch, hit_rates: dict):
+    """Each method's cross-validated predictions correct on the first share ``hit_rates[method]``
+    of every fold's examples (wrong on the rest): what the choice sees, without real models."""
     real = adaptation._fit
-    scores = {"meta-learned": 0.5, "no-meta": 0.6, "logreg-names-frozen": 0.8, "logreg-frozen": 0.9,
-              "prototypes-frozen": 0.7}
-
-    def fake_accuracy(top, params, data, y):   # what each method scored on the held-out split
-        return scores[params["__method"]]
 
     def tagged_fit(method, *args, **kwargs):
         params, losses = real(method, *args, **kwargs)
         return {**params, "__method": method}, losses
 
+    def rigged_predict(method, t, params, rows):
+        good = round(hit_rates[method] * len(rows))
+        truth = t.y[torch.tensor(rows)]
+        return torch.where(torch.arange(len(rows)) < good, truth, (truth + 1) % t.n_way)
+
     monkeypatch.setattr(adaptation, "_fit", tagged_fit)
-    monkeypatch.setattr(adaptation, "accuracy", fake_accuracy)
-    monkeypatch.setattr(adaptation, "predictions", lambda top, params, data: torch.zeros(len(data[0]), dtype=torch.long))
+    monkeypatch.setattr(adaptation, "_predict", rigged_predict)
+
+
+def test_the_candidate_keeps_the_default_unless_another_method_wins_beyond_the_margin_and_noise(base, monkeypatch):
+    s, result, _, _ = base
+    enc = load_encoder(s.encoder)
+    texts, labels = synthetic_tenant(["weather", "law", "animal", "tool"], 10, seed=3)
+    # 40 examples, 5 folds of 8: rates in eighths
+    rates = {"base": 0.5, "no-meta": 0.625, "logreg-names-frozen": 0.75, "logreg-frozen": 0.875,
+             "prototypes-frozen": 0.625}
+    _rigged(monkeypatch, rates)
     out = adapt_tenant(enc, s, result.meta, "acme", texts, labels)
     m = out.metrics
-    assert out.adaptation["head"] == "logreg-frozen" and m["query_accuracy"] == 0.9
-    assert m["baseline_method"] == "logreg-frozen" and m["baseline_accuracy"] == 0.9
+    assert out.adaptation["head"] == "logreg-frozen" and m["query_accuracy"] == 0.875, "a clear winner is taken"
+    assert m["baseline_method"] == "logreg-frozen" and m["baseline_accuracy"] == 0.875
+    assert m["n_query"] == 40 and m["cv_folds"] == 5, "every example is scored once"
+    lo, hi = m["query_accuracy_ci95"]
+    assert lo < 0.875 < hi and hi - lo > 0.1, "an accuracy comes with its interval"
     assert set(k for k in out.delta if k != "__method") == {"head.weight", "head.bias"}, "a head alone: frozen encoder"
-    scores.update({"meta-learned": 0.95})
+    # the default (the base's adaptation) is kept when nothing beats it by the margin ...
+    rates.update({"base": 1.0})
     out = adapt_tenant(enc, s, result.meta, "acme", texts, labels)
-    assert out.adaptation["head"] == "meta-learned" and out.metrics["baseline_accuracy"] == 0.9
-    assert any(k.endswith("lora_B") for k in out.delta)
-    # the strongest frozen head, logistic regression with the label names as examples, is a baseline
-    # of the gate: a meta-learned adaptation below it is not what the candidate carries or is gated on
-    scores.update({"meta-learned": 0.93, "logreg-names-frozen": 0.96})
-    out = adapt_tenant(enc, s, result.meta, "acme", texts, labels)
-    assert out.metrics["baseline_method"] == "logreg-names-frozen" and out.metrics["baseline_accuracy"] == 0.96
-    assert out.adaptation["head"] == "logreg-names-frozen" and out.metrics["logreg_names_accuracy"] == 0.96
+    assert out.adaptation["head"] == "base" and out.metrics["baseline_accuracy"] == 0.875
+    assert out.adaptation["default_method"] == "base"
+    # ... and when another is ahead by less than the margin (a noisy maximum would pick it: this does not)
+    rates.update({"base": 0.75, "logreg-names-frozen": 0.875})
+    wide = s.replace("adapt", choice_margin=0.15)
+    out = adapt_tenant(enc, wide, result.meta, "acme", texts, labels)
+    assert out.adaptation["head"] == "base"
+    assert adapt_tenant(enc, s, result.meta, "acme", texts, labels).adaptation["head"] == "logreg-names-frozen"
+    assert out.metrics["baseline_method"] in adaptation.BASELINES
+
+
+def test_the_choice_needs_a_gain_beyond_its_noise():
+    default = [True] * 20 + [False] * 20
+    noisy = [False] * 3 + [True] * 17 + [True] * 5 + [False] * 15   # +2 net over 40 texts, 8 discordant
+    chosen, gains = adaptation.choose({"base": default, "other": noisy}, "base", 0.02)
+    assert gains["other"]["gain"] == pytest.approx(0.05) and chosen == "base", "5 points on 40 texts is noise here"
+    clear = [True] * 40
+    chosen, _ = adaptation.choose({"base": default, "other": clear}, "base", 0.02)
+    assert chosen == "other"
+
+
+def test_cross_validation_folds_are_stratified_seeded_and_cover_every_example():
+    labels = ["a"] * 10 + ["b"] * 4
+    folds = adaptation.cv_folds(labels, 5, seed=0)
+    assert sorted(set(folds)) == [0, 1, 2, 3], "no more folds than the rarest label has examples"
+    for k in set(folds):
+        assert {labels[i] for i, f in enumerate(folds) if f == k} == {"a", "b"}, "every fold scores every label"
+    assert adaptation.cv_folds(labels, 5, seed=0) == folds
+    with pytest.raises(AdaptationRejected):
+        adaptation.cv_folds(["a", "a", "b"], 5, 0)
 
 
 def test_the_names_baseline_learns_from_the_label_names(base):
-    """logreg-names-frozen is a head fitted on the support and the names: with one example per label
+    """logreg-names-frozen is a head fitted on the examples and the names: with one example per label
     and the names as the only other evidence, changing the names changes its head."""
     s, result, _, _ = base
     enc = load_encoder(s.encoder)
     texts, labels = synthetic_tenant(["weather", "law", "animal"], 4, seed=9)
-    from lightning_modules import baselines
-    from lightning_modules.features import lower_features
-    from lightning_modules.model import init_meta_params, layout, top_model
-
-    top = top_model(enc, *layout(result.meta))
-    no_meta = init_meta_params(top, 0.1)
-    feats = lower_features(enc, texts, enc.num_layers - layout(result.meta)[0])
-    z = baselines.frozen_embeddings(top, no_meta, feats)
-    y = torch.tensor([sorted(set(labels)).index(label) for label in labels])
     rows = list(range(len(texts)))
-    data = adaptation.TaskData(feats.rows(torch.tensor(rows)), y, feats.rows(torch.tensor(rows)), y, 3)
 
     def head(names):
-        nf = lower_features(enc, names, enc.num_layers - layout(result.meta)[0])
-        nz = baselines.frozen_embeddings(top, no_meta, nf)
-        return adaptation._fit("logreg-names-frozen", top, {}, data, z, rows, s.adapt, s.meta_train, nz)[0]
+        renamed = [dict(zip(["Animal", "Law", "Weather"], names))[label] for label in labels]
+        t, _ = adaptation._prepare(enc, s, result.meta, texts, renamed, None, None)
+        return adaptation._fit("logreg-names-frozen", t, rows, s.adapt, s.meta_train)[0], t
 
-    a, b = head(["animal", "law", "weather"]), head(["zebra", "court", "rain"])
+    (a, t), (b, _) = head(["animal", "law", "weather"]), head(["zebra", "court", "rain"])
     assert not torch.allclose(a["head.weight"], b["head.weight"])
-    plain = adaptation._fit("logreg-frozen", top, {}, data, z, rows, s.adapt, s.meta_train)[0]
+    plain = adaptation._fit("logreg-frozen", t, rows, s.adapt, s.meta_train)[0]
     assert not torch.allclose(a["head.weight"], plain["head.weight"])
 
 
