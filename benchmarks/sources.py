@@ -1,8 +1,9 @@
 """Size and label leakage of every text source: `python -m benchmarks.sources` writes
 benchmarks/results/sources.md (classes, texts, median words per text, and the leak share: the share of
 a class's texts containing a word of its own label name, crudely stemmed, stopwords ignored; the
-table gives the mean over classes and the worst class). The new sources (tailor/more_sources.py)
-mask label words, so theirs is 0; classes of the older sources above LEAK_LIMIT are listed."""
+table gives the mean over classes and the worst class). The new sources (corpora/gcide.py, vera.py,
+debian_packages.py, pydoc.py) mask label words, so theirs is 0; classes of the older sources above
+LEAK_LIMIT are listed."""
 from __future__ import annotations
 
 import statistics
@@ -10,9 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-from tailor.demo_data import ALL_SOURCES, MORE_SOURCES, class_pools
-from tailor.demo_sources import label_name
-from tailor.more_sources import leak_share
+from corpora.catalog import ALL_SOURCES, MORE_SOURCES, class_pools, label_name
+from corpora.masking import leak_share
 
 LEAK_LIMIT = 0.30
 OUT = Path(__file__).parent / "results" / "sources.md"
