@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from corpora import bible, debian_packages, foldoc, fortunes, gcide, ha_intents, pydoc, vera, wordnet
+from corpora.regrouping import Pools, Regrouping
 
 SOURCES = ("wordnet-lex", "wordnet-topic", "ha-intents", "fortunes", "bible", "foldoc")
 # Sources only the benchmarks use; the demo's plan keeps to SOURCES.
@@ -58,3 +59,24 @@ def class_pools(seed: int = 0, min_texts: int = 20, wordnet_dir: Path = wordnet.
             if owner in pools and len(texts) >= min_texts:
                 pools[owner][key] = texts
     return pools
+
+
+# source -> its regroupings(pools): categories of other real taxonomies over its texts
+REGROUPINGS = {"wordnet-lex": wordnet.lex_regroupings, "wordnet-topic": wordnet.topic_regroupings,
+               "ha-intents": ha_intents.regroupings, "fortunes": fortunes.regroupings, "bible": bible.regroupings,
+               "foldoc": foldoc.regroupings, "gcide": gcide.regroupings, "vera": vera.regroupings,
+               "debian-pkg": debian_packages.regroupings, "pydoc": pydoc.regroupings}
+
+
+def all_regroupings(pools_by_source: dict[str, Pools], seed: int = 0) -> dict[str, list[Regrouping]]:
+    """Source -> the renamed, merged and split categories of its texts (corpora.regrouping), for the
+    sources of ``pools_by_source`` (class key -> texts after the benchmark's cleaning). ``seed`` is
+    the one ``class_pools`` drew Home Assistant utterances with (their template blocks are redrawn)."""
+    unknown = set(pools_by_source) - set(ALL_SOURCES)
+    if unknown:
+        raise ValueError(f"unknown text sources {sorted(unknown)}; known: {', '.join(ALL_SOURCES)}")
+    out = {}
+    for source, pools in pools_by_source.items():
+        make = REGROUPINGS[source]
+        out[source] = make(pools, seed=seed) if source == "ha-intents" else make(pools)
+    return out

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from corpora.catalog import PREFIX, SOURCES, class_pools, label_name, source_of
-from corpora.wordnet import WORDNET_DIR
+from corpora.wordnet_db import WORDNET_DIR
 from workspace.tenants import check_tenant_id
 
 MIN_ROWS_PER_LABEL = 10

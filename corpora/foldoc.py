@@ -12,10 +12,11 @@ import gzip
 import re
 from pathlib import Path
 
+from corpora.regrouping import COMPUTING, Pools, Regrouping, renames, tidy
 from corpora.text import clean, missing
 
 LICENCE = "dict-foldoc (Debian): GFDL-1.1+, Denis Howe (/usr/share/doc/dict-foldoc/copyright)"
-TAXONOMIES = {"foldoc": ("FOLDOC subjects",)}
+TAXONOMIES = {"foldoc": ("FOLDOC subjects", "WordNet synonyms")}
 LEAK = {"foldoc": 0.369}   # benchmarks/results/sources.md, "mean leak"
 FOLDOC_DICT = Path("/usr/share/dictd/foldoc.dict.dz")
 
@@ -58,3 +59,9 @@ def label_name(key: str) -> str:
     if source != "foldoc":
         raise ValueError(f"not a FOLDOC key: {key!r}")
     return name[:1].upper() + name[1:]
+
+
+def regroupings(pools: Pools) -> list[Regrouping]:
+    """foldoc: WordNet synonyms of the subjects' computing senses (no second taxonomy of FOLDOC's
+    entries is installed: a subject tag is all an entry carries)."""
+    return tidy(renames(pools, label_name, topics=COMPUTING), pools, label_name)

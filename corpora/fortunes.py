@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from corpora.regrouping import Pools, Regrouping, renames, tidy
 from corpora.text import clean, missing
 
 LICENCE = "fortunes (Debian): BSD-3-Clause (/usr/share/doc/fortunes/copyright)"
-TAXONOMIES = {"fortunes": ("fortune categories",)}
+TAXONOMIES = {"fortunes": ("fortune categories", "WordNet synonyms")}
 LEAK = {"fortunes": 0.092}   # benchmarks/results/sources.md, "mean leak"
 FORTUNE_DIR = Path("/usr/share/games/fortunes")
 
@@ -57,3 +58,8 @@ def label_name(key: str) -> str:
     if source != "fortune":
         raise ValueError(f"not a fortune key: {key!r}")
     return _FORTUNE_LABELS.get(name) or name.replace("-", " ").capitalize()
+
+
+def regroupings(pools: Pools) -> list[Regrouping]:
+    """fortunes: WordNet synonyms of the category names (a category file is all a fortune carries)."""
+    return tidy(renames(pools, label_name), pools, label_name)

@@ -13,10 +13,11 @@ import re
 from pathlib import Path
 
 from corpora.masking import masked_classes
+from corpora.regrouping import Pools, Regrouping, renames, tidy
 from corpora.text import clean, missing
 
 LICENCE = "dict-gcide (Debian): GPL-2+ (/usr/share/doc/dict-gcide/copyright)"
-TAXONOMIES = {"gcide": ("GCIDE field tags",)}
+TAXONOMIES = {"gcide": ("GCIDE field tags", "WordNet synonyms")}
 LEAK = {"gcide": 0.0}   # label words masked by the reader; benchmarks/results/sources.md, "mean leak"
 GCIDE_DICT = Path("/usr/share/dictd/gcide.dict.dz")
 
@@ -81,3 +82,12 @@ def label_name(key: str) -> str:
     if source != "gcide":
         raise ValueError(f"not a GCIDE key: {key!r}")
     return GCIDE_LABELS[name]
+
+
+def regroupings(pools: Pools) -> list[Regrouping]:
+    """gcide: WordNet synonyms of the fields' names, their sense as a discipline (noun.cognition:
+    botany the science, not the flora) where WordNet has one (a field tag is all a definition carries)."""
+    found = renames(pools, label_name, lexnames=lambda key: ("noun.cognition",))
+    done = {r.members[0] for r in found}
+    found += renames({k: v for k, v in pools.items() if k not in done}, label_name)
+    return tidy(found, pools, label_name)

@@ -2,7 +2,9 @@
 
 Licence: the PyPI packages ``home-assistant-intents`` (the sentence templates, Apache-2.0) and
 ``hassil`` (the template parser, Apache-2.0), from their wheels' metadata.
-Taxonomies: intents (``HassTurnOn``: Turn on or open).
+Taxonomies: intents (``HassTurnOn``: Turn on or open); the Home Assistant domain each intent
+belongs to (intents.json: the media player's nine intents ...); the domain of the template block an
+utterance comes from (HassTurnOn on a light, a fan, a cover ...).
 Leak (mean share of a class's utterances containing a word of its label name, unmasked; regenerated
 by ``python -m benchmarks.sources`` into benchmarks/results/sources.md): 74.3%; the benchmark masks
 label words (benchmarks/data.py's ``mask_leaks``).
@@ -14,10 +16,14 @@ import re
 
 from hassil import (Alternative, Intents, ListReference, Permutation, RangeSlotList, RuleReference,
                     Sequence, TextChunk, TextSlotList, normalize_whitespace)
-from home_assistant_intents import get_intents
+from home_assistant_intents import get_intent_info, get_intents
+
+from corpora.masking import mask_label_words
+from corpora.regrouping import Pools, Regrouping, merges, renames, splits, tidy
 
 LICENCE = "home-assistant-intents and hassil (PyPI): Apache-2.0 (wheel metadata)"
-TAXONOMIES = {"ha-intents": ("Home Assistant intents",)}
+TAXONOMIES = {"ha-intents": ("Home Assistant intents", "WordNet synonyms", "Home Assistant intent descriptions",
+                             "Home Assistant domains", "Home Assistant intent x domain blocks")}
 LEAK = {"ha-intents": 0.743}   # benchmarks/results/sources.md, "mean leak"
 _REPEATED_WORD = re.compile(r"\b(\w+) \1\b")   # "lawn mower mower": a filled name meets template text
 
@@ -103,15 +109,23 @@ def _sample(expr, rng: random.Random, lists, rules, names: list[str]) -> str:
 
 def intent_classes(language: str = "en", per_intent: int = 60, seed: int = 0) -> dict[str, list[str]]:
     """Intent key -> up to `per_intent` distinct utterances sampled from home-assistant-intents."""
+    return {key: list(texts) for key, texts in intent_samples(language, per_intent, seed).items()}
+
+
+def intent_samples(language: str = "en", per_intent: int = 60,
+                   seed: int = 0) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Intent key -> utterance -> the Home Assistant domains of the template block it came from
+    (``block.domains``: ("light",), ("cover", "valve"), () for a block of no domain), in the order
+    and with the draws of ``intent_classes``."""
     data = get_intents(language)
     if data is None:
         raise ValueError(f"home-assistant-intents has no language {language!r}")
     intents = Intents.from_dict(data)
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
     for name in sorted(intents.intents):
         rng = random.Random(f"{seed}:{name}")    # per intent, so one intent's draw never shifts another's
         blocks = [(b, s) for b in intents.intents[name].data for s in b.sentences]
-        texts: dict[str, None] = {}
+        texts: dict[str, tuple[str, ...]] = {}
         for _ in range(per_intent * 20):
             if len(texts) >= per_intent:
                 break
@@ -122,8 +136,8 @@ def intent_classes(language: str = "en", per_intent: int = 60, seed: int = 0) ->
             text = _sample(sentence.expression, rng, {**intents.slot_lists, **block.slot_lists}, rules, names)
             text = _REPEATED_WORD.sub(r"\1", normalize_whitespace(text).strip())
             if text:
-                texts[text] = None
-        out[f"ha-intent:{name}"] = list(texts)
+                texts.setdefault(text, tuple(sorted(block.domains)))
+        out[f"ha-intent:{name}"] = texts
     return out
 
 
@@ -133,3 +147,39 @@ def label_name(key: str) -> str:
     if source != "ha-intent":
         raise ValueError(f"not a Home Assistant intent key: {key!r}")
     return HA_LABELS.get(name) or re.sub(r"(?<!^)(?=[A-Z])", " ", name.removeprefix("Hass")).capitalize()
+
+
+def regroupings(pools: Pools, seed: int = 0, language: str = "en", per_intent: int = 60) -> list[Regrouping]:
+    """ha-intents, its texts drawn as ``intent_classes(language, per_intent, seed)`` draws them:
+    WordNet synonyms of the labels (as verbs), else the intent's own description (intents.json);
+    merges by the intent's Home Assistant domain (intents.json; the catch-all "homeassistant"
+    domain is no category); splits of an intent that spans domains by the one domain of the template
+    block an utterance came from (HassTurnOn: light, fan, cover ...)."""
+    info = get_intent_info() or {}
+    intent = {key: key.partition(":")[2] for key in pools}
+    described = {key: [info[name]["description"].split(". ")[0].rstrip(".")]
+                 for key, name in intent.items() if info.get(name, {}).get("description")}
+    found = renames(pools, label_name, pos=("v",), alternatives=described,
+                    alternatives_taxonomy="Home Assistant intent descriptions")
+    by_domain: dict[str, list[str]] = {}
+    for key, name in sorted(intent.items()):
+        domain = info.get(name, {}).get("domain")
+        if domain and domain != "homeassistant":
+            by_domain.setdefault(_domain_name(domain), []).append(key)
+    found += merges(pools, by_domain, "Home Assistant domains")
+    samples = intent_samples(language, per_intent, seed)
+    for key in sorted(pools):
+        label, group_of = label_name(key), {}
+        single = {text: domains[0] for text, domains in samples.get(key, {}).items() if len(domains) == 1}
+        if len(set(single.values())) < 2:          # an intent of one domain: its blocks split nothing
+            continue
+        for text, domain in single.items():
+            name = f"{label} ({_domain_name(domain).lower()})"
+            group_of.update((form, name) for form in (text, *mask_label_words([text], label)))
+        found += splits(pools, key, group_of, "Home Assistant intent x domain blocks")
+    return tidy(found, pools, label_name)
+
+
+def _domain_name(domain: str) -> str:
+    """A Home Assistant domain id in words: "media_player" -> "Media player"."""
+    return domain.replace("_", " ").capitalize()

@@ -6,6 +6,7 @@ A text that names its class lets one token decide it; ``mask_label_words`` blank
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Callable
 
 _WORD = re.compile(r"[A-Za-z]+")
@@ -15,6 +16,7 @@ STOPWORDS = frozenset(
     "general misc miscellaneous".split())
 
 
+@lru_cache(maxsize=1 << 18)   # words repeat across texts; a stem is a pure function of its word
 def stem(word: str) -> str:
     """A crude stem, enough to match 'animals' with 'Animal' and 'musical' with 'Music'."""
     w, before = word.lower(), ""
@@ -42,9 +44,12 @@ def leak_share(texts: list[str], label: str) -> float:
 
 
 def mask_label_words(texts: list[str], label: str) -> list[str]:
+    """``texts`` with every word whose stem is a stem of ``label`` replaced by ``MASK``, duplicates
+    dropped. A stem is a prefix of its lowercased word, so a text without any stem in it is kept as is."""
     stems = label_stems(label)
     sub = lambda m: MASK if stem(m.group(0)) in stems else m.group(0)  # noqa: E731
-    return list(dict.fromkeys(_WORD.sub(sub, t) for t in texts))
+    masked = (_WORD.sub(sub, t) if any(s in t.lower() for s in stems) else t for t in texts)
+    return list(dict.fromkeys(masked))
 
 
 def masked_classes(classes: dict[str, list[str]], label_of: Callable[[str], str]) -> dict[str, list[str]]:

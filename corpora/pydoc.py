@@ -4,7 +4,8 @@
 dotted parts masked.
 Licence: the CPython standard library's docstrings: PSF License Version 2 (the interpreter's
 LICENSE.txt, e.g. /usr/lib/python3.11/LICENSE.txt).
-Taxonomies: modules.
+Taxonomies: modules; the chapters of the Python 3.11 Library Reference that document them ("Text
+Processing Services": re, difflib, textwrap, string ...; docs.python.org/3.11/library/index.html).
 Leak: 0.0% by construction: the reader masks the words of a class's label name (``masking``), as
 benchmarks/results/sources.md (``python -m benchmarks.sources``) shows.
 """
@@ -16,10 +17,11 @@ import re
 import warnings
 
 from corpora.masking import MASK, masked_classes
+from corpora.regrouping import COMPUTING, Pools, Regrouping, merges, renames, tidy
 from corpora.text import clean
 
 LICENCE = "CPython 3.11 standard library docstrings: PSF License Version 2 (the interpreter's LICENSE.txt)"
-TAXONOMIES = {"pydoc": ("standard-library modules",)}
+TAXONOMIES = {"pydoc": ("standard-library modules", "WordNet synonyms", "Python Library Reference chapters")}
 LEAK = {"pydoc": 0.0}   # label words masked by the reader; benchmarks/results/sources.md, "mean leak"
 
 # Standard-library modules -> a human name for what they do.
@@ -90,3 +92,43 @@ def label_name(key: str) -> str:
     if source != "pydoc":
         raise ValueError(f"not a pydoc key: {key!r}")
     return PYDOC_MODULES[name]
+
+
+# The chapters of "The Python Standard Library" (3.11, docs.python.org/3.11/library/index.html) that
+# document the modules above, by their headings.
+CHAPTERS = {
+    "Text Processing Services": ("string", "re", "difflib", "textwrap"),
+    "Binary Data Services": ("codecs",),
+    "Data Types": ("datetime", "calendar", "collections", "heapq", "bisect", "array", "enum"),
+    "Numeric and Mathematical Modules": ("decimal", "fractions", "random", "statistics"),
+    "Functional Programming Modules": ("itertools", "functools"),
+    "File and Directory Access": ("pathlib", "tempfile", "shutil"),
+    "Data Persistence": ("pickle", "sqlite3"),
+    "Data Compression and Archiving": ("zipfile", "tarfile"),
+    "File Formats": ("csv", "configparser"),
+    "Generic Operating System Services": ("os", "argparse", "logging"),
+    "Concurrent Execution": ("threading", "multiprocessing", "concurrent.futures", "subprocess", "queue"),
+    "Networking and Interprocess Communication": ("asyncio", "socket"),
+    "Internet Data Handling": ("email", "json", "mailbox"),
+    "Structured Markup Processing Tools": ("xml.etree.ElementTree",),
+    "Internet Protocols and Support": ("urllib.request", "http.client", "ftplib", "imaplib", "smtplib", "ipaddress"),
+    "Multimedia Services": ("wave",),
+    "Internationalization": ("gettext", "locale"),
+    "Program Frameworks": ("turtle",),
+    "Graphical User Interfaces with Tk": ("tkinter",),
+    "Development Tools": ("typing", "pydoc", "doctest", "unittest"),
+    "Debugging and Profiling": ("pdb",),
+    "Python Runtime Services": ("dataclasses", "contextlib", "inspect"),
+    "Importing Modules": ("importlib",),
+    "Python Language Services": ("ast",),
+    "Superseded Modules": ("optparse",),
+}
+
+
+def regroupings(pools: Pools) -> list[Regrouping]:
+    """pydoc: WordNet synonyms of the labels' computing senses, and merges by the Library
+    Reference's chapters."""
+    found = renames(pools, label_name, topics=COMPUTING)
+    chapters = {title: [f"pydoc:{m}" for m in modules] for title, modules in CHAPTERS.items()}
+    found += merges(pools, chapters, "Python Library Reference chapters")
+    return tidy(found, pools, label_name)

@@ -14,10 +14,11 @@ import re
 from pathlib import Path
 
 from corpora.masking import masked_classes
+from corpora.regrouping import COMPUTING, Pools, Regrouping, renames, tidy
 from corpora.text import clean, missing
 
 LICENCE = "dict-vera (Debian): GFDL-1.1+, no invariant sections (/usr/share/doc/dict-vera/copyright)"
-TAXONOMIES = {"vera": ("V.E.R.A. context tags",)}
+TAXONOMIES = {"vera": ("V.E.R.A. context tags", "WordNet synonyms")}
 LEAK = {"vera": 0.0}   # label words masked by the reader; benchmarks/results/sources.md, "mean leak"
 VERA_DICT = Path("/usr/share/dictd/vera.dict.dz")
 # V.E.R.A. context tags (the first one of an expansion's "(MS, Windows)") -> a human name.
@@ -74,3 +75,12 @@ def label_name(key: str) -> str:
     if source != "vera":
         raise ValueError(f"not a V.E.R.A. key: {key!r}")
     return VERA_LABELS[name]
+
+
+def regroupings(pools: Pools) -> list[Regrouping]:
+    """vera: WordNet synonyms of the labels' computing senses, else the context tag itself ("CPU"
+    for Processors); an expansion's other tags are no second taxonomy (most carry one or two)."""
+    tags = {key: [key.partition(":")[2].rstrip(".")] for key in pools}
+    found = renames(pools, label_name, topics=COMPUTING, alternatives=tags,
+                    alternatives_taxonomy="V.E.R.A. context tags")
+    return tidy(found, pools, label_name)

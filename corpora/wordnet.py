@@ -10,24 +10,17 @@ Leak (mean share of a class's glosses containing a word of its label name, unmas
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
-from typing import Iterator, NamedTuple
+
+from corpora.masking import mask_label_words
+from corpora.regrouping import MAX_SHARE, MIN_TEXTS, Pools, Regrouping, distinct, merges, renames, splits, tidy
+from corpora.wordnet_db import LEXNAMES, WORDNET_DIR, Database, Synset, database, iter_synsets
 
 LICENCE = "wordnet-base (Debian): WordNet 3.0 licence, Princeton University (/usr/share/doc/wordnet-base/copyright)"
-TAXONOMIES = {"wordnet-lex": ("WordNet lexicographer files",), "wordnet-topic": ("WordNet topic domains",)}
+TAXONOMIES = {"wordnet-lex": ("WordNet lexicographer files", "WordNet synonyms", "WordNet hypernyms"),
+              "wordnet-topic": ("WordNet topic domains", "WordNet synonyms", "WordNet hypernyms")}
 LEAK = {"wordnet-lex": 0.093, "wordnet-topic": 0.151}   # benchmarks/results/sources.md, "mean leak"
-WORDNET_DIR = Path("/usr/share/wordnet")
-
-# WordNet's 45 lexicographer files, in lex_filenum order (the `lexnames` file is not shipped).
-LEXNAMES = (
-    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
-    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
-    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
-    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
-    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
-    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather "
-    "adj.ppl"
-).split()
 LEX_LABELS = dict(zip(LEXNAMES, (
     "Descriptive adjectives|Relational adjectives|Adverbs|Top-level concepts|Acts and actions|Animals|"
     "Artifacts|Attributes|Body parts|Knowledge and cognition|Communication|Events|Feelings|Food and drink|"
@@ -43,53 +36,21 @@ _TOPIC_MERGE = {"computer": "computer_science", "commercial_enterprise": "commer
                 "american_football": "football", "ship": "seafaring"}
 _TOPIC_DROP = {"plant", "animal"}
 _LEADING_MARK = re.compile(r"^\([^)]*\)\s*")
+# Topic domains are fields of study and activities: a merge's hypernym must be one too (WordNet files
+# Old and New Testament under "will, testament", the legal document, which is no topic of either).
+_FIELDS = {"noun.cognition", "noun.act"}
 
 
-class Synset(NamedTuple):
-    offset: str
-    pos: str
-    lexname: str
-    lemmas: tuple[str, ...]
-    domains: tuple[tuple[str, str], ...]   # (offset, pos) of ";c" topic-domain synsets
-    definition: str
+def _gloss_text(synset: Synset) -> str:
+    """A synset's text: its definition; "(law) the act of ..." names the topic, a shortcut no real
+    tenant text would carry, so a topic-domain member loses its leading mark."""
+    return _LEADING_MARK.sub("", synset.definition) if synset.domains else synset.definition
 
 
-def gloss_definition(gloss: str) -> str:
-    """The definition part of a gloss: its ';'-separated parts that are not quoted examples."""
-    parts, buf, quoted = [], [], False
-    for ch in gloss:
-        if ch == '"':
-            quoted = not quoted
-        if ch == ";" and not quoted:
-            parts.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf))
-    return "; ".join(p.strip() for p in parts if p.strip() and not p.strip().startswith('"'))
-
-
-def iter_synsets(wordnet_dir: Path = WORDNET_DIR) -> Iterator[Synset]:
-    """Every synset of data.{noun,verb,adj,adv}; see wndb(5WN) for the line format."""
-    wordnet_dir = Path(wordnet_dir)
-    if not (wordnet_dir / "data.noun").is_file():
-        raise FileNotFoundError(f"WordNet database not found at {wordnet_dir}: run `make setup` "
-                                "(it installs Debian's wordnet-base)")
-    for pos in ("noun", "verb", "adj", "adv"):
-        with open(wordnet_dir / f"data.{pos}", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("  "):           # licence header
-                    continue
-                head, _, gloss = line.partition(" | ")
-                fields = head.split()
-                n_words = int(fields[3], 16)
-                lemmas = tuple(fields[4 + 2 * i] for i in range(n_words))
-                i = 4 + 2 * n_words
-                n_ptrs = int(fields[i])
-                ptrs = [fields[i + 1 + 4 * k: i + 5 + 4 * k] for k in range(n_ptrs)]
-                domains = tuple((p[1], p[2]) for p in ptrs if p[0] == ";c")
-                yield Synset(fields[0], fields[2], LEXNAMES[int(fields[1])], lemmas, domains,
-                             gloss_definition(gloss.strip()))
+def _topic_key(head: str) -> str | None:
+    """The topic class of a domain synset's head lemma, None for a dropped domain."""
+    name = _TOPIC_MERGE.get(head.lower(), head)   # keeps 'Old_Testament' cased
+    return None if name.lower() in _TOPIC_DROP else f"wordnet-topic:{name.replace('_', ' ')}"
 
 
 def wordnet_classes(wordnet_dir: Path = WORDNET_DIR, min_words: int = 3,
@@ -105,15 +66,14 @@ def wordnet_classes(wordnet_dir: Path = WORDNET_DIR, min_words: int = 3,
     classes: dict[str, list[str]] = {}
     topics: dict[str, list[str]] = {}
     for s in synsets:
-        # "(law) the act of ..." names the topic: a shortcut no real tenant text would carry.
-        text = _LEADING_MARK.sub("", s.definition) if s.domains else s.definition
+        text = _gloss_text(s)
         if len(text.split()) < min_words:
             continue
         classes.setdefault(f"wordnet-lex:{s.lexname}", []).append(text)
         for dom in s.domains:
-            name = _TOPIC_MERGE.get(heads[dom].lower(), heads[dom])   # keeps 'Old_Testament' cased
-            if name.lower() not in _TOPIC_DROP:
-                topics.setdefault(f"wordnet-topic:{name.replace('_', ' ')}", []).append(text)
+            key = _topic_key(heads[dom])
+            if key:
+                topics.setdefault(key, []).append(text)
     classes.update((k, v) for k, v in topics.items() if len(set(v)) >= min_members)
     return {k: list(dict.fromkeys(v)) for k, v in sorted(classes.items())}
 
@@ -126,3 +86,106 @@ def label_name(key: str) -> str:
     if source == "wordnet-topic":
         return name[:1].upper() + name[1:]
     raise ValueError(f"not a WordNet class key: {key!r}")
+
+
+def lex_regroupings(pools: Pools, wordnet_dir: Path = WORDNET_DIR) -> list[Regrouping]:
+    """wordnet-lex: WordNet synonyms of the labels, and splits by WordNet hypernyms inside a
+    lexicographer file (noun.animal -> vertebrate, invertebrate ...; the first '@' pointer of each
+    synset of data.noun/data.verb, so the hypernyms form a tree)."""
+    db = database(wordnet_dir)
+    found = renames(pools, label_name, lexnames=lambda key: (key.partition(":")[2], "noun.Tops"),
+                    wordnet_dir=wordnet_dir)
+    synset_of = _lex_synsets(db, pools)
+    for key in sorted(pools):
+        found += _hyponym_splits(db, pools, key, synset_of)
+    return tidy(found, pools, label_name)
+
+
+def _lex_synsets(db: Database, pools: Pools) -> dict[str, Synset]:
+    """Each pool text's synset, found by its gloss as the reader wrote it or masked for its label."""
+    wanted = {t for texts in pools.values() for t in texts}
+    labels = {key.partition(":")[2]: label_name(key) for key in pools}
+    out: dict[str, Synset] = {}
+    for s in db.synsets.values():
+        if s.lexname in labels:
+            text = _gloss_text(s)
+            for form in (text, *mask_label_words([text], labels[s.lexname])):
+                if form in wanted:
+                    out.setdefault(form, s)
+    return out
+
+
+def _hyponym_splits(db: Database, pools: Pools, key: str, synset_of: dict[str, Synset]) -> list[Regrouping]:
+    """A class's finer categories: the deepest hypernyms inside its lexicographer file that cover
+    ``MIN_TEXTS`` to ``MAX_SHARE`` of its texts, none inside another; each named by its first lemma
+    that is another name than the class's label."""
+    lex, texts, label = key.partition(":")[2], pools[key], label_name(key)
+    chains = {}
+    for text in texts:
+        chain, node = [], synset_of.get(text)
+        node = node and db.hypernym(node)
+        while node is not None and node.lexname == lex:
+            chain.append(node)
+            node = db.hypernym(node)
+        chains[text] = chain[::-1]                  # from the file's top down to the text's parent
+    count = Counter(a.key for chain in chains.values() for a in chain)
+    depth = {a.key: i for chain in chains.values() for i, a in enumerate(chain)}
+    paths = [{a.key for a in chain} for chain in chains.values()]
+    fits = [k for k, n in count.items() if MIN_TEXTS <= n <= MAX_SHARE * len(texts)]
+    chosen: dict[tuple[str, str], str] = {}
+    for k in sorted(fits, key=lambda k: (-depth[k], -count[k], k)):   # deepest first
+        nested = any(k in path and c in path for path in paths for c in chosen)
+        name = next((n for n in db.synsets[k].names() if distinct(n, label)), None)
+        if not nested and name and name.lower() not in {v.lower() for v in chosen.values()}:
+            chosen[k] = name
+    group_of = {t: chosen[a.key] for t, chain in chains.items() for a in chain if a.key in chosen}
+    return splits(pools, key, group_of, "WordNet hypernyms")
+
+
+def topic_regroupings(pools: Pools, wordnet_dir: Path = WORDNET_DIR) -> list[Regrouping]:
+    """wordnet-topic: the other lemmas of each topic's own domain synset ("law, jurisprudence"), and
+    merges by the domains' WordNet hypernyms (chemistry, physics -> natural science); a hypernym that
+    is a topic itself takes its topic in, and one whose every name is a member's label gives way to
+    its own hypernym (biology, botany, zoology -> life science)."""
+    db = database(wordnet_dir)
+    domain = _topic_synsets(db, pools)
+    found = renames(pools, label_name, synsets=domain, wordnet_dir=wordnet_dir)
+    class_of = {s.key: key for key, s in domain.items()}
+    groups: dict[tuple[str, str], set[str]] = {}
+    for key, synset in sorted(domain.items()):
+        node, members = db.hypernym(synset), {key}
+        # A hypernym that is a topic itself takes it in; named like it, it gives way to its own.
+        while node is not None and node.key in class_of and not _merge_name(node, members | {class_of[node.key]}):
+            members.add(class_of[node.key])
+            node = db.hypernym(node)
+        if node is not None and node.lexname in _FIELDS:
+            groups.setdefault(node.key, set()).update(members, [class_of[node.key]] if node.key in class_of else [])
+    named = {}
+    for node_key, members in sorted(groups.items()):
+        name = _merge_name(db.synsets[node_key], members)
+        if name:
+            named[name] = sorted(members)
+    found += merges(pools, named, "WordNet hypernyms")
+    return tidy(found, pools, label_name)
+
+
+def _merge_name(node: Synset, members: set[str]) -> str | None:
+    name = next((n for n in node.names() if all(distinct(n, label_name(k)) for k in members)), None)
+    return name and name[:1].upper() + name[1:]
+
+
+def _topic_synsets(db: Database, pools: Pools) -> dict[str, Synset]:
+    """Each topic class's domain synset: of the synsets whose head names it, the one most glosses
+    point to (the reader folds e.g. two 'law' synsets into one class)."""
+    votes: Counter = Counter()
+    for s in db.synsets.values():
+        for offset, pos in s.domains:
+            dom = db.synsets[(offset, "a" if pos == "s" else pos)]
+            key = _topic_key(dom.lemmas[0])
+            if key in pools:
+                votes[(key, dom.key)] += 1
+    best: dict[str, tuple[int, tuple[str, str]]] = {}
+    for (key, dom_key), n in sorted(votes.items()):
+        if key not in best or n > best[key][0]:
+            best[key] = (n, dom_key)
+    return {key: db.synsets[dom_key] for key, (_, dom_key) in sorted(best.items())}

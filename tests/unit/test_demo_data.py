@@ -8,7 +8,7 @@ import pytest
 from corpora.catalog import SOURCES, class_pools, label_name
 from corpora.demo_tenants import MIN_ROWS_PER_LABEL, build_demo_tenants
 from corpora.ha_intents import intent_classes
-from corpora.wordnet import WORDNET_DIR, gloss_definition, iter_synsets
+from corpora.wordnet_db import WORDNET_DIR, gloss_definition, iter_synsets
 from workspace.settings import ValidationSettings
 from workspace.tenants import TENANT_ID
 
