@@ -1,4 +1,4 @@
-"""The benchmark's data: the text sources (tailor.demo_data.ALL_SOURCES), each turned into pseudo-tenants with human label names,
+"""The benchmark's data: the text sources (corpora.catalog.ALL_SOURCES), each turned into pseudo-tenants with human label names,
 and the leave-one-source-out folds over them.
 
 A fold leaves one source S out: meta-training sees four other sources, early stopping a fifth (V,
@@ -13,9 +13,8 @@ import random
 from collections import Counter
 from dataclasses import dataclass
 
+from corpora.catalog import ALL_SOURCES as SOURCES, label_name
 from lightning_modules.episodes import EpisodeSampler, Task, TenantPool
-from tailor.demo_data import ALL_SOURCES as SOURCES
-from tailor.demo_sources import label_name
 
 WAYS, QUERY = 5, 10          # evaluation episodes: 5-way, 10 query texts per class
 PER_TENANT = 8               # classes per pseudo-tenant (a short last group joins the one before)
@@ -45,10 +44,10 @@ def folds(sources: tuple[str, ...] = SOURCES) -> list[Fold]:
 
 
 def mask_leaks(raw: Pools) -> Pools:
-    """Each class's texts with the words of its own label name masked (tailor.more_sources does so
-    already; of the older sources, Home Assistant intents and FOLDOC leak their label in 74% and 37%
-    of texts on average, see benchmarks/results/sources.md)."""
-    from tailor.more_sources import mask_label_words
+    """Each class's texts with the words of its own label name masked (the readers of gcide, vera,
+    debian-pkg and pydoc do so already; of the older sources, Home Assistant intents and FOLDOC leak
+    their label in 74% and 37% of texts on average, see benchmarks/results/sources.md)."""
+    from corpora.masking import mask_label_words
 
     return {s: {k: mask_label_words(v, label_name(k)) for k, v in classes.items()} for s, classes in raw.items()}
 

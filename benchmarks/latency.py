@@ -129,7 +129,7 @@ def build_workspace(where: Path, n_tenants: int, candidates: int, tailor: Tailor
     a few meta-training steps with the packaged encoder, and ``candidates`` adapted tenants."""
     from benchmarks.fleet import write_tenant
     from tailor.demo import demo_settings
-    from tailor.demo_data import build_demo_tenants
+    from corpora.demo_tenants import build_demo_tenants
     from workspace.create import init_workspace
 
     say(f"building {n_tenants} tenants from the demo's text sources")

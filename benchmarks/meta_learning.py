@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tailor.demo_data import ALL_SOURCES
+from corpora.catalog import ALL_SOURCES
 
 ROOT = Path(__file__).resolve().parent
 SHOTS = (1, 5, 10)
@@ -117,7 +117,7 @@ def _pool(workers: int, t0: float, threads: int = 1, fresh: bool = False) -> Pro
 
 def prepare(profile: Profile, seed: int) -> dict:
     from benchmarks.data import SOURCES, all_tenants, clean_pools, fold_data, folds, mask_leaks
-    from tailor.demo_data import class_pools
+    from corpora.catalog import class_pools
 
     pools = clean_pools(mask_leaks(class_pools(seed=seed, sources=SOURCES)), profile.per_class, seed)
     tenants = all_tenants(pools, seed)

@@ -184,7 +184,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     started, load = time.perf_counter(), os.getloadavg()
-    from tailor.demo_sources import wordnet_classes
+    from corpora.wordnet import wordnet_classes
 
     classes = wordnet_classes()
     with tempfile.TemporaryDirectory(prefix="tailor-bench-predict-") as tmp:

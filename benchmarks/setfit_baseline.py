@@ -123,7 +123,7 @@ def head_bytes(n_way: int, dim: int = 384) -> int:
 
 def wordnet_episodes(n: int, seed: int, ways: int = 5, shots: int = 5, queries: int = 20):
     """5-way 5-shot episodes from WordNet's classes (the demo's text source), 20 query texts a class."""
-    from tailor.demo_sources import wordnet_classes
+    from corpora.wordnet import wordnet_classes
 
     classes = {k: v for k, v in wordnet_classes().items() if len(v) >= shots + queries}
     episodes = []

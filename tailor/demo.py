@@ -85,7 +85,7 @@ def _second_version(src: Path, dst: Path) -> Path:
 
 
 def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
-    from tailor.demo_data import build_demo_tenants
+    from corpora.demo_tenants import build_demo_tenants
     from workspace.create import init_workspace
 
     start = time.perf_counter()

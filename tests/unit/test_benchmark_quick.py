@@ -87,7 +87,7 @@ def test_a_text_in_two_classes_or_two_sources_is_dropped():
 
 
 def test_each_fold_leaves_its_source_out_of_meta_training_and_validation():
-    from tailor.demo_data import class_pools
+    from corpora.catalog import class_pools
 
     pools = bdata.clean_pools(class_pools(seed=0, sources=bdata.SOURCES), 12, 0)
     tenants = bdata.all_tenants(pools, 0)

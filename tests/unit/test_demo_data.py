@@ -5,8 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from tailor.demo_data import MIN_ROWS_PER_LABEL, SOURCES, build_demo_tenants, class_pools
-from tailor.demo_sources import WORDNET_DIR, gloss_definition, intent_classes, iter_synsets, label_name
+from corpora.catalog import SOURCES, class_pools, label_name
+from corpora.demo_tenants import MIN_ROWS_PER_LABEL, build_demo_tenants
+from corpora.ha_intents import intent_classes
+from corpora.wordnet_db import WORDNET_DIR, gloss_definition, iter_synsets
 from workspace.settings import ValidationSettings
 from workspace.tenants import TENANT_ID
 

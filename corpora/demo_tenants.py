@@ -7,19 +7,10 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tailor.demo_sources import WORDNET_DIR, intent_classes, label_name, wordnet_classes
+from corpora.catalog import PREFIX, SOURCES, class_pools, label_name, source_of
+from corpora.wordnet_db import WORDNET_DIR
 from workspace.tenants import check_tenant_id
 
-SOURCES = ("wordnet-lex", "wordnet-topic", "ha-intents", "fortunes", "bible", "foldoc")
-# class-key prefix -> source
-_SOURCE_OF = {"wordnet-lex": "wordnet-lex", "wordnet-topic": "wordnet-topic", "ha-intent": "ha-intents",
-              "fortune": "fortunes", "bible": "bible", "foldoc": "foldoc",
-              "gcide": "gcide", "debian-pkg": "debian-pkg", "pydoc": "pydoc",
-              "vera": "vera"}
-# Sources only the benchmarks use (tailor/more_sources.py); the demo's plan keeps to SOURCES.
-MORE_SOURCES = ("gcide", "vera", "debian-pkg", "pydoc")
-ALL_SOURCES = SOURCES + MORE_SOURCES
-_PREFIX = {source: prefix for prefix, source in _SOURCE_OF.items()}
 MIN_ROWS_PER_LABEL = 10
 
 LEX, TOPIC, HA, FORT, BIBLE, FOLDOC = SOURCES
@@ -98,29 +89,8 @@ class DemoCatalog:
                            "bad_file": rel(self.bad_file)}, indent=2, sort_keys=True) + "\n"
 
 
-def class_pools(seed: int = 0, min_texts: int = 20, wordnet_dir: Path = WORDNET_DIR,
-                sources: tuple[str, ...] = SOURCES) -> dict[str, dict[str, list[str]]]:
-    """Source -> class key -> texts, keeping classes with at least `min_texts` texts; only the
-    readers of `sources` run (all of ALL_SOURCES take ~20 s; nothing is cached)."""
-    from tailor import debian_sources as deb, more_sources as more
-
-    unknown = set(sources) - set(ALL_SOURCES)
-    if unknown:
-        raise ValueError(f"unknown text sources {sorted(unknown)}; known: {', '.join(ALL_SOURCES)}")
-    wordnet = lambda: wordnet_classes(wordnet_dir)  # noqa: E731  (one reader serves LEX and TOPIC)
-    readers = {LEX: wordnet, TOPIC: wordnet, HA: lambda: intent_classes(seed=seed), FORT: deb.fortune_classes,
-               BIBLE: deb.bible_classes, FOLDOC: deb.foldoc_classes, **more.READERS}
-    pools: dict[str, dict[str, list[str]]] = {s: {} for s in sources}
-    for reader in dict.fromkeys(readers[s] for s in sources):
-        for key, texts in reader().items():
-            owner = _SOURCE_OF[key.partition(":")[0]]
-            if owner in pools and len(texts) >= min_texts:
-                pools[owner][key] = texts
-    return pools
-
-
 def _key(source: str, name: str) -> str:
-    return f"{_PREFIX[source]}:{name}"
+    return f"{PREFIX[source]}:{name}"
 
 
 def _split(n: int, sources: tuple[str, ...]) -> list[int]:
@@ -160,7 +130,7 @@ def _tenant_rows(tenant, keys, pools, per_label, banned, seed) -> tuple[list[str
     for key in keys:
         names = [label_name(key), *_ALIASES.get(key, [])]
         label = names[0] if rng.random() < 0.6 else rng.choice(names)
-        pool = pools[_SOURCE_OF[key.partition(":")[0]]][key]
+        pool = pools[source_of(key)][key]
         texts = [t for t in rng.sample(pool, len(pool)) if t not in used][:per_label]
         if len(texts) < MIN_ROWS_PER_LABEL or label in labels:
             raise ValueError(f"demo tenant {tenant}: class {key} gives {len(texts)} texts / label {label!r}")

@@ -1,119 +1,31 @@
-"""Real text for demo tenants: WordNet 3.0 glosses and Home Assistant intent utterances, read offline."""
+"""Home Assistant voice-intent utterances (``ha-intents``), sampled from the intents' sentence templates.
+
+Licence: the PyPI packages ``home-assistant-intents`` (the sentence templates, Apache-2.0) and
+``hassil`` (the template parser, Apache-2.0), from their wheels' metadata.
+Taxonomies: intents (``HassTurnOn``: Turn on or open); the Home Assistant domain each intent
+belongs to (intents.json: the media player's nine intents ...); the domain of the template block an
+utterance comes from (HassTurnOn on a light, a fan, a cover ...).
+Leak (mean share of a class's utterances containing a word of its label name, unmasked; regenerated
+by ``python -m benchmarks.sources`` into benchmarks/results/sources.md): 74.3%; the benchmark masks
+label words (benchmarks/data.py's ``mask_leaks``).
+"""
 from __future__ import annotations
 
 import random
 import re
-from pathlib import Path
-from typing import Iterator, NamedTuple
 
 from hassil import (Alternative, Intents, ListReference, Permutation, RangeSlotList, RuleReference,
                     Sequence, TextChunk, TextSlotList, normalize_whitespace)
-from home_assistant_intents import get_intents
+from home_assistant_intents import get_intent_info, get_intents
 
-WORDNET_DIR = Path("/usr/share/wordnet")
+from corpora.masking import mask_label_words
+from corpora.regrouping import Pools, Regrouping, merges, renames, splits, tidy
 
-# WordNet's 45 lexicographer files, in lex_filenum order (the `lexnames` file is not shipped).
-LEXNAMES = (
-    "adj.all adj.pert adv.all noun.Tops noun.act noun.animal noun.artifact noun.attribute noun.body "
-    "noun.cognition noun.communication noun.event noun.feeling noun.food noun.group noun.location "
-    "noun.motive noun.object noun.person noun.phenomenon noun.plant noun.possession noun.process "
-    "noun.quantity noun.relation noun.shape noun.state noun.substance noun.time verb.body verb.change "
-    "verb.cognition verb.communication verb.competition verb.consumption verb.contact verb.creation "
-    "verb.emotion verb.motion verb.perception verb.possession verb.social verb.stative verb.weather "
-    "adj.ppl"
-).split()
-LEX_LABELS = dict(zip(LEXNAMES, (
-    "Descriptive adjectives|Relational adjectives|Adverbs|Top-level concepts|Acts and actions|Animals|"
-    "Artifacts|Attributes|Body parts|Knowledge and cognition|Communication|Events|Feelings|Food and drink|"
-    "Groups|Places|Motives|Natural objects|People|Natural phenomena|Plants|Possessions|Processes|"
-    "Quantities and units|Relations|Shapes|States and conditions|Substances|Time|Body care verbs|"
-    "Change verbs|Thinking verbs|Communication verbs|Competition verbs|Eating and drinking verbs|"
-    "Contact verbs|Creation verbs|Emotion verbs|Motion verbs|Perception verbs|Possession verbs|"
-    "Social verbs|Stative verbs|Weather verbs|Participial adjectives"
-).split("|")))
-# Topic domains that duplicate a lexicographer class or another domain are folded or dropped, so
-# one tenant never holds two labels for the same concept.
-_TOPIC_MERGE = {"computer": "computer_science", "commercial_enterprise": "commerce",
-                "american_football": "football", "ship": "seafaring"}
-_TOPIC_DROP = {"plant", "animal"}
-_LEADING_MARK = re.compile(r"^\([^)]*\)\s*")
+LICENCE = "home-assistant-intents and hassil (PyPI): Apache-2.0 (wheel metadata)"
+TAXONOMIES = {"ha-intents": ("Home Assistant intents", "WordNet synonyms", "Home Assistant intent descriptions",
+                             "Home Assistant domains", "Home Assistant intent x domain blocks")}
+LEAK = {"ha-intents": 0.743}   # benchmarks/results/sources.md, "mean leak"
 _REPEATED_WORD = re.compile(r"\b(\w+) \1\b")   # "lawn mower mower": a filled name meets template text
-
-
-class Synset(NamedTuple):
-    offset: str
-    pos: str
-    lexname: str
-    lemmas: tuple[str, ...]
-    domains: tuple[tuple[str, str], ...]   # (offset, pos) of ";c" topic-domain synsets
-    definition: str
-
-
-def gloss_definition(gloss: str) -> str:
-    """The definition part of a gloss: its ';'-separated parts that are not quoted examples."""
-    parts, buf, quoted = [], [], False
-    for ch in gloss:
-        if ch == '"':
-            quoted = not quoted
-        if ch == ";" and not quoted:
-            parts.append("".join(buf))
-            buf = []
-        else:
-            buf.append(ch)
-    parts.append("".join(buf))
-    return "; ".join(p.strip() for p in parts if p.strip() and not p.strip().startswith('"'))
-
-
-def iter_synsets(wordnet_dir: Path = WORDNET_DIR) -> Iterator[Synset]:
-    """Every synset of data.{noun,verb,adj,adv}; see wndb(5WN) for the line format."""
-    wordnet_dir = Path(wordnet_dir)
-    if not (wordnet_dir / "data.noun").is_file():
-        raise FileNotFoundError(f"WordNet database not found at {wordnet_dir}: run `make setup` "
-                                "(it installs Debian's wordnet-base)")
-    for pos in ("noun", "verb", "adj", "adv"):
-        with open(wordnet_dir / f"data.{pos}", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("  "):           # licence header
-                    continue
-                head, _, gloss = line.partition(" | ")
-                fields = head.split()
-                n_words = int(fields[3], 16)
-                lemmas = tuple(fields[4 + 2 * i] for i in range(n_words))
-                i = 4 + 2 * n_words
-                n_ptrs = int(fields[i])
-                ptrs = [fields[i + 1 + 4 * k: i + 5 + 4 * k] for k in range(n_ptrs)]
-                domains = tuple((p[1], p[2]) for p in ptrs if p[0] == ";c")
-                yield Synset(fields[0], fields[2], LEXNAMES[int(fields[1])], lemmas, domains,
-                             gloss_definition(gloss.strip()))
-
-
-def wordnet_classes(wordnet_dir: Path = WORDNET_DIR, min_words: int = 3,
-                    min_members: int = 20) -> dict[str, list[str]]:
-    """Class key -> definitions, for lexicographer classes and ';c' topic domains.
-
-    Texts are bare definitions, no headword: "gear: ..." reads like a glossary and lets one token
-    decide the class; a definition reads like a description a customer writes. Definitions under
-    `min_words` words ("move fast") are dropped; topic domains need `min_members` texts.
-    """
-    synsets = list(iter_synsets(wordnet_dir))
-    heads = {(s.offset, s.pos): s.lemmas[0] for s in synsets}
-    classes: dict[str, list[str]] = {}
-    topics: dict[str, list[str]] = {}
-    for s in synsets:
-        # "(law) the act of ..." names the topic: a shortcut no real tenant text would carry.
-        text = _LEADING_MARK.sub("", s.definition) if s.domains else s.definition
-        if len(text.split()) < min_words:
-            continue
-        classes.setdefault(f"wordnet-lex:{s.lexname}", []).append(text)
-        for dom in s.domains:
-            name = _TOPIC_MERGE.get(heads[dom].lower(), heads[dom])   # keeps 'Old_Testament' cased
-            if name.lower() not in _TOPIC_DROP:
-                topics.setdefault(f"wordnet-topic:{name.replace('_', ' ')}", []).append(text)
-    classes.update((k, v) for k, v in topics.items() if len(set(v)) >= min_members)
-    return {k: list(dict.fromkeys(v)) for k, v in sorted(classes.items())}
-
-
-# --- Home Assistant intents -------------------------------------------------------------------
 
 HA_LABELS = {
     "HassBroadcast": "Broadcast a message", "HassCancelAllTimers": "Cancel all timers",
@@ -197,15 +109,23 @@ def _sample(expr, rng: random.Random, lists, rules, names: list[str]) -> str:
 
 def intent_classes(language: str = "en", per_intent: int = 60, seed: int = 0) -> dict[str, list[str]]:
     """Intent key -> up to `per_intent` distinct utterances sampled from home-assistant-intents."""
+    return {key: list(texts) for key, texts in intent_samples(language, per_intent, seed).items()}
+
+
+def intent_samples(language: str = "en", per_intent: int = 60,
+                   seed: int = 0) -> dict[str, dict[str, tuple[str, ...]]]:
+    """Intent key -> utterance -> the Home Assistant domains of the template block it came from
+    (``block.domains``: ("light",), ("cover", "valve"), () for a block of no domain), in the order
+    and with the draws of ``intent_classes``."""
     data = get_intents(language)
     if data is None:
         raise ValueError(f"home-assistant-intents has no language {language!r}")
     intents = Intents.from_dict(data)
-    out: dict[str, list[str]] = {}
+    out: dict[str, dict[str, tuple[str, ...]]] = {}
     for name in sorted(intents.intents):
         rng = random.Random(f"{seed}:{name}")    # per intent, so one intent's draw never shifts another's
         blocks = [(b, s) for b in intents.intents[name].data for s in b.sentences]
-        texts: dict[str, None] = {}
+        texts: dict[str, tuple[str, ...]] = {}
         for _ in range(per_intent * 20):
             if len(texts) >= per_intent:
                 break
@@ -216,27 +136,50 @@ def intent_classes(language: str = "en", per_intent: int = 60, seed: int = 0) ->
             text = _sample(sentence.expression, rng, {**intents.slot_lists, **block.slot_lists}, rules, names)
             text = _REPEATED_WORD.sub(r"\1", normalize_whitespace(text).strip())
             if text:
-                texts[text] = None
-        out[f"ha-intent:{name}"] = list(texts)
+                texts.setdefault(text, tuple(sorted(block.domains)))
+        out[f"ha-intent:{name}"] = texts
     return out
 
 
 def label_name(key: str) -> str:
-    """Human label for a class key, e.g. 'wordnet-lex:noun.animal' -> 'Animals'."""
+    """Human label for an intent key, e.g. 'ha-intent:HassTurnOn' -> 'Turn on or open'."""
     source, _, name = key.partition(":")
-    if source == "wordnet-lex":
-        return LEX_LABELS[name]
-    if source == "wordnet-topic":
-        return name[:1].upper() + name[1:]
-    if source == "ha-intent":
-        return HA_LABELS.get(name) or re.sub(r"(?<!^)(?=[A-Z])", " ", name.removeprefix("Hass")).capitalize()
-    from tailor.debian_sources import debian_label_name
+    if source != "ha-intent":
+        raise ValueError(f"not a Home Assistant intent key: {key!r}")
+    return HA_LABELS.get(name) or re.sub(r"(?<!^)(?=[A-Z])", " ", name.removeprefix("Hass")).capitalize()
 
-    from tailor.more_sources import more_label_name
 
-    other = debian_label_name(key)
-    if other is None:
-        other = more_label_name(key)
-    if other is None:
-        raise ValueError(f"unknown class source in {key!r}")
-    return other
+def regroupings(pools: Pools, seed: int = 0, language: str = "en", per_intent: int = 60) -> list[Regrouping]:
+    """ha-intents, its texts drawn as ``intent_classes(language, per_intent, seed)`` draws them:
+    WordNet synonyms of the labels (as verbs), else the intent's own description (intents.json);
+    merges by the intent's Home Assistant domain (intents.json; the catch-all "homeassistant"
+    domain is no category); splits of an intent that spans domains by the one domain of the template
+    block an utterance came from (HassTurnOn: light, fan, cover ...)."""
+    info = get_intent_info() or {}
+    intent = {key: key.partition(":")[2] for key in pools}
+    described = {key: [info[name]["description"].split(". ")[0].rstrip(".")]
+                 for key, name in intent.items() if info.get(name, {}).get("description")}
+    found = renames(pools, label_name, pos=("v",), alternatives=described,
+                    alternatives_taxonomy="Home Assistant intent descriptions")
+    by_domain: dict[str, list[str]] = {}
+    for key, name in sorted(intent.items()):
+        domain = info.get(name, {}).get("domain")
+        if domain and domain != "homeassistant":
+            by_domain.setdefault(_domain_name(domain), []).append(key)
+    found += merges(pools, by_domain, "Home Assistant domains")
+    samples = intent_samples(language, per_intent, seed)
+    for key in sorted(pools):
+        label, group_of = label_name(key), {}
+        single = {text: domains[0] for text, domains in samples.get(key, {}).items() if len(domains) == 1}
+        if len(set(single.values())) < 2:          # an intent of one domain: its blocks split nothing
+            continue
+        for text, domain in single.items():
+            name = f"{label} ({_domain_name(domain).lower()})"
+            group_of.update((form, name) for form in (text, *mask_label_words([text], label)))
+        found += splits(pools, key, group_of, "Home Assistant intent x domain blocks")
+    return tidy(found, pools, label_name)
+
+
+def _domain_name(domain: str) -> str:
+    """A Home Assistant domain id in words: "media_player" -> "Media player"."""
+    return domain.replace("_", " ").capitalize()
