@@ -84,9 +84,9 @@ _TECHNICAL_FACETS = {"implemented-in", "interface", "role", "scope", "special", 
 
 def regroupings(pools: Pools) -> list[Regrouping]:
     """debian-pkg: WordNet synonyms of the labels' computing senses (topic domain computer science),
-    else the section's own name ("sound" for Audio),
-    and splits of a section by one debtags facet: the texts with exactly one tag of it, grouped by
-    that tag; of a section's facets, the one whose splits cover most texts."""
+    else the section's own name ("sound" for Audio), and splits of a section by one debtags facet:
+    the texts with exactly one tag of it, grouped by that tag; of a section's facets, the one whose
+    splits cover most texts."""
     found = renames(pools, label_name, topics=COMPUTING, alternatives={key: [key.partition(":")[2]] for key in pools},
                     alternatives_taxonomy="Debian archive sections")
     tags: dict[str, dict[str, set[str]]] = {}
