@@ -132,13 +132,13 @@ def _delta_bytes(delta: dict, labels: list[str]) -> tuple[int, int]:
 
 
 @timed
-def adaptation_cost(settings, tenants, metas: dict[str, dict], cache_dir, repeats: int,
+def adaptation_cost(settings, tenants, bases: dict[str, tuple[dict, int | None]], cache_dir, repeats: int,
                     thread_counts: list[int]) -> dict:
     """Per tenant of 50 examples (5 labels x 10, all of them the support set, label names added),
-    frozen part cached: seconds of one adaptation (the product's ``adapt_task``) from each start, of
-    prototypes / logistic regression on frozen embeddings, and of the product's whole
-    ``adapt_tenant`` (held-out measurement of every method, then the refit on all 50); and the bytes
-    each method stores per tenant."""
+    frozen part cached: seconds of one adaptation (the product's ``adapt_task``) from each start
+    (``bases``: algorithm -> (meta, its inner steps)), of prototypes / logistic regression on frozen
+    embeddings, and of the product's whole ``adapt_tenant`` (cross-validation of every method, then
+    the chosen one fitted on all 50); and the bytes each method stores per tenant."""
     from lightning_modules import baselines
     from lightning_modules.adaptation import adapt_tenant
     from lightning_modules.encoder import packaged_model_dir
@@ -149,8 +149,8 @@ def adaptation_cost(settings, tenants, metas: dict[str, dict], cache_dir, repeat
     enc, top, frozen = encoder(settings)
     steps, mt, head = settings.adapt.inner_steps, settings.meta_train, settings.adapt.head
     start0 = no_meta(settings, top)
-    meta = metas[mt.algorithm]
-    starts = {"no-meta": start0, **metas}
+    meta, base_steps = bases[mt.algorithm]
+    starts = {"no-meta": (start0, None), **bases}
     out: dict = {"timing": [], "bytes": {}, "sources": list(TIMED_SOURCES)}
     for source in TIMED_SOURCES:
         texts, labels = _tenant(tenants, source)
@@ -175,20 +175,24 @@ def adaptation_cost(settings, tenants, metas: dict[str, dict], cache_dir, repeat
 
         for threads in thread_counts:
             torch.set_num_threads(threads)
-            timed_starts = starts if threads == 1 else {mt.algorithm: meta}
-            adapt = lambda m: adapt_task(top, m, data, steps, optimizer=mt.optimizer, head=head)  # noqa: E731
+            timed_starts = starts if threads == 1 else {mt.algorithm: (meta, base_steps)}
+            adapt = lambda m, k: adapt_task(top, m, data, steps if k is None else k, optimizer=mt.optimizer,  # noqa: E731
+                                            head=head)
             row = {"source": source, "threads": threads, "n": len(texts),
-                   **{f"{name}_s": _median_time(lambda m=m: adapt(m), repeats) for name, m in timed_starts.items()},
+                   **{f"{name}_s": _median_time(lambda m=m, k=k: adapt(m, k), repeats)
+                      for name, (m, k) in timed_starts.items()},
                    "prototypes_s": _median_time(protos, repeats), "logreg_s": _median_time(logreg, repeats),
                    "adapt_tenant_s": _median_time(lambda: adapt_tenant(enc, settings, meta, "bench", texts, labels,
-                                                                      cache_dir), max(1, repeats // 3))}
+                                                                      cache_dir, base_steps=base_steps),
+                                                  max(1, repeats // 3))}
             out["timing"].append(row)
             log(f"adaptation cost {source}, {threads} thread(s): one adaptation {row[mt.algorithm + '_s']:.2f}s, "
                 f"whole adapt_tenant {row['adapt_tenant_s']:.2f}s")
         if source == TIMED_SOURCES[0]:
-            params, _ = adapt_task(top, meta, data, steps, optimizer=mt.optimizer, head=head)
+            params, _ = adapt_task(top, meta, data, steps if base_steps is None else base_steps,
+                                   optimizer=mt.optimizer, head=head)
             adapted = {k: v for k, v in params.items() if is_adapter(k) or k in HEAD}
-            product = adapt_tenant(enc, settings, meta, "bench", texts, labels, cache_dir)
+            product = adapt_tenant(enc, settings, meta, "bench", texts, labels, cache_dir, base_steps=base_steps)
             out["bytes"]["tailor"], out["bytes"]["manifest"] = _delta_bytes(adapted, names)
             out["bytes"]["product"], _ = _delta_bytes(product.delta, names)
             out["bytes"]["product_head"] = product.adaptation["head"]

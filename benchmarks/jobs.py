@@ -86,98 +86,140 @@ def features_job(settings, texts: list[str], cache_dir: Path) -> int:
 
 
 @timed
-def meta_train_job(fold: str, algorithm: str, settings, train, val, cache_dir: Path) -> dict:
-    """The product's Lightning meta-training, early-stopped on the validation source's tenants."""
+def meta_train_job(key: str, algorithm: str, settings, train, val, cache_dir: Path) -> dict:
+    """The product's Lightning base training (``meta_train``), early-stopped on ``val``; ``key``
+    names the training set (a protocol's source or left-out source)."""
     from lightning_modules.training import meta_train
 
     enc, _, _ = encoder(settings)
     out = Path(tempfile.mkdtemp(prefix="tailor-bench-base-"))
-    name = f"{fold} {algorithm}"
+    name = f"{key} {algorithm}"
     try:
         result = meta_train(enc, settings.replace("meta_train", algorithm=algorithm), train, val, out / "base",
                             cache_dir, say=lambda m: log(f"{name}: {m}"))
     finally:
         shutil.rmtree(out, ignore_errors=True)
-    return {"fold": fold, "algorithm": algorithm, "meta": result.meta, "metrics": result.metrics,
+    return {"key": key, "algorithm": algorithm, "meta": result.meta, "metrics": result.metrics,
             "history": [h for h in result.history if "val_acc" in h]}
 
 
-def _episode(state, settings, source: str, shots: int, index: int, n: int, seed: int, names: bool = True):
-    from benchmarks.data import episodes
-    from lightning_modules.tasks import TaskData
+def in_domain_state(settings, split, cache_dir):
+    """One source's in-domain table: every text of its training, validation and evaluation tenants
+    (features cached once), their frozen embeddings, and every category name."""
+    from lightning_modules import baselines
+    from lightning_modules.features import lower_features
 
-    task = episodes(state["pool"], source, shots, n, seed)[index]
-    return task, TaskData.from_task(state["feats"], task, state["names"] if names else None)
+    key = ("in-domain", split.source, settings.encoder, str(cache_dir))
+    if key not in _SOURCES:
+        enc, top, frozen = encoder(settings)
+        texts, names = in_domain_texts(split)
+        feats = lower_features(enc, texts, frozen, cache_dir)
+        name_feats = lower_features(enc, names, frozen, cache_dir)
+        start = no_meta(settings.replace("adapt", label_names=True), top)
+        _remember(key, {"top": top, "feats": feats, "row": {t: i for i, t in enumerate(texts)},
+                        "names": name_feats, "name_row": {n: i for i, n in enumerate(names)},
+                        "z": baselines.frozen_embeddings(top, start, feats),
+                        "names_z": baselines.frozen_embeddings(top, start, name_feats), "texts": texts})
+    return _SOURCES[key]
+
+
+def in_domain_texts(split) -> tuple[list[str], list[str]]:
+    """(every text, every category name) of one source's in-domain split, in the order its feature
+    tables are built (and cached) in."""
+    texts = sorted({t for data in (split.train, split.val) for ts, _ in data.values() for t in ts}
+                   | {t for c in split.recurring + split.new for t in c.texts})
+    return texts, sorted({c.name for c in split.recurring + split.new})
+
+
+def _remember(key, state) -> None:
+    if len(_SOURCES) >= 2:
+        _SOURCES.pop(next(iter(_SOURCES)))
+    _SOURCES[key] = state
+
+
+def new_domain_state(settings, source: str, tenants, cache_dir):
+    """A left-out source's table (``source_state``) with the lookups ``score_episode`` uses."""
+    state = source_state(settings, source, tenants, cache_dir)
+    if "row" not in state:   # the order training.feature_table built its tables in
+        texts = [t for _, (ts, _) in sorted(tenants.items()) for t in ts]
+        names = [n for _, (_, labs) in sorted(tenants.items()) for n in sorted(set(labs))]
+        state.update(row={t: i for i, t in enumerate(texts)}, texts=texts,
+                     name_row={n: i for i, n in enumerate(names)})
+    return state
+
+
+def _episode_texts(protocol: str, state, settings, source: str, shots: int, index: int, n: int, seed: int,
+                   split=None):
+    """(support texts, support y, query texts, query y, names, kinds) of one episode of any protocol."""
+    from benchmarks import protocols
+    from benchmarks.data import episodes
+
+    if protocol == "new-domain":
+        task = episodes(state["pool"], source, shots, n, seed)[index]
+        texts = state["texts"]
+        return ([texts[int(i)] for i in task.support], task.support_y.tolist(),
+                [texts[int(i)] for i in task.query], task.query_y.tolist(), list(task.classes), ["new"] * task.n_way)
+    ep = protocols.episodes(split, protocol, shots, n, seed)[index]
+    return ([t for t, _ in ep.support], [y for _, y in ep.support], [t for t, _ in ep.query],
+            [y for _, y in ep.query], list(ep.names), list(ep.kinds))
+
+
+def episode_hash(support: list[str], query: list[str], names: list[str]) -> str:
+    import hashlib
+
+    return hashlib.sha256("\x1f".join(support + ["|"] + query + ["|"] + names).encode()).hexdigest()[:16]
 
 
 @timed
-def eval_job(settings, tenants, cache_dir, source: str, shots: int, lo: int, hi: int, seed: int,
-             method: str, meta: dict | None, marks: tuple[int, ...], curve_episodes: int) -> list[dict]:
-    """Score episodes ``lo..hi`` of one left-out source at ``shots`` with one method: "frozen" (the
-    frozen-encoder baselines), "no-meta" (the product's adaptation from its start without
-    meta-learning) or a meta-trained base (``meta``)."""
-    from benchmarks.methods import adapted_scores, frozen_scores
+def episode_job(settings, protocol: str, source: str, data, cache_dir, shots: int, lo: int, hi: int, n: int,
+                seed: int, bases: dict, default: str) -> list[dict]:
+    """Score episodes ``lo..hi`` of one protocol and source with every method on the same episode:
+    the frozen-encoder heads, the adaptation from the start without a trained base, each base's own
+    adaptation (``bases``: algorithm -> (meta, inner steps)), and ``tailor``: the product's
+    ``adapt_tenant`` from the default base, its per-tenant choice included (at 1 example per label
+    nothing can be cross-validated: the default method alone, said in the record)."""
+    from benchmarks.methods import score_episode
 
-    state = source_state(settings, source, tenants, cache_dir)
-    steps, mt = settings.adapt.inner_steps, settings.meta_train
-    start = meta if meta is not None else no_meta(settings, state["top"])
+    if protocol == "new-domain":
+        state = new_domain_state(settings, source, data, cache_dir)
+        split = None
+    else:
+        state, split = in_domain_state(settings, data, cache_dir), data
     records = []
     for i in range(lo, hi):
-        task, data = _episode(state, settings, source, shots, i, hi, seed, settings.adapt.label_names)
-        base = {"fold": source, "shots": shots, "episode": i}
-        if method == "frozen":
-            scores = frozen_scores(state["z"], state["names_z"], task, mt.name_weight)
-            records += [{**base, "method": m, "acc": a} for m, a in scores.items()]
-            continue
-        at = tuple(sorted(set(marks) | {steps})) if i < curve_episodes else (steps,)
-        scores, diverged = adapted_scores(state["top"], start, data, at, mt.optimizer, settings.adapt.head,
-                                          settings.adapt.max_loss)
-        records.append({**base, "method": method, "acc": scores[steps], "curve": scores, "diverged": diverged})
+        s_texts, s_y, q_texts, q_y, names, kinds = _episode_texts(protocol, state, settings, source, shots, i, n,
+                                                                  seed, split)
+        scores = score_episode(settings, state, s_texts, s_y, q_texts, q_y, names, bases, default)
+        base = {"protocol": protocol, "source": source, "shots": shots, "episode": i, "kinds": kinds,
+                "hash": episode_hash(s_texts, q_texts, names)}
+        records += [{**base, "method": m, **r} for m, r in scores.items()]
     return records
 
 
 @timed
-def trace_job(settings, tenants, cache_dir, source: str, n: int, seed: int, steps: int,
-              variants: dict) -> list[dict]:
-    """The inner loop of the start without meta-learning, step by step, on the first ``n`` 5-shot
-    episodes, under each of ``variants`` ({name: settings})."""
-    from benchmarks.methods import inner_loop_trace
-
-    rows = []
-    for name, s in variants.items():
-        state = source_state(s, source, tenants, cache_dir)
-        for i in range(n):
-            _, data = _episode(state, s, source, 5, i, n, seed, s.adapt.label_names)
-            for row in inner_loop_trace(state["top"], no_meta(s, state["top"]), data, steps,
-                                        s.meta_train.optimizer, s.adapt.head, s.adapt.max_loss):
-                rows.append({"fold": source, "variant": name, "episode": i, **row})
-    return rows
-
-
-@timed
-def setfit_job(settings, tenants, cache_dir, source: str, index: int, n: int, seed: int,
+def setfit_job(settings, protocol: str, source: str, data, cache_dir, index: int, n: int, seed: int,
                max_pairs: int | None) -> list[dict]:
-    """SetFit on one 5-shot episode, and the product's adaptation timed on the same episode in the
-    same process right before it (from the start without meta-learning: a base changes the values
-    adapted, not the work), so the speed ratio compares like with like."""
+    """SetFit on one 5-shot episode of a protocol, and the product's ``adapt_tenant`` timed on the
+    same episode in the same process right before it, so the speed ratio compares like with like."""
     import numpy as np
 
     from benchmarks.setfit_baseline import fit_predict
-    from lightning_modules.tasks import adapt_task
+    from lightning_modules.adaptation import adapt_tenant
 
-    state = source_state(settings, source, tenants, cache_dir)
-    task, data = _episode(state, settings, source, 5, index, n, seed, settings.adapt.label_names)
-    start_meta, mt = no_meta(settings, state["top"]), settings.meta_train
-    adapt_task(state["top"], start_meta, data, 1)  # warm-up: lazy init off the clock
+    if protocol == "new-domain":
+        state, split = new_domain_state(settings, source, data, cache_dir), None
+    else:
+        state, split = in_domain_state(settings, data, cache_dir), data
+    s_texts, s_y, q_texts, q_y, names, _ = _episode_texts(protocol, state, settings, source, 5, index, n, seed, split)
+    enc, top, _ = encoder(settings)
+    labels = [names[y] for y in s_y]
+    adapt_tenant(enc, settings, no_meta(settings, top), "bench", s_texts, labels, cache_dir)   # features cached
     start = time.perf_counter()
-    adapt_task(state["top"], start_meta, data, settings.adapt.inner_steps, optimizer=mt.optimizer,
-               head=settings.adapt.head)
-    base = {"fold": source, "shots": 5, "episode": index}
+    adapt_tenant(enc, settings, no_meta(settings, top), "bench", s_texts, labels, cache_dir)
+    base = {"protocol": protocol, "source": source, "shots": 5, "episode": index,
+            "hash": episode_hash(s_texts, q_texts, names)}
     records = [{**base, "method": "tailor@setfit", "seconds": time.perf_counter() - start}]
-    texts = [t for _, (ts, _) in sorted(tenants.items()) for t in ts]
-    support = [texts[int(i)] for i in task.support]
-    query = [texts[int(i)] for i in task.query]
-    pred, seconds, pairs = fit_predict(support, task.support_y.tolist(), query, max_pairs)
-    acc = float(np.mean(np.asarray(pred) == task.query_y.numpy()))
-    log(f"SetFit {source} 5-shot episode {index}: acc {acc:.3f}, {seconds:.1f}s ({pairs} pairs)")
+    pred, seconds, pairs = fit_predict(s_texts, s_y, q_texts, max_pairs)
+    acc = float(np.mean(np.asarray(pred) == np.asarray(q_y)))
+    log(f"SetFit {protocol} {source} 5-shot episode {index}: acc {acc:.3f}, {seconds:.1f}s ({pairs} pairs)")
     return records + [{**base, "method": "setfit", "acc": acc, "seconds": seconds, "pairs": pairs}]

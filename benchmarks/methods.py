@@ -1,12 +1,11 @@
-"""Score one evaluation episode with each method, through the product's own functions.
+"""Score one evaluation episode with every method, through the product's own functions, on the
+same support and query texts (paired).
 
-Frozen-encoder baselines come from ``lightning_modules.baselines`` (they see no label names), plus
-logistic regression with each label name as one more example (``tasks.logreg_head``, the weight
-the product gives a name): what names alone give. Adapted methods run the product's
-``tasks.adapt_task`` once up to the largest step count asked for and are scored on the way
-(``on_step``); with the product's logistic-regression head it is re-fitted on the adapted support
-embeddings at each scored step, exactly as ``adapt_task`` fits it at its end, so the score after k
-steps equals ``tasks.evaluate_task(..., steps=k)`` (a unit test checks this).
+Frozen-encoder heads: prototypes, logistic regression, and logistic regression with each label name
+as one more example (``tasks.frozen_names_head``, the weight the product gives a name). Adapted:
+``tasks.adapt_task`` from the start without a trained base, and from each base with the inner steps
+it was trained for. ``tailor``: ``adaptation.adapt_tenant`` from the default base, the per-tenant
+choice by cross-validation included: what a new tenant of the product gets.
 """
 from __future__ import annotations
 
@@ -14,90 +13,98 @@ import torch
 import torch.nn.functional as F
 
 from lightning_modules import baselines
+from lightning_modules.adaptation import AdaptationRejected, adapt_tenant, fit_fixed
 from lightning_modules.algorithms import AdaptationDiverged
-from lightning_modules.episodes import Task
-from lightning_modules.model import HEAD, TopModel, example_weights, task_init
-from lightning_modules.tasks import (TaskData, accuracy, adapt_task, embed, frozen_names_head, logreg_head, loss_fn,
-                                     predictions)
+from lightning_modules.features import FeatureTable
+from lightning_modules.tasks import TaskData, accuracy, adapt_task, frozen_names_head, predictions
+
+FROZEN = ("prototypes", "logreg", "logreg+names")
 
 
-def frozen_scores(z: torch.Tensor, names_z: torch.Tensor, task: Task, name_weight: float) -> dict[str, float]:
-    """Prototypes and logistic regression on frozen embeddings ``z`` of the episode's table, and
-    logistic regression with the label names (rows of ``names_z``) as weighted extra examples."""
-    rows = torch.cat([task.support, task.query])
-    y = torch.cat([task.support_y, task.query_y])
-    support, query = list(range(len(task.support))), list(range(len(task.support), len(rows)))
-    zt = z[rows]
-    out = {"prototypes": baselines.prototype_accuracy(zt, y, support, query),
-           "logreg": baselines.logreg_accuracy(zt, y, support, query)}
-    if task.name_rows is not None:
-        head = frozen_names_head(z[task.support], task.support_y, names_z[task.name_rows], task.n_way, name_weight)
-        pred = F.linear(z[task.query], head["head.weight"], head["head.bias"]).argmax(1)
-        out["logreg+names"] = (pred == task.query_y).float().mean().item()
+def _rows(state, texts: list[str]) -> torch.Tensor:
+    return torch.tensor([state["row"][t] for t in texts], dtype=torch.long)
+
+
+def features_of(state):
+    """texts -> their rows of the state's tables (texts of the source, or category names)."""
+    def look(texts: list[str]) -> FeatureTable:
+        if all(t in state["row"] for t in texts):
+            return FeatureTable(*state["feats"].rows(_rows(state, texts)))
+        idx = torch.tensor([state["name_row"][t] for t in texts], dtype=torch.long)
+        return FeatureTable(*state["names"].rows(idx))
+    return look
+
+
+def frozen_scores(state, s_rows, s_y, q_rows, q_y, names: list[str], name_weight: float) -> dict[str, float]:
+    z = state["z"]
+    y = torch.tensor(s_y)
+    qy = torch.tensor(q_y)
+    rows = torch.cat([s_rows, q_rows])
+    support, query = list(range(len(s_rows))), list(range(len(s_rows), len(rows)))
+    both = torch.cat([y, qy])
+    out = {"prototypes": baselines.prototype_accuracy(z[rows], both, support, query),
+           "logreg": baselines.logreg_accuracy(z[rows], both, support, query)}
+    names_z = state["names_z"][torch.tensor([state["name_row"][n] for n in names], dtype=torch.long)]
+    head = frozen_names_head(z[s_rows], y, names_z, len(names), name_weight)
+    pred = F.linear(z[q_rows], head["head.weight"], head["head.bias"]).argmax(1)
+    out["logreg+names"] = (pred == qy).float().mean().item()
     return out
 
 
-def _head_fit(top: TopModel, meta: dict, data: TaskData, head: str):
-    """The function ``adapt_task`` applies to the inner loop's parameters at its end."""
-    if head != "logreg":
-        return lambda params: params
-    weight = example_weights(meta, data.support_is_name, len(data.support_y), data.support_y.device)
-
-    def fit(params: dict) -> dict:
-        z = embed(top, params, data.support)
-        return {**{k: v for k, v in params.items() if k not in HEAD},
-                **logreg_head(z, data.support_y, data.n_way, weight)}
-    return fit
-
-
-def adapted_scores(top: TopModel, meta: dict, data: TaskData, marks: tuple[int, ...], optimizer: str,
-                   head: str, max_loss: float | None) -> tuple[dict[int, float], bool]:
-    """Query accuracy after each step count in ``marks``, from one run of the product's inner loop,
-    and whether it diverged (then the rest score chance: a rejected adaptation serves nothing better)."""
-    fit, scores = _head_fit(top, meta, data, head), {}
-
-    def on_step(k: int, params: dict) -> None:
-        if k in marks:
-            scores[k] = accuracy(top, fit({n: v.detach() for n, v in params.items()}), data.query, data.query_y)
-
+def _adapted(top, meta, data: TaskData, steps: int, settings) -> float:
+    mt = settings.meta_train
     try:
-        adapt_task(top, meta, data, max(marks), max_loss, optimizer=optimizer, head="inner", on_step=on_step)
+        params, _ = adapt_task(top, meta, data, steps, settings.adapt.max_loss, optimizer=mt.optimizer,
+                               head=settings.adapt.head, objective=mt.objective)
     except AdaptationDiverged:
-        return {**scores, **{k: 1.0 / data.n_way for k in marks if k not in scores}}, True
-    return scores, False
+        return 1.0 / data.n_way   # a rejected adaptation serves nothing better than chance
+    return accuracy(top, params, data.query, data.query_y)
 
 
-def _grad_norms(top: TopModel, params: dict, data: TaskData, weight) -> tuple[float, float, float]:
-    """(support loss, gradient norm of the adapters, of the head) at ``params``."""
-    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
-    loss = loss_fn(top, data.support, data.support_y, weight)(leaves)
-    grads = dict(zip(leaves, torch.autograd.grad(loss, list(leaves.values()))))
-    norm = lambda keys: float(torch.sqrt(sum((grads[k] ** 2).sum() for k in keys)))  # noqa: E731
-    return float(loss.detach()), norm([k for k in grads if k not in HEAD]), norm([k for k in grads if k in HEAD])
+def _tailor(settings, state, bases, default: str, s_texts, s_y, q_texts, q_y, names) -> dict:
+    """The product's adapt_tenant from the default base, scored on the query through its delta."""
+    from benchmarks.jobs import encoder
 
-
-def inner_loop_trace(top: TopModel, meta: dict, data: TaskData, steps: int, optimizer: str, head: str,
-                     max_loss: float | None) -> list[dict]:
-    """Per inner step k = 0..steps of one adaptation: support loss and gradient norms at the
-    parameters after k steps, the share of query predictions (of the head ``adapt_task`` returns)
-    that differ from step 0's, and query accuracy. Why an inner loop does or does not move."""
-    with torch.no_grad():
-        init, _, weight = task_init(top, meta, *data.support, data.support_y, data.n_way, data.support_is_name)
-    states = {0: {k: v.detach() for k, v in init.items()}}
-
-    def keep(k: int, params: dict) -> None:
-        states[k] = {n: v.detach().clone() for n, v in params.items()}
-
+    enc, _, _ = encoder(settings)
+    meta, steps = bases[default]
+    labels = [names[y] for y in s_y]
+    per_label = min(s_y.count(k) for k in set(s_y))
+    look = features_of(state)
     try:
-        adapt_task(top, meta, data, steps, max_loss, optimizer=optimizer, head="inner", on_step=keep)
-    except AdaptationDiverged:
-        pass  # the trace stops where the loop stopped
-    fit, rows, first = _head_fit(top, meta, data, head), [], None
-    for k, params in sorted(states.items()):
-        loss, g_adapters, g_head = _grad_norms(top, params, data, weight)
-        pred = predictions(top, fit(params), data.query)
-        first = pred if first is None else first
-        rows.append({"step": k, "loss": loss, "grad_adapters": g_adapters, "grad_head": g_head,
-                     "changed": float((pred != first).float().mean()),
-                     "acc": float((pred == data.query_y).float().mean())})
-    return rows
+        if per_label >= 2:
+            result = adapt_tenant(enc, settings, meta, "bench", s_texts, labels, base_steps=steps, features=look)
+            order, delta = result.labels, result.delta
+            chosen, cv = result.adaptation["head"], result.metrics["query_accuracy"]
+        else:   # one example per label: nothing to cross-validate, the default method alone
+            chosen, cv = settings.adapt.default_method, None
+            order, delta = fit_fixed(enc, settings, meta, s_texts, labels, chosen, base_steps=steps, features=look)
+    except AdaptationRejected:
+        return {"acc": 1.0 / len(names), "chosen": "rejected"}
+    from lightning_modules.model import layout, top_model
+
+    top = top_model(enc, *layout(delta))
+    pred = predictions(top, delta, look(q_texts).rows(torch.arange(len(q_texts)))).tolist()
+    acc = sum(order[p] == names[y] for p, y in zip(pred, q_y)) / len(q_y)
+    return {"acc": acc, "chosen": chosen, "cv_acc": cv}
+
+
+def score_episode(settings, state, s_texts, s_y, q_texts, q_y, names, bases: dict, default: str) -> dict[str, dict]:
+    """method -> {"acc": ...} on one episode (``bases``: algorithm -> (meta, inner steps) or absent)."""
+    from benchmarks.jobs import no_meta
+
+    top, mt = state["top"], settings.meta_train
+    s_rows, q_rows = _rows(state, s_texts), _rows(state, q_texts)
+    out = {m: {"acc": a} for m, a in frozen_scores(state, s_rows, s_y, q_rows, q_y, names,
+                                                     mt.name_weight or 1.0).items()}
+    feats = state["feats"]
+    data = TaskData(feats.rows(s_rows), torch.tensor(s_y), feats.rows(q_rows), torch.tensor(q_y), len(names))
+    if settings.adapt.label_names:
+        idx = torch.tensor([state["name_row"][n] for n in names], dtype=torch.long)
+        data = data.with_names(state["names"].rows(idx))
+    out["no-meta"] = {"acc": _adapted(top, no_meta(settings, top), data, settings.adapt.inner_steps, settings)}
+    for algorithm, (meta, steps) in bases.items():
+        out[algorithm] = {"acc": _adapted(top, meta, data, settings.adapt.inner_steps if steps is None else steps,
+                                          settings)}
+    if default in bases:
+        out["tailor"] = _tailor(settings, state, bases, default, s_texts, s_y, q_texts, q_y, names)
+    return out

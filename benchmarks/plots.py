@@ -1,4 +1,4 @@
-"""The report's three PNG plots (matplotlib, Agg backend: no display needed)."""
+"""The report's PNG plots (matplotlib, Agg backend: no display needed)."""
 from __future__ import annotations
 
 import math
@@ -9,11 +9,11 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from benchmarks.tables import ADAPTED, FROZEN, SHOTS, Results  # noqa: E402
+from benchmarks.tables import LABELS, PROTOCOLS, SHOTS, Results  # noqa: E402
 
-STYLE = {"prototypes": ("tab:gray", "s"), "logreg": ("tab:brown", "D"), "logreg+names": ("tab:olive", "P"),
-         "setfit": ("tab:purple", "*"), "no-meta": ("tab:blue", "o"), "fomaml": ("tab:red", "^"),
-         "reptile": ("tab:green", "v")}
+STYLE = {"logreg+names": ("tab:olive", "P"), "setfit": ("tab:purple", "*"), "no-meta": ("tab:blue", "o"),
+         "pooled": ("tab:orange", "s"), "fomaml": ("tab:red", "^"), "reptile": ("tab:green", "v"),
+         "pooled-fomaml": ("tab:pink", "D"), "tailor": ("black", "X")}
 
 
 def _save(fig, path: Path) -> Path:
@@ -28,74 +28,50 @@ def _yerr(est) -> list[float]:
 
 
 def accuracy_vs_shots(res: Results, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for method in (*FROZEN, *ADAPTED):
-        shots = [k for k in SHOTS if res.has(method, k)]
-        if not shots:
-            continue
-        est = [res.mean_acc(k, method) for k in shots]
-        color, marker = STYLE[method]
-        ax.errorbar(shots, [e.mean for e in est], yerr=_yerr(est), color=color, marker=marker, capsize=3,
-                    label=res.label(method).replace("**", ""))
-    if res.has("setfit", 5):
-        e = res.mean_acc(5, "setfit")
-        ax.errorbar([5.3], [e.mean], yerr=_yerr([e]), color=STYLE["setfit"][0], marker="*", markersize=11,
-                    capsize=3, linestyle="none", label=f"SetFit ({res.setfit_n()} episodes)")
-    ax.set_title(f"5-way accuracy vs shots, mean over {len(res.folds)} left-out source(s) (95% CI)")
-    ax.set_xlabel("shots (support examples per class)")
-    ax.set_ylabel("query accuracy")
-    ax.set_xticks(list(SHOTS))
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
+    """One panel per protocol: mean accuracy over sources against shots, each method."""
+    shown = [p for p in PROTOCOLS if res.sources(p)]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 4.6), squeeze=False)
+    for ax, protocol in zip(axes[0], shown):
+        for method, (color, marker) in STYLE.items():
+            shots = [k for k in SHOTS if res.mean_acc(protocol, k, method).n]
+            if not shots:
+                continue
+            est = [res.mean_acc(protocol, k, method) for k in shots]
+            ax.errorbar(shots, [100 * e.mean for e in est], yerr=[100 * h for h in _yerr(est)], color=color,
+                        marker=marker, capsize=3, label=LABELS[method].replace("**", ""),
+                        linestyle="none" if len(shots) == 1 else "-")
+        ax.set_title(protocol)
+        ax.set_xlabel("examples per category (5-way)")
+        ax.set_xticks(SHOTS)
+        ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("query accuracy, % (mean over sources)")
+    axes[0][-1].legend(fontsize=7, loc="lower right")
     return _save(fig, out / "accuracy_vs_shots.png")
 
 
-def accuracy_vs_inner_steps(res: Results, out: Path) -> Path:
-    fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for method in ADAPTED:
-        curve = res.curve(method)
-        if not curve:
+def training_curves(res: Results, out: Path) -> Path:
+    """Validation accuracy along base training, per algorithm, for every training set (thin lines)."""
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    seen = set()
+    for t in res.training_rows():
+        color, _ = STYLE.get(t["algorithm"], ("gray", "o"))
+        curve = [(h["step"], h["val_acc"]) for h in t["history"] if "val_acc" in h and h.get("phase", t["algorithm"])]
+        if len(curve) < 2:
             continue
-        color, marker = STYLE[method]
-        ax.errorbar(list(curve), [e.mean for e in curve.values()], yerr=_yerr(curve.values()), color=color,
-                    marker=marker, capsize=3, label=res.label(method).replace("**", ""))
-    ax.axvline(res.steps, color="black", alpha=0.3, linestyle=":", label=f"adapt.inner_steps = {res.steps}")
-    ax.set_xscale("log", base=2)
-    ax.set_title("5-way 5-shot accuracy vs inner steps, mean over left-out sources (95% CI)")
-    ax.set_xlabel("inner steps on the support set")
-    ax.set_ylabel("query accuracy")
+        start = curve[0][1]
+        label = LABELS.get(t["algorithm"]) if t["algorithm"] not in seen else None
+        seen.add(t["algorithm"])
+        ax.plot([s for s, _ in curve], [100 * (v - start) for _, v in curve], color=color, alpha=0.5, lw=1,
+                label=label)
+    ax.axhline(0, color="black", lw=0.8)
+    ax.set_xlabel("training step")
+    ax.set_ylabel("validation accuracy - its start, points")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, loc="lower right")
-    return _save(fig, out / "accuracy_vs_inner_steps.png")
-
-
-def meta_training_curves(res: Results, out: Path) -> Path:
-    n = max(1, len(res.folds))
-    cols = min(3, n)
-    rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.4 * rows), squeeze=False)
-    for ax, fold in zip(axes.flat, res.folds):
-        for algorithm in ("fomaml", "reptile"):
-            run = res.training.get(f"{fold} {algorithm}")
-            if not run or not run["history"]:
-                continue
-            hist, color = run["history"], STYLE[algorithm][0]
-            ax.plot([h["step"] for h in hist], [h["val_acc"] for h in hist], color=color,
-                    marker=STYLE[algorithm][1], label=algorithm)
-            ax.plot([run["metrics"]["best_step"]], [run["metrics"]["val_accuracy"]], color=color, marker="o",
-                    markersize=12, fillstyle="none")
-        val = next(f["val"] for f in res.info["folds"] if f["test"] == fold)
-        ax.set_title(f"left out {fold}\n(validation: {val})", fontsize=9)
-        ax.set_xlabel("meta-step")
-        ax.grid(alpha=0.3)
+    if seen:
         ax.legend(fontsize=7)
-    for ax in list(axes.flat)[n:]:
-        ax.axis("off")
-    axes[0][0].set_ylabel("validation accuracy")
-    fig.suptitle("meta-training: validation accuracy (circle: kept weights)")
-    return _save(fig, out / "meta_training_curves.png")
+    return _save(fig, out / "base_training_curves.png")
 
 
-def all_plots(res: Results, out: Path) -> list[Path]:
+def write(res: Results, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    return [accuracy_vs_shots(res, out), accuracy_vs_inner_steps(res, out), meta_training_curves(res, out)]
+    return [accuracy_vs_shots(res, out), training_curves(res, out)]

@@ -1,151 +1,106 @@
 """Per-episode records -> the numbers the report shows (every one computed here, none typed).
 
-Everything is per left-out source (a fold) and, over sources, a stratified mean: each source
-weighs the same whatever its episode count."""
+A record is one method on one episode: ``protocol``, ``source``, ``shots``, ``episode``, ``method``,
+``acc``. Everything is per source and, over sources, a stratified mean: each source weighs the same
+whatever its episode count. Paired differences compare two methods on the episodes both scored."""
 from __future__ import annotations
-
-import statistics
 
 from benchmarks.stats import Estimate, estimate, paired, stratified
 
-# the frozen-encoder baselines; "best frozen" is the best of them, label names included
 FROZEN = ("prototypes", "logreg", "logreg+names")
-BEST = "best-frozen"
-ADAPTED = ("no-meta", "fomaml", "reptile")
-METHODS = (*FROZEN, *ADAPTED, "setfit")
+NAMES = "logreg+names"     # the frozen head a skeptic names first: logistic regression with label names
+BASES = ("pooled", "fomaml", "reptile", "pooled-fomaml")
+FIXED = ("logreg+names", "no-meta", *BASES)   # the fixed methods the per-tenant choice is held against
+METHODS = (*FROZEN, "setfit", "no-meta", *BASES, "tailor")
 SHOTS = (1, 5, 10)
+PROTOCOLS = ("recurring", "new-categories", "new-domain")
 LABELS = {
-    "prototypes": "Prototypes, frozen encoder",
-    "logreg": "Logistic regression, frozen encoder",
-    "logreg+names": "Logistic regression + label names, frozen",
-    "no-meta": "Tailor's adaptation without meta-learning (no-meta start)",
-    "fomaml": "FOMAML base",
-    "reptile": "Reptile base",
-    "setfit": "SetFit",
-    "maml": "Second-order MAML (cost reference)",
-    BEST: "best frozen baseline",
+    "prototypes": "Prototypes, frozen", "logreg": "Logistic regression, frozen",
+    "logreg+names": "Logistic regression + label names, frozen", "setfit": "SetFit",
+    "no-meta": "Adaptation, no trained base", "pooled": "Pooled base", "fomaml": "FOMAML base",
+    "reptile": "Reptile base", "pooled-fomaml": "Pooled → FOMAML base (Meta-Baseline)",
+    "tailor": "**Tailor** (adapt_tenant: default base + per-tenant choice)",
 }
+SHORT = {"logreg+names": "frozen+names", "pooled-fomaml": "pooled→FOMAML", "no-meta": "no base"}
 
 
 class Results:
     def __init__(self, results: dict):
         self.info, self.records = results["info"], results["records"]
-        self.training, self.cost = results["training"], results["cost"]
-        self.trace_rows, self.work = results.get("trace", []), results.get("work", [])
-        self.algorithm = self.info["settings"]["meta_train"]["algorithm"]
-        self.steps = self.info["settings"]["adapt"]["inner_steps"]
-        self.folds = [f["test"] for f in self.info["folds"]]
+        self.training, self.cost, self.work = results["training"], results["cost"], results.get("work", [])
+        self.default = self.info["settings"]["meta_train"]["algorithm"]
+        self.runs = self.info["runs"]
+        self._index: dict = {}
+        for r in self.records:
+            if "acc" in r:
+                self._index.setdefault((r["protocol"], r["source"], r["shots"], r["method"]), {})[r["episode"]] = r
 
-    def label(self, method: str) -> str:
-        text = LABELS.get(method, method)
-        return f"**Tailor** = {text} (the product default)" if method == self.algorithm else text
+    def sources(self, protocol: str) -> list[str]:
+        return list(self.runs.get(protocol, []))
 
-    # --- accuracy ---------------------------------------------------------------------------------
-    def scores(self, fold: str, shots: int, method: str) -> dict[int, float]:
-        if method == BEST:
-            best = self.best_frozen(fold, shots)
-            return self.scores(fold, shots, best) if best else {}
-        return {r["episode"]: r["acc"] for r in self.records if r["fold"] == fold and r["shots"] == shots
-                and r["method"] == method and "acc" in r}
+    def scores(self, protocol: str, source: str, shots: int, method: str) -> dict[int, float]:
+        return {i: r["acc"] for i, r in self._index.get((protocol, source, shots, method), {}).items()}
 
-    def acc(self, fold: str, shots: int, method: str) -> Estimate:
-        s = self.scores(fold, shots, method)
+    def acc(self, protocol: str, source: str, shots: int, method: str) -> Estimate:
+        s = self.scores(protocol, source, shots, method)
         return estimate([s[i] for i in sorted(s)])
 
-    def mean_acc(self, shots: int, method: str) -> Estimate:
-        return stratified([list(self.scores(f, shots, method).values()) for f in self.folds])
+    def mean_acc(self, protocol: str, shots: int, method: str) -> Estimate:
+        return stratified([list(self.scores(protocol, s, shots, method).values()) for s in self.sources(protocol)])
 
-    def best_frozen(self, fold: str, shots: int) -> str | None:
-        """The best frozen baseline on this source at these shots, label names included (measured on
-        its own episodes)."""
-        have = [m for m in FROZEN if self.scores(fold, shots, m)]
-        return max(have, key=lambda m: self.acc(fold, shots, m).mean) if have else None
+    def diff(self, protocol: str, source: str, shots: int, a: str, b: str) -> Estimate:
+        return paired(self.scores(protocol, source, shots, a), self.scores(protocol, source, shots, b))
 
-    def diff(self, fold: str, shots: int, a: str, b: str) -> Estimate:
-        """Paired difference a - b on the episodes both scored."""
-        return paired(self.scores(fold, shots, a), self.scores(fold, shots, b))
-
-    def mean_diff(self, shots: int, a: str, b: str) -> Estimate:
+    def mean_diff(self, protocol: str, shots: int, a: str, b: str) -> Estimate:
+        """a - b, paired within each source, stratified over sources."""
         groups = []
-        for f in self.folds:
-            sa, sb = self.scores(f, shots, a), self.scores(f, shots, b)
+        for s in self.sources(protocol):
+            sa, sb = self.scores(protocol, s, shots, a), self.scores(protocol, s, shots, b)
             groups.append([sa[i] - sb[i] for i in sorted(set(sa) & set(sb))])
         return stratified(groups)
 
-    def has(self, method: str, shots: int | None = None) -> bool:
-        return any(r["method"] == method and "acc" in r and (shots is None or r["shots"] == shots)
-                   for r in self.records)
+    def pooled_diff(self, protocols: tuple[str, ...], shots: int, a: str, b: str) -> Estimate:
+        """a - b over several protocols at once: each (protocol, source) a stratum weighing the same."""
+        groups = []
+        for p in protocols:
+            for s in self.sources(p):
+                sa, sb = self.scores(p, s, shots, a), self.scores(p, s, shots, b)
+                groups.append([sa[i] - sb[i] for i in sorted(set(sa) & set(sb))])
+        return stratified(groups)
 
-    # --- accuracy vs inner steps -----------------------------------------------------------------
-    def curves(self, method: str) -> dict[int, list[list[float]]]:
-        """Step count -> per fold, accuracy of each curve episode."""
-        out: dict[int, list[list[float]]] = {}
-        for i, f in enumerate(self.folds):
-            for r in self.records:
-                if r["fold"] == f and r["shots"] == 5 and r["method"] == method and len(r.get("curve", {})) > 1:
-                    for k, v in r["curve"].items():
-                        out.setdefault(int(k), [[] for _ in self.folds])[i].append(float(v))
-        return dict(sorted(out.items()))
+    def best_fixed(self, protocol: str, shots: int = 5) -> str:
+        """The fixed method with the best mean over sources on this protocol (measured, not assumed)."""
+        scored = [(self.mean_acc(protocol, shots, m).mean, m) for m in FIXED if self.mean_acc(protocol, shots, m).n]
+        return max(scored)[1] if scored else NAMES
 
-    def curve(self, method: str) -> dict[int, Estimate]:
-        return {k: stratified(groups) for k, groups in self.curves(method).items()}
+    def best_base(self, protocols: tuple[str, ...] = ("recurring", "new-categories"), shots: int = 5) -> str:
+        """The base training whose own adaptation scores best over ``protocols`` (5-shot, mean of
+        the protocols' means over sources)."""
+        def score(m):
+            means = [self.mean_acc(p, shots, m) for p in protocols]
+            return sum(e.mean for e in means) / len(means) if all(e.n for e in means) else float("-inf")
+        return max(BASES, key=score)
 
-    def curve_episodes(self) -> int:
-        return sum(1 for r in self.records if r["method"] == "no-meta" and r["shots"] == 5
-                   and len(r.get("curve", {})) > 1)
+    def chosen(self, protocol: str, shots: int = 5) -> dict[str, int]:
+        """What the per-tenant choice picked, counted over episodes and sources."""
+        out: dict[str, int] = {}
+        for s in self.sources(protocol):
+            for r in self._index.get((protocol, s, shots, "tailor"), {}).values():
+                out[r.get("chosen", "?")] = out.get(r.get("chosen", "?"), 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1]))
 
-    # --- the inner loop, step by step ------------------------------------------------------------
-    def trace(self, variant: str) -> dict[int, dict[str, float]]:
-        """Step -> mean over traced episodes (all folds) of loss, gradient norms, changed share, accuracy."""
-        out: dict[int, dict[str, float]] = {}
-        for step in sorted({r["step"] for r in self.trace_rows if r["variant"] == variant}):
-            rows = [r for r in self.trace_rows if r["variant"] == variant and r["step"] == step]
-            out[step] = {k: statistics.mean(r[k] for r in rows) for k in
-                         ("loss", "grad_adapters", "grad_head", "changed", "acc")} | {"n": len(rows)}
-        return out
+    def setfit_pairs(self, protocol: str) -> tuple[Estimate, int]:
+        """tailor - SetFit over SetFit's own 5-shot episodes, stratified over sources, and their count."""
+        groups = []
+        for s in self.sources(protocol):
+            sf, t = self.scores(protocol, s, 5, "setfit"), self.scores(protocol, s, 5, "tailor")
+            groups.append([t[i] - sf[i] for i in sorted(set(sf) & set(t))])
+        return stratified(groups), sum(map(len, groups))
 
-    # --- SetFit and cost --------------------------------------------------------------------------
-    def setfit_n(self) -> int:
-        return sum(len(self.scores(f, 5, "setfit")) for f in self.folds)
+    def training_rows(self) -> list[dict]:
+        return [self.training[k] for k in sorted(self.training)]
 
-    def seconds(self, method: str) -> float:
-        times = [r["seconds"] for r in self.records if r["method"] == method and r.get("seconds") is not None]
-        return statistics.median(times) if times else float("nan")
-
-    def setfit_speedup(self) -> float | None:
-        """SetFit's median seconds per adaptation over Tailor's (None where either was not timed)."""
-        ours, theirs = self.seconds("tailor@setfit"), self.seconds("setfit")   # timed on SetFit's episodes
-        return theirs / ours if ours == ours and theirs == theirs and ours > 0 else None
-
-    def steps_per_second(self) -> float | None:
-        """Median meta-steps per second of the default algorithm's meta-training runs (whole runs:
-        validation included)."""
-        rates = [r["metrics"]["steps_run"] / r["metrics"]["train_seconds"] for r in self.training.values()
-                 if r["algorithm"] == self.algorithm and r["metrics"].get("train_seconds")]
-        return statistics.median(rates) if rates else None
-
-    def setfit_pairs(self) -> int:
-        return max((r.get("pairs", 0) for r in self.records if r["method"] == "setfit"), default=0)
-
-    def meta_step(self, algorithm: str) -> dict:
-        return next(m for m in self.cost["meta_step"] if m["algorithm"] == algorithm)
-
-    def adapt_time(self, key: str, source: str, threads: int) -> float:
-        row = next((r for r in self.cost["adaptation"]["timing"] if r["source"] == source and r["threads"] == threads),
-                   {})
-        return row.get(key, float("nan"))
-
-    def thread_counts(self) -> list[int]:
-        return sorted({r["threads"] for r in self.cost["adaptation"]["timing"]})
-
-    def diverged(self) -> int:
-        return sum(bool(r.get("diverged")) for r in self.records)
-
-    def work_by_kind(self) -> dict[str, dict[str, float]]:
-        out: dict[str, dict[str, float]] = {}
-        for w in self.work:
-            row = out.setdefault(w["kind"], {"jobs": 0, "wall_s": 0.0, "cpu_s": 0.0})
-            row["jobs"] += 1
-            row["wall_s"] += w["wall_s"]
-            row["cpu_s"] += w["cpu_s"]
-        return out
+    def adaptation_seconds(self) -> dict:
+        """Median seconds of the product's whole adapt_tenant on a 50-example tenant, per source and threads."""
+        rows = self.cost.get("adaptation", {}).get("timing", [])
+        return {(r["source"], r["threads"]): r.get("adapt_tenant_s") for r in rows}

@@ -43,6 +43,11 @@ _PLAN: tuple[tuple[str, str, tuple[str, ...], int, tuple[str, ...]], ...] = (
     ("piedpiper-home", "eval", (HA,), 5, ()),
     ("gringotts-docs", "eval", (LEX, TOPIC), 4, ()),
     ("monarch-voice", "eval", (HA,), 4, ()),
+    # new tenants whose categories the meta-training tenants have under another real name (a WordNet
+    # synonym of the class's name), with texts no meta-training file holds: what a SaaS mostly sees
+    ("vought-lexicon", "recurring", (LEX,), 3, ()),
+    ("hooli-topics", "recurring", (TOPIC,), 5, ()),
+    ("bluth-sayings", "recurring", (FORT,), 3, ()),
 )
 # Other wordings a tenant may choose, so the same class is not always the same string.
 _ALIASES = {
@@ -60,7 +65,7 @@ _ALIASES = {
 @dataclass(frozen=True)
 class DemoTenant:
     id: str
-    role: str                 # "meta-train" | "eval"
+    role: str                 # "meta-train" | "eval" (new categories) | "recurring" (trained categories, renamed)
     sources: list[str]
     labels: list[str]
     class_keys: list[str]     # labels[i] names class_keys[i]
@@ -79,7 +84,8 @@ class DemoCatalog:
         return [t for t in self.tenants if t.role == "meta-train"]
 
     def evaluation(self) -> list[DemoTenant]:
-        return [t for t in self.tenants if t.role == "eval"]
+        """Tenants judged as new ones: new categories ("eval") and renamed trained ones ("recurring")."""
+        return [t for t in self.tenants if t.role in ("eval", "recurring")]
 
     def to_json(self) -> str:
         """Sorted-key JSON with paths relative to out_dir, so equal builds give equal bytes."""
@@ -123,13 +129,16 @@ def _pick_classes(tenant, srcs, n, anchors, pools, held, seed) -> list[str]:
     return keys
 
 
-def _tenant_rows(tenant, keys, pools, per_label, banned, seed) -> tuple[list[str], list[list[str]]]:
-    """Label names and shuffled (text, label) rows; a text appears at most once per tenant."""
+def _tenant_rows(tenant, keys, pools, per_label, banned, seed,
+                 named: dict[str, str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Label names and shuffled (text, label) rows; a text appears at most once per tenant.
+    ``named``: the label each key goes by (else its human name or an alias, drawn)."""
     rng = random.Random(f"{seed}:{tenant}:rows")
     labels, rows, used = [], [], set(banned)
     for key in keys:
         names = [label_name(key), *_ALIASES.get(key, [])]
         label = names[0] if rng.random() < 0.6 else rng.choice(names)
+        label = (named or {}).get(key, label)
         pool = pools[source_of(key)][key]
         texts = [t for t in rng.sample(pool, len(pool)) if t not in used][:per_label]
         if len(texts) < MIN_ROWS_PER_LABEL or label in labels:
@@ -139,6 +148,29 @@ def _tenant_rows(tenant, keys, pools, per_label, banned, seed) -> tuple[list[str
         rows += [[t, label] for t in texts]
     rng.shuffle(rows)
     return labels, rows
+
+
+def _recurring(tenant, srcs, n, pools, trained: set[str], banned: set[str], seed) -> tuple[list[str], dict[str, str]]:
+    """A recurring tenant's classes: classes meta-training tenants have that another real name fits
+    (``corpora`` regroupings of kind renamed) and that have texts left no meta-training file holds,
+    seeded; and the name each goes by here."""
+    from corpora.catalog import REGROUPINGS
+
+    rng = random.Random(f"{seed}:{tenant}:classes")
+    keys, names = [], {}
+    for s, k in zip(srcs, _split(n, srcs)):
+        mine = {key: pools[s][key] for key in sorted(trained) if key in pools[s]
+                and sum(t not in banned for t in pools[s][key]) >= 2 * MIN_ROWS_PER_LABEL}
+        make = REGROUPINGS[s]
+        renamed = {r.members[0]: r.name for r in (make(mine, seed=seed) if s == HA else make(mine))
+                   if r.kind == "renamed"}
+        if len(renamed) < k:
+            raise ValueError(f"demo tenant {tenant}: {len(renamed)} trained classes of {s} have another name, "
+                             f"need {k}")
+        picked = rng.sample(sorted(renamed), k)
+        keys += picked
+        names.update({key: renamed[key] for key in picked})
+    return keys, names
 
 
 def _write_csv(path: Path, rows: list[list[str]]) -> None:
@@ -164,7 +196,8 @@ def build_demo_tenants(out_dir: Path, seed: int = 0, examples_per_label: int = 2
     """Write every demo tenant's CSV, one bad file and catalog.json under `out_dir`.
 
     Same seed, same bytes. Meta-training tenants may share classes; eval tenants use only classes
-    held out of meta-training, and no text that any meta-training file contains.
+    held out of meta-training, recurring tenants classes of meta-training tenants under another real
+    name; neither holds a text that any meta-training file contains.
     """
     if examples_per_label < MIN_ROWS_PER_LABEL:
         raise ValueError(f"examples_per_label must be >= {MIN_ROWS_PER_LABEL}")
@@ -172,17 +205,21 @@ def build_demo_tenants(out_dir: Path, seed: int = 0, examples_per_label: int = 2
     pools = class_pools(seed=seed, wordnet_dir=wordnet_dir)
     held = _holdout(pools, seed)
     eval_queue = {s: list(held[s]) for s in SOURCES}
-    tenants, meta_texts, first_rows = [], set(), None
+    tenants, meta_texts, first_rows, trained = [], set(), None, set()
     for tenant, role, srcs, n, anchors in _PLAN:
         check_tenant_id(tenant)
+        named = None
         if role == "eval":
             keys = [eval_queue[s].pop(0) for s, k in zip(srcs, _split(n, srcs)) for _ in range(k)]
+        elif role == "recurring":
+            keys, named = _recurring(tenant, srcs, n, pools, trained, meta_texts, seed)
         else:
             keys = _pick_classes(tenant, srcs, n, anchors, pools, held, seed)
-        banned = meta_texts if role == "eval" else set()
-        labels, rows = _tenant_rows(tenant, keys, pools, examples_per_label, banned, seed)
+        banned = meta_texts if role != "meta-train" else set()
+        labels, rows = _tenant_rows(tenant, keys, pools, examples_per_label, banned, seed, named)
         if role == "meta-train":
             meta_texts.update(r[0] for r in rows)
+            trained.update(keys)
         path = out_dir / f"{tenant}.csv"
         _write_csv(path, rows)
         tenants.append(DemoTenant(tenant, role, list(srcs), labels, keys, path, len(rows)))

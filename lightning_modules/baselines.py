@@ -7,7 +7,7 @@ import torch
 
 from lightning_modules.features import FeatureTable
 from lightning_modules.model import TopModel, is_adapter
-from lightning_modules.tasks import LOGREG_C
+from lightning_modules.tasks import LOGREG_C, one_blas_thread
 
 
 @torch.no_grad()
@@ -31,5 +31,6 @@ def logreg_accuracy(z: torch.Tensor, y: torch.Tensor, support: list[int], query:
     from sklearn.linear_model import LogisticRegression
 
     clf = LogisticRegression(max_iter=1000, C=LOGREG_C)
-    clf.fit(z[support].numpy(), y[support].numpy())
+    with one_blas_thread():
+        clf.fit(z[support].numpy(), y[support].numpy())
     return float(np.mean(clf.predict(z[query].numpy()) == y[query].numpy()))
