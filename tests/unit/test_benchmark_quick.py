@@ -1,5 +1,5 @@
-"""The meta-learning benchmark scores what the product does, keeps left-out sources out, judges its
-targets from the numbers, and its command writes a complete report."""
+"""The base-training benchmark scores what the product does, keeps evaluation texts out of training in
+every protocol, judges its targets from the numbers, and its command writes a complete report."""
 import json
 import math
 import subprocess
@@ -7,69 +7,12 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 from benchmarks import data as bdata
-from benchmarks.methods import adapted_scores, frozen_scores, inner_loop_trace
+from benchmarks import protocols
 from benchmarks.stats import estimate, paired, stratified
-from lightning_modules.encoder import load_encoder
-from lightning_modules.episodes import EpisodeSampler, Task, pools_from_labels
-from lightning_modules.features import lower_features
-from lightning_modules.model import init_meta_params, top_model
-from lightning_modules.tasks import TaskData, adapt_task, evaluate_task
-from tests.conftest import synthetic_tenant, tiny_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _episode(names: bool):
-    s = tiny_settings()
-    enc = load_encoder(s.encoder)
-    texts, labels = synthetic_tenant(["animal", "food", "tool", "music"], 8, seed=3)
-    label_names = sorted(set(labels))
-    frozen = enc.num_layers - 1
-    feats, name_feats = lower_features(enc, texts, frozen), lower_features(enc, label_names, frozen)
-    rows = {n: i for i, n in enumerate(label_names)}
-    task = EpisodeSampler([pools_from_labels("t", labels, 0, rows)], (4, 4), 3, 4, seed=1).sample()
-    return top_model(enc, 1, 2), TaskData.from_task(feats, task, name_feats if names else None)
-
-
-@pytest.mark.parametrize("optimizer,head,names", [("adam", "logreg", True), ("sgd", "inner", False)])
-def test_scores_along_the_inner_loop_equal_the_products_evaluation(optimizer, head, names):
-    top, data = _episode(names)
-    meta = init_meta_params(top, 0.05, 0, head_lr=0.1, name_weight=1.0 if names else 0.0)
-    scores, diverged = adapted_scores(top, meta, data, (1, 2, 4, 8), optimizer, head, None)
-    assert not diverged and set(scores) == {1, 2, 4, 8}
-    for k in (1, 2, 4, 8):
-        assert scores[k] == evaluate_task(top, meta, data, k, optimizer=optimizer, head=head), k
-    assert len(set(scores.values())) > 1 or optimizer == "sgd"   # the adam+logreg loop moves on this task
-
-
-def test_the_trace_follows_the_products_inner_loop():
-    top, data = _episode(True)
-    meta = init_meta_params(top, 0.05, 0, head_lr=0.1)
-    rows = inner_loop_trace(top, meta, data, 6, "adam", "logreg", None)
-    _, losses = adapt_task(top, meta, data, 6, optimizer="adam", head="logreg")
-    assert [r["step"] for r in rows] == list(range(7)) and rows[0]["changed"] == 0.0
-    assert [r["loss"] for r in rows[:-1]] == pytest.approx(losses, rel=1e-5)
-    assert rows[-1]["loss"] < rows[0]["loss"] and all(r["grad_adapters"] > 0 for r in rows)
-    # a prediction that changed is the only way accuracy can change
-    assert rows[-1]["changed"] > 0 and all(r["changed"] >= abs(r["acc"] - rows[0]["acc"]) - 1e-9 for r in rows)
-
-
-def test_label_names_as_weighted_examples_carry_what_the_support_set_lacks():
-    """Support texts that say nothing, names that say it all: only the names row can get the query right."""
-    gen = torch.Generator().manual_seed(0)
-    ways, shots, query, dim = 4, 3, 5, 16
-    centres = torch.eye(dim)[:ways] * 3
-    support = torch.randn(ways * shots, dim, generator=gen)
-    queries = centres.repeat_interleave(query, 0) + 0.3 * torch.randn(ways * query, dim, generator=gen)
-    z = torch.cat([support, queries])
-    task = Task("t", tuple("abcd"), torch.arange(ways * shots), torch.arange(ways).repeat_interleave(shots),
-                torch.arange(ways * shots, len(z)), torch.arange(ways).repeat_interleave(query), torch.arange(ways))
-    heavy, light = frozen_scores(z, centres, task, 50.0), frozen_scores(z, centres, task, 1e-6)
-    assert heavy["logreg+names"] > 0.9 > 0.5 > heavy["logreg"]
-    assert light["logreg+names"] < 0.6
 
 
 def test_a_text_in_two_classes_or_two_sources_is_dropped():
@@ -116,37 +59,103 @@ def test_confidence_intervals_are_paired_and_sources_weigh_the_same():
     assert wide.half > stratified([[0.0, 0.2, 0.0, 0.2], [0.5, 0.9, 0.5, 0.9]]).half
 
 
-def _results(gain: float) -> dict:
-    """A run's records where Tailor beats logistic regression by ``gain`` and logistic regression with
-    the label names, the best frozen baseline here, by ``gain - 0.005`` on every episode."""
-    folds = [{"test": s, "val": "x", "train": []} for s in ("bible", "foldoc")]
-    records = []
-    for f in folds:
-        for i in range(6):
-            base = {"fold": f["test"], "shots": 5, "episode": i}
-            noise = 0.02 * (i % 3)
-            records += [{**base, "method": "logreg", "acc": 0.6 + noise}, {**base, "method": "prototypes", "acc": 0.5},
-                        {**base, "method": "logreg+names", "acc": 0.605 + noise},
-                        {**base, "method": "no-meta", "acc": 0.6 + noise},
-                        {**base, "method": "fomaml", "acc": 0.6 + noise + gain}]
-    timing = [{"source": "bible", "threads": t, "fomaml_s": 1.0} for t in (1, 2)]
-    return {"info": {"settings": {"meta_train": {"algorithm": "fomaml"}, "adapt": {"inner_steps": 10}},
-                     "folds": folds, "profile": "full", "runtime_s": 60.0, "load_start": [1.0], "load_end": [1.0]},
-            "records": records, "training": {}, "trace": [],
-            "cost": {"meta_step": [], "adaptation": {"timing": timing, "sources": ["bible"],
-                                                     "bytes": {"tailor": 10, "encoder": 1000}}}}
+def _split(leak: bool = False):
+    """A small in-domain split of a made-up source: 12 classes, a renamed and a merged regrouping."""
+    from corpora.regrouping import Regrouping
+
+    pools = {f"src:c{i}": [f"class {i} text {j}" for j in range(40)] for i in range(12)}
+    regroupings = [Regrouping(f"other name {i}", "renamed", (f"src:c{i}",), None, "test") for i in range(12)]
+    regroupings.append(Regrouping("both", "merged", ("src:c0", "src:c1"), None, "test"))
+    split = protocols.in_domain("src", pools, regroupings, lambda k: k.split(":")[1].upper(), 0)
+    if leak:   # one evaluation text also given to a training tenant
+        tenant = next(iter(split.train))
+        texts, labels = split.train[tenant]
+        split.train[tenant] = (texts + [split.recurring[0].texts[0]], labels + [labels[0]])
+    return split
 
 
-@pytest.mark.parametrize("gain,met", [(0.03, True), (0.01, False)])
-def test_the_headline_target_is_judged_from_the_paired_mean_over_sources(gain, met):
+def test_in_domain_protocols_are_text_disjoint_from_training_and_the_check_can_fail():
+    split = _split()
+    protocols.check_disjoint(split)
+    seen = {t for data in (split.train, split.val) for ts, _ in data.values() for t in ts}
+    assert split.recurring and split.new
+    for cat in split.recurring + split.new:
+        assert cat.texts and not set(cat.texts) & seen, cat.name
+    trained = {lab for _, labs in split.train.values() for lab in labs}
+    for cat in split.recurring:   # a recurring category's classes are in training, under their own name
+        assert {m.split(":")[1].upper() for m in cat.members} <= trained and cat.name.lower() not in {
+            t.lower() for t in trained}
+    for cat in split.new:         # a new category's class is in no training or validation tenant
+        assert cat.name not in trained and cat.name not in {lab for _, labs in split.val.values() for lab in labs}
+    with pytest.raises(ValueError, match="also in a training or validation tenant"):
+        protocols.check_disjoint(_split(leak=True))
+
+
+def test_episodes_are_paired_and_never_put_overlapping_categories_together():
+    split = _split()
+    first = protocols.episodes(split, "recurring", 5, 8, seed=3)
+    assert first == protocols.episodes(split, "recurring", 5, 8, seed=3), "the same episodes for every method"
+    assert protocols.episodes(split, "recurring", 5, 4, seed=3) == first[:4]
+    for ep in first:
+        assert len(ep.names) == protocols.WAYS and len(set(ep.names)) == protocols.WAYS
+        assert not ("both" in ep.names and {"other name 0", "other name 1"} & set(ep.names)), ep.names
+        texts = [t for t, _ in ep.support + ep.query]
+        assert len(texts) == len(set(texts)) and len(ep.support) == 5 * protocols.WAYS
+
+
+def _results(rec_gain: float, with_pooled: bool = True) -> dict:
+    """A run's records: on every protocol and source, tailor and the pooled base beat logistic regression
+    with names by ``rec_gain`` on protocol 1 and by 0.5 points elsewhere; FOMAML ties pooled."""
+    records, runs = [], {p: ["bible", "foldoc"] for p in protocols.PROTOCOLS}
+    for p in protocols.PROTOCOLS:
+        for s in runs[p]:
+            for i in range(6):
+                noise = 0.02 * (i % 3)
+                gain = rec_gain if p == "recurring" else 0.005
+                base = {"protocol": p, "source": s, "shots": 5, "episode": i}
+                methods = {"logreg+names": 0.6 + noise, "logreg": 0.58 + noise, "prototypes": 0.55,
+                           "no-meta": 0.6 + noise, "tailor": 0.6 + noise + gain, "fomaml": 0.6 + noise + gain,
+                           "reptile": 0.59, "pooled-fomaml": 0.6 + noise + gain}
+                if with_pooled:
+                    methods["pooled"] = 0.6 + noise + gain
+                records += [{**base, "method": m, "acc": a, **({"chosen": "base"} if m == "tailor" else {})}
+                            for m, a in methods.items()]
+    timing = [{"source": "bible", "threads": 1, "adapt_tenant_s": 0.5, "pooled_s": 0.1}]
+    info = {"settings": {"meta_train": {"algorithm": "pooled", "max_minutes": 1.0, "pooled_lr": 0.001,
+                                        "pooled_batch": 64, "pooled_val_every": 25, "meta_batch": 4,
+                                        "inner_steps": 8, "meta_lr": 0.001, "val_every": 25, "val_tasks": 16},
+                         "adapt": {"cv_folds": 5, "choice_margin": 0.02}},
+            "runs": runs, "profile": "full", "runtime_s": 60.0, "load_start": [1.0], "load_end": [1.0],
+            "command": "python -m benchmarks.meta_learning", "started": "now", "nproc": 2, "cpu": "cpu",
+            "python": "3.11", "torch": "2.13", "profile_plan": {"episodes": {5: 6}, "setfit_episodes": 0},
+            "in_counts": {}, "folds": [], "algorithms": ["pooled", "fomaml", "reptile", "pooled-fomaml"]}
+    return {"info": info, "records": records, "training": {},
+            "cost": {"meta_step": [], "adaptation": {"timing": timing, "bytes": {"product": 10, "encoder": 1000}}}}
+
+
+@pytest.mark.parametrize("gain,met", [(0.06, True), (0.03, False)])
+def test_the_recurring_target_is_judged_from_the_paired_mean_over_sources(gain, met):
     from benchmarks.tables import Results
     from benchmarks.targets import targets
 
-    lines = targets(Results(_results(gain)))
-    row = next(line for line in lines if "best frozen baseline (label names included) + 2 pts" in line)
-    # judged against the names baseline: against logistic regression alone it would read +gain
-    assert (" met " in row) is met and (f"+{100 * (gain - 0.005):.1f} ± 0.0 pts" in row), row
-    assert ("| met |" in next(line for line in lines if "no left-out source below" in line))
+    found = targets(Results(_results(gain)))
+    row = next(t for t in found if t.text.startswith("protocol 1 (recurring categories)"))
+    assert row.met is met and f"+{100 * gain:.1f} ± 0.0 pts" in row.measured, row
+    anchor = next(t for t in found if "best meta-learned base training >= pooled + 1 pt" in t.text)
+    assert anchor.met is False and "default: pooled" in anchor.measured, "FOMAML ties pooled: no gain to claim"
+
+
+def test_the_report_has_the_pooled_anchor_and_fails_without_it(tmp_path):
+    from benchmarks.report import render
+
+    text = render(_results(0.06), tmp_path)
+    assert "Pooled base" in text and "pooled - frozen+names" in text
+    assert "best meta-learned base training >= pooled + 1 pt" in text and "pooled, as measured" in text
+    for section in ("## Targets", "## Summary, 5-shot", "## Accuracy per source", "## Paired differences",
+                    "## The per-tenant choice", "## Cost"):
+        assert section in text, section
+    without = render(_results(0.06, with_pooled=False), tmp_path)
+    assert "Pooled base" not in without.split("## Accuracy per source")[1].split("## Paired")[0]
 
 
 @pytest.mark.slow
@@ -157,36 +166,18 @@ def test_quick_benchmark_writes_a_complete_report(tmp_path):
                          timeout=1800)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     report = (out / "meta_learning.md").read_text(encoding="utf-8")
-    for section in ("## Targets", "## Accuracy per left-out source", "## Paired differences",
-                    "## Why the old inner loop did not move", "## Accuracy vs inner steps", "## Meta-training per fold",
-                    "## Cost", "## What was tried (exploratory; NOT regenerated by this command)", "### 10-shot"):
+    for section in ("## Targets", "## Summary, 5-shot", "## Accuracy per source", "## Paired differences",
+                    "## The per-tenant choice", "## Base training per training set", "## Cost", "#### 10-shot"):
         assert section in report, section
     assert "python -m benchmarks.meta_learning --quick" in report and "**mean over sources**" in report
     assert not any(bad in report.lower().split() for bad in ("nan", "inf", "nan%"))
-    for png in ("accuracy_vs_shots", "accuracy_vs_inner_steps", "meta_training_curves"):
+    for png in ("accuracy_vs_shots", "base_training_curves"):
         assert (out / f"{png}.png").stat().st_size > 10_000
     results = json.loads((out / "meta_learning.json").read_text())
-    assert {f["test"] for f in results["info"]["folds"]} == {"ha-intents", "fortunes"}
     methods = {r["method"] for r in results["records"]}
-    assert {"prototypes", "logreg", "logreg+names", "setfit", "no-meta", "fomaml", "reptile"} <= methods
+    assert {"logreg+names", "setfit", "no-meta", "pooled", "fomaml", "reptile", "pooled-fomaml", "tailor"} <= methods
+    assert {r["protocol"] for r in results["records"]} == set(protocols.PROTOCOLS)
     assert all(0.0 <= r["acc"] <= 1.0 for r in results["records"] if "acc" in r)
-    assert {r["variant"] for r in results["trace"]} == {"old", "new"}
-    assert {run["fold"] for run in results["training"].values()} == {"ha-intents", "fortunes"}
-    costs = [m["step_s"] for m in results["cost"]["meta_step"]] + [m["peak_mb"] for m in results["cost"]["meta_step"]]
+    costs = [m["step_s"] for m in results["cost"]["meta_step"]]
     timing = [v for row in results["cost"]["adaptation"]["timing"] for k, v in row.items() if k.endswith("_s")]
-    assert {m["algorithm"] for m in results["cost"]["meta_step"]} == {"maml", "fomaml", "reptile"}
     assert all(math.isfinite(v) and v >= 0 for v in costs + timing)
-
-
-def test_the_inner_loop_comparison_chooses_each_sources_method_on_the_other_sources_only():
-    from benchmarks.inner_loops import compare, methods
-
-    sources = ("a", "b", "c")
-    # "ce" wins by 10 points on a and b, loses by 30 on c; "contrastive" is level everywhere
-    gain = {("a", "ce"): 0.1, ("b", "ce"): 0.1, ("c", "ce"): -0.3}
-    rows = [{"fold": s, "episode": e, "method": m, "acc": 0.5 + gain.get((s, m), 0.0)}
-            for s in sources for e in range(2) for m in methods(False)]
-    c = compare(rows, {})
-    # on c, chosen from a and b alone: ce (its loss on c must not steer the choice for c)
-    assert c["picked"]["c"] == "ce" and c["picked"]["a"] != "ce"
-    assert round(sum(c["chosen"][2]) / 2, 3) == -0.3   # scored on c: the loss is reported, not hidden
