@@ -52,7 +52,7 @@ def test_review_list_shows_gates_baseline_method_head_and_the_champion(gov, caps
     code, out = run(gov["ws"], "review", "list", "--json", capsys=capsys)
     (r,) = json.loads(out.out)
     assert r["gates_failed"][0].startswith("champion (0.500 < champion v1 0.900") and r["champion_accuracy"] == 0.9
-    assert r["accuracy"]["n"] == 4 and r["champion_measured"]["interval"][1] == 1.0
+    assert r["accuracy"]["n"] == 4 and r["champion_measured"]["interval"][1] > 0.999
     code, out = run(gov["ws"], "lineage", "rl", capsys=capsys)
     assert code == 0 and "accuracy   0.900 [0.51,1.00] n=4 (baseline 0.800 [0.30,0.95] n=4 logreg" in out.out
 

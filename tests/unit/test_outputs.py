@@ -95,7 +95,7 @@ def test_a_fifo_and_a_proc_fd_are_written_in_place(ws, tmp_path):
     with pytest.raises(UserError, match="nobody reads"):
         write(outputs.requested(ws, fifo, "--out"))  # no reader: refused, not a hang
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo).read()))
+    reader = threading.Thread(target=lambda: got.append(open(fifo).read()), daemon=True)
     reader.start()
     import time
 

@@ -114,8 +114,8 @@ def test_the_cli_says_it_in_one_line_with_exit_2(tmp_path):
     for text in ("1: {}\n", BOMB):
         ws.params_file.write_text(text)
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(ws.root), "review", "list"],
-                              capture_output=True, text=True, timeout=120)
+        done = subprocess.run([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(ws.root),
+                               "review", "list"], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-500:]
         assert done.stderr.startswith("error: params.yaml") and time.perf_counter() - start < 30
 
