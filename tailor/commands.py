@@ -557,9 +557,13 @@ UI_WARNING = ("look, do not change: an alias moved or a tag edited there is drif
               "names and serving refuses; approve, reject and roll back with `tailor review` and `tailor rollback`")
 
 
+# MLflow 3's server also starts a job runner with seven huey consumers (for its GenAI jobs, which
+# Tailor does not use): off, with one uvicorn worker instead of four it is 3 processes, not 11
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
 def _ui_argv(uri: str, root: str, host: str, port: int) -> list[str]:
-    """MLflow's UI on the store with one worker process (its default of 4 gunicorn/uvicorn workers,
-    each importing MLflow, is 11 processes on a 2-core machine)."""
+    """MLflow's UI on the store with one worker process (``UI_ENV`` turns its job runner off)."""
     return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", root,
             "--host", host, "--port", str(port), "--workers", "1"]
 
@@ -568,6 +572,7 @@ def mlflow_ui(ctx: Context, host: str, port: int, ready_seconds: float = 180.0) 
     """MLflow's own UI on the workspace's store (the embedded sqlite database and artifact folder),
     so what it shows is what Tailor registered. Says it is starting, and prints its address only
     once it answers; its logs go to ``.tailor/logs/mlflow-ui.log``; Ctrl-C stops it."""
+    import signal
     import subprocess
     import urllib.error
     import urllib.request
@@ -585,9 +590,13 @@ def mlflow_ui(ctx: Context, host: str, port: int, ready_seconds: float = 180.0) 
     log.parent.mkdir(parents=True, exist_ok=True)
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
     print(f"starting MLflow's UI of {uri} (one worker; its log: {log}) ...", file=sys.stderr, flush=True)
+    def stop(signum, frame):  # SIGTERM, as Ctrl-C, stops MLflow's server with this command
+        raise SystemExit(128 + signum)
+
     with open(log, "ab") as out:
         proc = subprocess.Popen(_ui_argv(uri, root, host, port), stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)
+                                stdin=subprocess.DEVNULL, env={**os.environ, **UI_ENV})
+    before = signal.signal(signal.SIGTERM, stop)
     try:
         deadline = time.monotonic() + ready_seconds
         while True:
@@ -606,6 +615,7 @@ def mlflow_ui(ctx: Context, host: str, port: int, ready_seconds: float = 180.0) 
         print(UI_WARNING, file=sys.stderr, flush=True)
         return proc.wait()
     finally:
+        signal.signal(signal.SIGTERM, before)
         if proc.poll() is None:
             proc.terminate()
             try:

@@ -58,7 +58,9 @@ def test_mlflow_ui_opens_mlflows_own_ui_on_the_workspace_store(tmp_path, capsys,
         port = s.getsockname()[1]
     answered = []
     # a stand-in for MLflow's server: slow to start, answers one request, then stops
-    stub = ("import http.server, sys, time; time.sleep(1.5)\n"
+    stub = ("import http.server, os, sys, time; time.sleep(1.5)\n"
+            # MLflow's job runner (seven huey consumers) off: started without it, or not at all
+            "if os.environ.get('MLFLOW_SERVER_ENABLE_JOB_EXECUTION') != 'false': sys.exit(3)\n"
             "class H(http.server.BaseHTTPRequestHandler):\n"
             "    def do_GET(self):\n"
             "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
