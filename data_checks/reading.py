@@ -88,8 +88,10 @@ def iter_texts(path: Path) -> Iterator[str]:
         head = raw.read(len(_BOM))
         if head != _BOM:
             raw.seek(0)
-        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
-        rows = _csv_texts(path, stream) if path.suffix.lower() == ".csv" else _jsonl_texts(path, stream)
+        is_csv = path.suffix.lower() == ".csv"
+        # JSON Lines end at "\n" alone: U+2028, U+0085 or a "\r" inside a line are its data
+        stream = io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="" if is_csv else "\n")
+        rows = _csv_texts(path, stream) if is_csv else _jsonl_texts(path, stream)
         try:
             first = next(rows, None)
             if first is None:
@@ -190,7 +192,8 @@ def _parse_jsonl(path: Path, text: str, max_rows: int) -> pd.DataFrame:
     import pandas as pd
 
     rows, seen = [], {}
-    for number, line in enumerate(text.splitlines(), start=1):
+    # JSON Lines end at "\n" alone (str.splitlines would also end them at U+2028, U+0085, "\r"...)
+    for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
             continue  # blank lines (often a trailing one) carry no example
         if len(rows) >= max_rows:

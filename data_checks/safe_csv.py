@@ -19,15 +19,20 @@ def neutralise(value) -> str:
     return "'" + text if text.startswith(_FORMULA_START) else text
 
 
+def csv_rows(f, fieldnames: list[str]):
+    """A ``write(rows)`` function writing the header, then neutralised rows, to the open text file ``f``."""
+    writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
+    writer.writeheader()
+
+    def write(rows: Iterable[dict]) -> None:
+        writer.writerows({k: neutralise(r.get(k)) for k in fieldnames} for r in rows)
+
+    return write
+
+
 @contextmanager
 def csv_writer(path: Path, fieldnames: list[str]):
     """A ``write(rows)`` function for ``path``: rows go to a temporary file beside it, which
     replaces ``path`` only when the block ends without error (a crash leaves the old file)."""
     with atomic_file(Path(path), "w", suffix=".part", newline="", encoding="utf-8") as f:
-        writer = csv.DictWriter(f, fieldnames=fieldnames, extrasaction="ignore")
-        writer.writeheader()
-
-        def write(rows: Iterable[dict]) -> None:
-            writer.writerows({k: neutralise(r.get(k)) for k in fieldnames} for r in rows)
-
-        yield write
+        yield csv_rows(f, fieldnames)

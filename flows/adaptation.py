@@ -27,7 +27,7 @@ from flows.runtime import flow_run_id
 from lightning_modules.adaptation import AdaptationRejected, adapt_tenant
 from lightning_modules.delta import load_base, save_delta
 from lightning_modules.encoder import load_encoder
-from registry.artifacts import base_model, candidates
+from registry.artifacts import base_model, candidates, compare
 from registry.storage import store
 from workspace import faults, versioning
 from workspace.errors import UserError
@@ -80,8 +80,8 @@ def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict, digest
         outcome = _contained(tenant, _adapt_one, ws, settings, encoder, base_meta, ref, tenant, digest,
                              base_info.get("adapt_steps"))
         m = outcome.get("metrics")
-        detail = (f"acc {m['query_accuracy']:.3f} vs baseline {m['baseline_accuracy']:.3f}"
-                  if m else outcome.get("reason", ""))
+        detail = (f"acc {compare.measured_text(compare.measured(m['query_accuracy'], m.get('n_query')))} vs "
+                  f"baseline {m['baseline_accuracy']:.3f}" if m else outcome.get("reason", ""))
         logger.info("%s %s: %s", tenant, outcome["status"], detail)
         if outcome["status"] not in ("failed", "error"):  # the face reports those, on one line
             say(f"  {tenant:<24} {outcome['status']:<9} {detail}")

@@ -91,7 +91,10 @@ def summary_markdown(outcomes: list[dict], base: dict, seconds: float) -> str:
 def _detail(o: dict) -> str:
     m = o.get("metrics")
     if o.get("version") and m:
-        return (f"v{o['version']}: accuracy {m['query_accuracy']:.3f} vs baseline {m['baseline_accuracy']:.3f}"
+        from registry.artifacts.compare import measured, measured_text
+
+        return (f"v{o['version']}: accuracy {measured_text(measured(m['query_accuracy'], m.get('n_query')))} vs "
+                f"baseline {m['baseline_accuracy']:.3f}"
                 + (f" ({o['why']})" if o.get("why") else ""))
     return str(o.get("reason", ""))
 

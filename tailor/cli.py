@@ -149,11 +149,12 @@ def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
 
 @app.command()
 def predict(tenant: str, texts: list[str] = typer.Argument(None), file: Optional[Path] = typer.Option(None, "--file"),
-            out: Optional[Path] = typer.Option(None, "--out"), json_out: bool = typer.Option(False, "--json")) -> None:
+            out: Optional[Path] = typer.Option(None, "--out"), json_out: bool = typer.Option(False, "--json"),
+            force: bool = typer.Option(False, "--force", help="replace an existing --out file")) -> None:
     """Classify texts with the tenant's champion (base + delta); batch from a CSV with --file."""
     if bool(texts) == bool(file):
         raise UserError("give TEXT... or --file F (not both)")
-    commands.predict(_ctx(), tenant, texts, file, out, json_out)
+    commands.predict(_ctx(), tenant, texts, file, out, json_out, force)
 
 
 @review_app.command("list")
@@ -200,12 +201,13 @@ def lineage(tenant: Optional[str] = typer.Argument(None), version: Optional[str]
             at: Optional[str] = typer.Option(None, help="ISO time: what served then"),
             all_tenants: bool = typer.Option(False, "--all", help="every tenant and every version (auditors)"),
             html: Optional[Path] = typer.Option(None, "--html", help="with --all: write an HTML audit report"),
+            force: bool = typer.Option(False, "--force", help="replace an existing --html file"),
             json_out: bool = typer.Option(False, "--json")) -> None:
     """What serves a tenant (or served at a time): data, validation, base, metrics, approvals."""
     if bool(tenant) == all_tenants:
         raise UserError("give a TENANT or --all (not both)")
     if all_tenants:
-        commands.lineage_all(_ctx(), json_out, html)
+        commands.lineage_all(_ctx(), json_out, html, force)
         return
     if html is not None:
         raise UserError("--html writes the audit report of every tenant: use it with --all")
@@ -320,6 +322,8 @@ def _fail(args: list[str], exc: Exception, debug: bool) -> int:
         print(f"error: {one_line(str(user))}", file=sys.stderr)
         return user.exit_code
     full = disk_full(exc)
+    if full is None and _workspace_full():  # a server or library said it otherwise (an HTTP 500 of Prefect's)
+        full = str(_workspace().root)
     if full is not None:
         print(f"error: no space left on device{f' ({full})' if full else ''}: the command stopped and kept "
               "the previous state; free disk space and run it again", file=sys.stderr)
@@ -359,6 +363,12 @@ def disk_full(exc: BaseException) -> str | None:
     full = next((e for e in _chain(exc, every_context=True)
                  if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT)), None)
     return None if full is None else (full.filename or "")
+
+
+def _workspace_full() -> bool:
+    ws = _workspace()
+    free = commands.free_bytes(ws) if ws is not None else None
+    return free is not None and free < commands.MIN_FREE
 
 
 def _workspace() -> Workspace | None:

@@ -37,6 +37,8 @@ class Context:
                             "or pass --workspace DIR")
         from tailor import logs
 
+        if mlflow and not read_only:  # a command that writes the tracking store
+            room(ws)
         logs.setup(ws, self.debug)
         settings = load_settings(ws.params_file)
         from workspace import pipeline
@@ -53,9 +55,32 @@ class Context:
     def start_prefect(self, ws: Workspace, settings: Settings, preload: str | None = None) -> None:
         """Prefect for this command (the workspace's embedded server unless one is set), importing
         ``preload`` while an embedded server starts."""
+        room(ws)
         from flows import runtime
 
         runtime.configure(ws, settings, self.debug, meanwhile=preload and (lambda: _preload(preload)))
+
+
+MIN_FREE = 1 << 20  # bytes a changing command needs at least (logs, Prefect's and MLflow's databases, git)
+
+
+def free_bytes(ws: Workspace) -> int | None:
+    """Bytes free for this user on the workspace's filesystem; None when it cannot be told."""
+    try:
+        st = os.statvfs(ws.root)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
+def room(ws: Workspace) -> None:
+    """Refuse to start changing state on a full filesystem, as the disk-full ``OSError`` the CLI
+    reports in one line (exit 2), instead of failing half-way inside Prefect's or MLflow's database."""
+    import errno
+
+    free = free_bytes(ws)
+    if free is not None and free < MIN_FREE:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(ws.root))
 
 
 def _preload(module: str) -> None:
@@ -281,9 +306,10 @@ def _adapt_lines(outcomes, registered, new, skipped):
 
 
 def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | None, out: Path | None,
-            json_out: bool) -> dict:
+            json_out: bool, force: bool = False) -> dict:
     """Classify ``texts`` or the rows of ``file``, streamed in ``predict.batch_size`` batches to
-    ``out`` (written beside, then renamed), to ``--json`` or to a table; reports rows/s."""
+    ``out`` (through ``workspace.outputs``: ``force`` replaces an existing file), to ``--json`` or
+    to a table; reports rows/s (as JSON alone with ``--json`` and ``--out``)."""
     check_tenant_id(tenant)
     if texts:
         blank = [i for i, t in enumerate(texts, start=1) if not t.strip()]
@@ -299,19 +325,23 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
 
         check_input(file)
     ws, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
+    target = None
     if out is not None:
-        _check_out(ws, out, file)
+        from workspace.outputs import requested
+
+        target = requested(ws, out, "--out", force, settings.stores, inputs=(file,) if file else ())
     from registry.artifacts.serving import labels, predict_batches
 
     source = texts if texts else _file_texts(file)
     loading = f"loading {tenant}'s champion (encoder, base and delta)"
-    if out is not None:
-        from data_checks.safe_csv import csv_writer
+    if target is not None:
+        from data_checks.safe_csv import csv_rows
 
         with working(loading) as note:
             names = labels(tenant)  # loads the champion: start-up, not part of the rows/s
             start, n, empty = time.perf_counter(), 0, 0
-            with csv_writer(out, ["text", "label", "score", "version", "data_version"]) as write:
+            with target.open() as f:
+                write = csv_rows(f, ["text", "label", "score", "version", "data_version"])
                 for rows in predict_batches(tenant, source, settings.predict.batch_size):
                     write(rows)
                     n, empty = n + len(rows), empty + sum(r["label"] is None for r in rows)
@@ -342,8 +372,9 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
     rate = n / max(time.perf_counter() - start, 1e-9)
     summary = {"rows": n, "empty": empty, "rows_per_second": round(rate, 1)}
     if out is not None:
+        summary["out"] = str(out)
         note = f"; {empty} empty text(s) left unlabelled" if empty else ""
-        print(f"wrote {n} predictions to {out} ({rate:.0f} rows/s{note})")
+        done(json_out, summary, f"wrote {n} predictions to {out} ({rate:.0f} rows/s{note})")
     return summary
 
 
@@ -355,25 +386,9 @@ def _file_texts(file: Path):
     return itertools.chain([first], texts)
 
 
-def _check_out(ws: Workspace, out: Path, file: Path | None) -> None:
-    """``--out`` never overwrites the input, nor anything in the workspace."""
-    target = out.absolute()
-    if file is not None and (target == file.absolute()
-                             or (out.exists() and file.exists() and os.path.samefile(out, file))):
-        raise UserError(f"--out {out} is the input file: write the predictions to another file")
-    if out.is_dir():
-        raise UserError(f"--out {out} is a folder: give a file name")
-    if not target.parent.is_dir():
-        raise UserError(f"--out {out}: folder {target.parent} does not exist")
-    resolved = target.parent.resolve() / target.name
-    for inside in (ws.data_dir, ws.state_dir, ws.params_file):
-        if resolved == inside.resolve() or resolved.is_relative_to(inside.resolve()):
-            raise UserError(f"--out {out} is inside the workspace's {inside.name}: write it elsewhere")
-
-
 def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
     _, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
-    from registry.artifacts.compare import data_change_text
+    from registry.artifacts.compare import data_change_text, measured_text
     from registry.review.approval import list_reviews
 
     rows = list_reviews(None if status == "all" else status, settings)
@@ -382,17 +397,17 @@ def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
     elif not rows:
         print(f"no {status} candidates")
     else:
-        for r in rows:
-            r["baseline"] = (f"{r['baseline_accuracy']:.3f} {r['baseline_method']}".strip()
-                             if r["baseline_accuracy"] is not None else "-")
-            r["champion"] = (f"v{r['champion_version']} {r['champion_accuracy']:.3f}"
-                             if r.get("champion_version") and r.get("champion_accuracy") is not None
-                             else (f"v{r['champion_version']}" if r.get("champion_version") else "none"))
-            r["same_texts"] = same_texts_cell(r.get("same_texts"))
-            r["data_since"] = data_change_text(r.get("data_change"))
-        print(table(rows, ["tenant", "version", "status", "query_accuracy", "baseline", "champion", "same_texts",
-                           "data_since", "head", "gates", "requested_by"],
-                    ["tenant", "version", "status", "accuracy", "baseline", "champion",
+        cells = []
+        for r in rows:  # every accuracy with its n and 95% (Wilson) interval
+            cells.append({**r, "accuracy": measured_text(r.get("accuracy")),
+                          "baseline": f"{measured_text(r.get('baseline'))} {r['baseline_method']}".strip(),
+                          "champion": (f"v{r['champion_version']} {measured_text(r.get('champion_measured'))}"
+                                       if r.get("champion_version") else "none"),
+                          "same_texts": same_texts_cell(r.get("same_texts")),
+                          "data_since": data_change_text(r.get("data_change"))})
+        print(table(cells, ["tenant", "version", "status", "accuracy", "baseline", "champion", "same_texts",
+                            "data_since", "head", "gates", "requested_by"],
+                    ["tenant", "version", "status", "accuracy (95%)", "baseline (95%)", "champion (95%)",
                      "vs champion, same texts (95%)", "data since champion", "head", "gates", "requested by"]))
     return rows
 
@@ -488,13 +503,19 @@ def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None,
     return result
 
 
-def lineage_all(ctx: Context, json_out: bool, html: Path | None) -> dict:
-    ws, _ = ctx.open(read_only=True)
+def lineage_all(ctx: Context, json_out: bool, html: Path | None, force: bool = False) -> dict:
+    ws, settings = ctx.open(read_only=True)
     from registry.review.report import audit_report, render_html
 
-    report = audit_report(ws)
+    target = None
     if html is not None:
-        html.write_text(render_html(report), encoding="utf-8")
+        from workspace.outputs import requested
+
+        target = requested(ws, html, "--html", force, settings.stores)
+    report = audit_report(ws)
+    if target is not None:
+        with target.open(newline=None) as f:
+            f.write(render_html(report))
         print(f"wrote the audit report ({len(report['tenants'])} tenant(s)) to {html}",
               file=sys.stderr if json_out else sys.stdout)
     if json_out:
@@ -561,9 +582,30 @@ def serve_api(ctx: Context, host: str, port: int, add_key: str | None = None, te
     return None
 
 
-def mlflow_ui(ctx: Context, host: str, port: int) -> None:
-    """Replace this process with MLflow's own UI on the workspace's store (the embedded sqlite
-    database and artifact folder), so what it shows is what Tailor registered."""
+UI_WARNING = ("look, do not change: an alias moved or a tag edited there is drift, which `tailor audit verify` "
+              "names and serving refuses; approve, reject and roll back with `tailor review` and `tailor rollback`")
+
+
+# MLflow 3's server also starts a job runner with seven huey consumers (for its GenAI jobs, which
+# Tailor does not use): off, with one uvicorn worker instead of four it is 3 processes, not 11
+UI_ENV = {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+
+
+def _ui_argv(uri: str, root: str, host: str, port: int) -> list[str]:
+    """MLflow's UI on the store with one worker process (``UI_ENV`` turns its job runner off)."""
+    return [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", root,
+            "--host", host, "--port", str(port), "--workers", "1"]
+
+
+def mlflow_ui(ctx: Context, host: str, port: int, ready_seconds: float = 180.0) -> int:
+    """MLflow's own UI on the workspace's store (the embedded sqlite database and artifact folder),
+    so what it shows is what Tailor registered. Says it is starting, and prints its address only
+    once it answers; its logs go to ``.tailor/logs/mlflow-ui.log``; Ctrl-C stops it."""
+    import signal
+    import subprocess
+    import urllib.error
+    import urllib.request
+
     ws, settings = ctx.open(mlflow=False)
     from registry.storage.reader import sqlite_path
     from registry.storage.store import is_server, locations
@@ -573,10 +615,42 @@ def mlflow_ui(ctx: Context, host: str, port: int) -> None:
         raise UserError(f"this workspace's store is the tracking server {uri}: open that address in a browser")
     if sqlite_path(uri) is not None and not sqlite_path(uri).is_file():
         raise UserError(f"no MLflow store yet at {sqlite_path(uri)}: run `tailor meta-train` or `tailor adapt` first")
-    argv = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--default-artifact-root", root,
-            "--host", host, "--port", str(port)]
-    print(f"MLflow UI of {uri} at http://{host}:{port} (Ctrl-C stops it)", flush=True)
-    os.execv(sys.executable, argv)
+    log = ws.state_dir / "logs" / "mlflow-ui.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '') else host}:{port}"
+    print(f"starting MLflow's UI of {uri} (one worker; its log: {log}) ...", file=sys.stderr, flush=True)
+    def stop(signum, frame):  # SIGTERM, as Ctrl-C, stops MLflow's server with this command
+        raise SystemExit(128 + signum)
+
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(_ui_argv(uri, root, host, port), stdout=out, stderr=subprocess.STDOUT,
+                                stdin=subprocess.DEVNULL, env={**os.environ, **UI_ENV})
+    before = signal.signal(signal.SIGTERM, stop)
+    try:
+        deadline = time.monotonic() + ready_seconds
+        while True:
+            try:
+                with urllib.request.urlopen(url + "/", timeout=2):
+                    break
+            except (urllib.error.URLError, OSError):
+                pass
+            if proc.poll() is not None:
+                last = (log.read_text(encoding="utf-8", errors="replace").strip().splitlines() or ["no output"])[-1]
+                raise UserError(f"MLflow's UI stopped before it answered (exit {proc.returncode}): {last[:200]}")
+            if time.monotonic() > deadline:
+                raise UserError(f"MLflow's UI did not answer at {url} within {ready_seconds:.0f} s: see {log}")
+            time.sleep(0.25)
+        print(f"MLflow UI of {uri} at {url} (Ctrl-C stops it)", flush=True)
+        print(UI_WARNING, file=sys.stderr, flush=True)
+        return proc.wait()
+    finally:
+        signal.signal(signal.SIGTERM, before)
+        if proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(20)
+            except subprocess.TimeoutExpired:
+                proc.kill()
 
 
 def user_add(ctx: Context, name: str, password_stdin: bool, json_out: bool = False) -> dict:

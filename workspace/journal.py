@@ -16,17 +16,19 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from workspace.locking import Announced
 from workspace.paths import Workspace
 
 _LEGACY = ("backup-*", "incoming-*")  # what versions before the journal left behind after a kill
 
 
-def data_lock(ws: Workspace) -> FileLock:
+def data_lock(ws: Workspace) -> Announced:
     """The workspace's data-plane lock (reentrant; one per path per process; held across
-    processes, so two commands never interleave git, DVC or a tenant's files)."""
+    processes, so two commands never interleave git, DVC or a tenant's files). A command that
+    waits for it says whom it waits for."""
     path = ws.state_dir / "locks" / "data.lock"
     path.parent.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(path), is_singleton=True)
+    return Announced(FileLock(str(path), is_singleton=True), "data")
 
 
 def journal_dir(ws: Workspace) -> Path:

@@ -346,47 +346,152 @@ class Settings:
         return dataclasses.replace(self, **{section: dataclasses.replace(getattr(self, section), **changes)})
 
 
+SHOWN = 80  # most characters of a value an error message repeats
+
+
+def _shown(value: Any) -> str:
+    """``value``'s repr, cut to ``SHOWN`` characters: a message never repeats a whole value."""
+    text = repr(value) if not isinstance(value, (dict, list)) else f"a {type(value).__name__}"
+    return text if len(text) <= SHOWN else text[:SHOWN - 1] + "…"
+
+
+def _names(keys) -> str:
+    keys = list(keys)
+    shown = ", ".join(k if len(k) <= SHOWN else k[:SHOWN - 1] + "…" for k in keys[:5])
+    return shown + (f" and {len(keys) - 5} more" if len(keys) > 5 else "")
+
+
+def _text_keys(raw: dict, where: str) -> None:
+    odd = [k for k in raw if not isinstance(k, str)]
+    if odd:
+        _need(False, f"{where}: {_shown(odd[0])} is not a name (write names as text)")
+
+
 def _section(cls: type, raw: Any, name: str) -> Any:
     if raw is None:
         return cls()
-    _need(isinstance(raw, dict), f"section {name!r} must be a mapping")
+    _need(isinstance(raw, dict), f"section {name!r} must be a mapping, got {_shown(raw)}")
+    _text_keys(raw, f"section {name!r}")
     known = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - set(known))
     retired = [RETIRED[f"{name}.{key}"] for key in unknown if f"{name}.{key}" in RETIRED]
     _need(not retired, retired[0] if retired else "")
-    _need(not unknown, f"unknown setting(s) in {name!r}: {', '.join(unknown)}")
+    _need(not unknown, f"unknown setting(s) in {name!r}: {_names(unknown)}")
     values = {}
     for key, value in raw.items():
         want = type(known[key].default)
         if want is float and isinstance(value, int) and not isinstance(value, bool):
             value = float(value)
         _need(isinstance(value, want) and not (want is int and isinstance(value, bool)),
-              f"{name}.{key} must be {want.__name__}, got {value!r}")
+              f"{name}.{key} must be {want.__name__}, got {_shown(value)}")
         values[key] = value
-    return cls(**values)
+    try:
+        return cls(**values)
+    except UserError as exc:  # a check that quoted a long value: quoted cut short
+        message = str(exc)
+        for value in values.values():
+            if len(repr(value)) > SHOWN:
+                message = message.replace(repr(value), _shown(value))
+        raise UserError(message) from None
 
 
 def settings_from_dict(raw: dict | None) -> Settings:
     raw = raw or {}
-    _need(isinstance(raw, dict), "the file must be a mapping of sections")
+    _need(isinstance(raw, dict), f"the file must be a mapping of sections, got {_shown(raw)}")
+    _text_keys(raw, "a section name")
     sections = {f.name: f.default_factory for f in dataclasses.fields(Settings)}  # type: ignore[misc]
     unknown = sorted(set(raw) - set(sections))
-    _need(not unknown, f"unknown section(s): {', '.join(unknown)}")
+    _need(not unknown, f"unknown section(s): {_names(unknown)}")
     return Settings(**{name: _section(type(factory()), raw.get(name), name)
                        for name, factory in sections.items()})
 
 
+# params.yaml is two levels of names over scalars; what it may hold at most, checked while parsing
+MAX_BYTES = 1 << 20     # the default file is ~10 KB
+MAX_DEPTH = 8           # nested collections
+MAX_NODES = 100_000     # values once every alias is expanded (a "billion laughs" expands to 10**9)
+
+
+class _Limited(yaml.SafeLoader):
+    """PyYAML's safe loader with depth and alias-expansion bounds checked while it composes the
+    document, before any value is built (``yaml.safe_load`` has neither)."""
+
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent, index):
+        self._depth += 1
+        try:
+            _need(self._depth <= MAX_DEPTH, f"nested more than {MAX_DEPTH} levels deep: settings are "
+                                             "section: {name: value}")
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def compose_document(self):
+        node = super().compose_document()
+        _need(_expanded(node, {}) <= MAX_NODES, f"its aliases expand to more than {MAX_NODES:,} values: "
+                                                "write the values out")
+        return node
+
+
+def _expanded(node, sizes: dict) -> int:
+    """How many values ``node`` stands for once aliases are expanded (shared nodes counted each
+    time they are used, each computed once)."""
+    if id(node) not in sizes:
+        sizes[id(node)] = 0  # a recursive alias counts as nothing more
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        elif isinstance(node, yaml.SequenceNode):
+            children = node.value
+        else:
+            children = []
+        total = 1
+        for child in children:
+            total += _expanded(child, sizes)
+            if total > MAX_NODES:
+                break
+        sizes[id(node)] = total
+    return sizes[id(node)]
+
+
+def _read_limited(path: Path) -> bytes:
+    """The file's bytes: a regular file (not a FIFO that would block, not /dev/zero), at most
+    ``MAX_BYTES``."""
+    import fcntl
+    import os
+    import stat
+
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise UserError(f"{path} is a folder, not a settings file: remove it and run `tailor init` "
+                            "to write the default params.yaml")
+        if not stat.S_ISREG(st.st_mode):
+            raise UserError(f"{path} is not a regular file (a pipe or device): restore params.yaml")
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) & ~os.O_NONBLOCK)
+        with os.fdopen(os.dup(fd), "rb") as f:
+            data = f.read(MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    if len(data) > MAX_BYTES:
+        raise UserError(f"params.yaml is over {MAX_BYTES >> 20} MB: a settings file is a few KB; restore it")
+    return data
+
+
 def load_settings(path: Path) -> Settings:
-    """Read ``params.yaml``; a missing file means all defaults."""
+    """Read ``params.yaml`` with limits (size, depth, alias expansion) and every value checked as
+    data; a missing file means all defaults."""
     if not Path(path).exists():
         return Settings()
-    if Path(path).is_dir():
-        raise UserError(f"{path} is a folder, not a settings file: remove it and run `tailor init` "
-                        "to write the default params.yaml")
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise UserError(f"params.yaml is not valid YAML: {str(exc).splitlines()[0]}") from None
+        text = _read_limited(Path(path)).decode("utf-8")
+        raw = yaml.load(text, Loader=_Limited)  # noqa: S506 - a SafeLoader with limits
+    except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise UserError(f"params.yaml is not valid YAML: {first[:SHOWN * 2]}") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
     return settings_from_dict(raw)

@@ -54,6 +54,7 @@ def _version_tags(tenant: str, manifest: dict, base: BaseRef, validation: dict, 
         "labels_sha256": labels_digest(manifest.get("labels", [])),
         "metrics": _short_json({k: metrics.get(k) for k in ("query_accuracy", "baseline_accuracy")}),
         "query_accuracy": str(metrics.get("query_accuracy", "")),
+        "n_query": str(metrics.get("n_query", "")),  # the held-out texts both accuracies were measured on
         "baseline_accuracy": str(metrics.get("baseline_accuracy", "")),
         "baseline_method": str(metrics.get("baseline_method", "") or ""),
         "head": str((manifest.get("adaptation") or {}).get("head", "") or ""),

@@ -23,6 +23,27 @@ def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     return max(0.0, centre - half), min(1.0, centre + half)
 
 
+def measured(accuracy: float | None, n: int | None) -> dict | None:
+    """An accuracy measured on ``n`` held-out texts, as every place that shows one gives it: the
+    accuracy, ``n`` and its 95% Wilson interval (``n`` None: a version registered before ``n`` was
+    recorded, no interval). None when there is no accuracy."""
+    if accuracy is None:
+        return None
+    if not n:
+        return {"accuracy": accuracy, "n": None, "interval": None}
+    return {"accuracy": accuracy, "n": n, "interval": list(wilson(round(accuracy * n), n))}
+
+
+def measured_text(m: dict | None) -> str:
+    """``0.833 [0.55,0.95] n=12``; ``0.833 (n not recorded)``; ``-``."""
+    if not m:
+        return "-"
+    if not m.get("interval"):
+        return f"{m['accuracy']:.3f} (n not recorded)"
+    low, high = m["interval"]
+    return f"{m['accuracy']:.3f} [{low:.2f},{high:.2f}] n={m['n']}"
+
+
 def paired_difference(worse: int, better: int, n: int, z: float = Z95) -> tuple[float, float, float]:
     """(candidate minus champion accuracy, low, high) on the same ``n`` texts: ``better`` texts only
     the candidate gets right, ``worse`` only the champion. The interval is the normal one of the

@@ -24,10 +24,21 @@ def describe(tags: dict, state: str) -> str:
                      f"{t.get('rollback_reason', '')}")
     lines += [
         f"- requested by {t.get('requested_by', '-')}",
-        f"- accuracy {_num(t.get('query_accuracy'))} vs baseline {_num(t.get('baseline_accuracy'))} "
+        f"- accuracy {_measured(t, 'query_accuracy')} vs baseline {_measured(t, 'baseline_accuracy')} "
         f"({t.get('baseline_method') or 'no-meta'}); head: {t.get('head') or '-'}",
         f"- data {t.get('data_version', '-')}, validation {t.get('validation', '-')}, "
         f"isolation {t.get('isolation', '-')}",
         f"- base tailor-base v{t.get('base_version', '?')} ({t.get('base_digest', '')[:19]})",
     ]
     return "\n".join(lines)
+
+
+def _measured(t: dict, key: str) -> str:
+    """``0.833 [0.55,0.95] n=12`` from a version's tags (the held-out ``n_query``)."""
+    from registry.artifacts.compare import measured, measured_text
+
+    try:
+        value, n = float(t[key]), int(float(t.get("n_query") or 0))
+    except (KeyError, ValueError):
+        return _num(t.get(key))
+    return measured_text(measured(value, n or None))

@@ -93,11 +93,13 @@ def summary(mv, aliases: dict[str, list[str]] | None = None, champion_mv=None, s
     t = mv.tags
     aliases = store.aliases(mv.name) if aliases is None else aliases
     acc, base = _float(t, "query_accuracy"), _float(t, "baseline_accuracy")
+    n = held_out_n(t)
     out = {"tenant": t.get("tenant") or mv.name.removeprefix(PREFIX), "version": str(mv.version),
            "status": t.get("status", ""), "aliases": sorted(aliases.get(str(mv.version), [])),
            "query_accuracy": acc, "baseline_accuracy": base, "baseline_method": t.get("baseline_method", ""),
            "head": t.get("head", ""),
-           "metrics": {"query_accuracy": acc, "baseline_accuracy": base},
+           "metrics": {"query_accuracy": acc, "baseline_accuracy": base}, "n_query": n,
+           "accuracy": compare.measured(acc, n), "baseline": compare.measured(base, n),
            "validation": t.get("validation", ""), "isolation": t.get("isolation", ""),
            "data_version": t.get("data_version", ""), "base_version": t.get("base_version", ""),
            "requested_by": t.get("requested_by", ""), "created": audit.iso_ms(mv.creation_timestamp),
@@ -108,8 +110,23 @@ def summary(mv, aliases: dict[str, list[str]] | None = None, champion_mv=None, s
         out.update(gates="passed" if not failed else "FAILS " + ", ".join(f.split(" (")[0] for f in failed),
                    gates_failed=failed,
                    champion_version=None if champion_mv is None else str(champion_mv.version),
-                   champion_accuracy=None if champion_mv is None else _float(champion_mv.tags, "query_accuracy"))
+                   champion_accuracy=None if champion_mv is None else _float(champion_mv.tags, "query_accuracy"),
+                   champion_measured=None if champion_mv is None else compare.measured(
+                       _float(champion_mv.tags, "query_accuracy"), held_out_n(champion_mv.tags)))
     return out
+
+
+def held_out_n(t: dict) -> int | None:
+    """How many held-out texts a version's accuracy was measured on: its ``n_query`` tag, else (a
+    version registered before that tag) the texts it was compared on, which are the same ones."""
+    for key in ("n_query", "compare_n"):
+        try:
+            n = int(float(t.get(key) or 0))
+        except ValueError:
+            continue
+        if n > 0:
+            return n
+    return None
 
 
 def list_reviews(status: str | None = PENDING, settings: Settings | None = None) -> list[dict]:

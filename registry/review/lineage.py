@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from registry.artifacts.compare import measured_text
 from registry.review.approval import summary
 from registry.storage import store
 from registry.storage.names import CANDIDATE, CHAMPION
@@ -54,6 +55,14 @@ def _entry(mv, log: list[dict], aliases: dict) -> dict:
     return entry
 
 
+def decisions(ws: Workspace, tenant: str, version: str, last: int = 20) -> tuple[list[dict], list[dict]]:
+    """What the audit log says happened to ``tenant`` v``version`` (who, when, why, oldest first),
+    and the tenant's ``last`` records, newest first."""
+    log = audit.effective(audit.records(ws, check_tenant_id(tenant)))
+    history = [{k: r.get(k) for k in ("seq", "at", "actor", "action", "from", "to", "reason")} for r in log]
+    return _events(log, str(version)), history[::-1][:last]
+
+
 def lineage(ws: Workspace, tenant: str, version: str | None = None, at: datetime | str | None = None) -> dict:
     """The champion and candidate of ``tenant`` (or ``version``, or what served at ``at``)."""
     check_tenant_id(tenant)
@@ -95,10 +104,6 @@ def _when(iso: str | None) -> str:
     return f"{iso[:10]} {iso[11:19]}Z" if iso and len(iso) >= 19 else (iso or "-")
 
 
-def _acc(value) -> str:
-    return "-" if value is None else f"{value:.3f}"
-
-
 def render(d: dict) -> str:
     """Short lines for a person."""
     lines = [f"tenant {d['tenant']}   champion {'v' + d['champion'] if d['champion'] else 'none'}   "
@@ -114,9 +119,8 @@ def render(d: dict) -> str:
         lines.append(f"  data       {v['data_version'] or '-'}   validation {v['validation'] or '-'}   "
                      f"isolation {v['isolation'] or '-'}")
         lines.append(f"  base       {v['base']['name']} v{v['base']['version']}   {_short(v['base']['digest'])}")
-        m = v["metrics"]
-        lines.append(f"  accuracy   {_acc(m['query_accuracy'])} (baseline {_acc(m['baseline_accuracy'])} "
-                     f"{v.get('baseline_method') or 'no-meta'})   head {v.get('head') or '-'}")
+        lines.append(f"  accuracy   {measured_text(v.get('accuracy'))} (baseline {measured_text(v.get('baseline'))} "
+                     f"{v.get('baseline_method') or 'no-meta'}; 95% Wilson intervals)   head {v.get('head') or '-'}")
         lines.append(f"  produced   by {v['requested_by'] or '-'} at {_when(v['created'])}   "
                      f"flow run {v['flow_run_id'] or '-'}   code {v['code_version'] or '-'}")
         for e in v["events"]:

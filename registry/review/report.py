@@ -68,5 +68,8 @@ def render_html(report: dict) -> str:
     """The same report as one self-contained, escaped HTML page."""
     from jinja2 import Environment, PackageLoader, select_autoescape
 
+    from registry.artifacts.compare import measured_text
+
     env = Environment(loader=PackageLoader("registry.review", "templates"), autoescape=select_autoescape(default=True))
+    env.filters["measured"] = measured_text  # `0.833 [0.55,0.95] n=12`
     return env.get_template("audit_report.html").render(r=report)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import socket
+import sys
 import time
 import uuid
 
@@ -19,6 +20,7 @@ from filelock import FileLock
 
 from registry.storage import store
 from workspace.errors import UserError
+from workspace.locking import PATIENCE, Announced
 
 PREFIX = "tailor-lock-"
 STALE_AFTER = 120.0
@@ -35,7 +37,8 @@ class RegistryLock:
         from mlflow.exceptions import MlflowException
 
         c = store.client()
-        deadline = time.monotonic() + self.timeout
+        start = time.monotonic()
+        deadline, said = start + self.timeout, False
         while True:
             try:
                 c.create_registered_model(self.name, tags={"owner": self.token, "since": f"{time.time():.3f}"},
@@ -48,6 +51,10 @@ class RegistryLock:
             if held is not None and time.time() - float(held.get("since", 0) or 0) > self.stale_after:
                 self._delete_if(held.get("owner"))  # its holder died: take it over
                 continue
+            if not said and time.monotonic() - start > PATIENCE:  # say whom this command waits for
+                print(f"waiting for the {self.name.removeprefix(PREFIX)!r} transition lock: "
+                      f"{(held or {}).get('owner', 'another process')} holds it", file=sys.stderr, flush=True)
+                said = True
             if time.monotonic() > deadline:
                 raise UserError(f"{self.name.removeprefix(PREFIX)} is busy: another transition holds its lock "
                                 f"({(held or {}).get('owner', '?')}); try again in a moment")
@@ -81,4 +88,4 @@ def lock(ws, key: str, timeout: float = 120.0):
         return RegistryLock(key, timeout)
     folder = ws.state_dir / "locks"
     folder.mkdir(parents=True, exist_ok=True)
-    return FileLock(str(folder / f"{key}.lock"), timeout=timeout)
+    return Announced(FileLock(str(folder / f"{key}.lock"), timeout=timeout), f"{key!r} transition")

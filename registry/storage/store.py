@@ -40,6 +40,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
     (any later command in the same process) goes back to MLflow's client.
     """
     uri, root = locations(ws, settings)
+    _refuse_lost_database(ws, uri)
     if read_only:
         from registry.storage.reader import sqlite_path
 
@@ -60,6 +61,26 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
     _state.update(uri=uri, workspace=ws, artifact_root=root.rstrip("/") if root else None,
                   lock=settings.stores.lock, read_only=False, signing_key=settings.stores.signing_key)
     return uri
+
+
+def _refuse_lost_database(ws: Workspace, uri: str) -> None:
+    """A sqlite tracking database that is gone while the workspace shows it had one (an audit
+    anchor, registered artifacts) is refused: creating an empty one would hide every version,
+    approval and audit record ("no pending candidates")."""
+    if not uri.startswith("sqlite:///"):
+        return
+    db = Path(uri[len("sqlite:///"):])
+    if db.exists():
+        return
+    try:  # the workspace's audit anchor names the store it anchors
+        anchored = json.loads((ws.state_dir / "audit-head.json").read_text(encoding="utf-8")).get("store", uri) == uri
+    except (OSError, ValueError, AttributeError):
+        anchored = (ws.state_dir / "audit-head.json").exists()
+    artifacts = db == ws.mlflow_db and ws.artifacts_dir.is_dir() and any(ws.artifacts_dir.iterdir())
+    if anchored or artifacts:
+        had = "an audit anchor of it" if anchored else "registered artifacts"
+        raise UserError(f"the tracking database {db} is missing, but this workspace has {had}: restore "
+                        "the database from a backup (Tailor does not create an empty one over a history)")
 
 
 def writable() -> None:

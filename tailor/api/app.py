@@ -120,9 +120,14 @@ def create_app(ws: Workspace, settings: Settings, engine: Engine | None = None, 
         request.state.caller = who.name
         return who
 
+    def known(tenant: str) -> str:
+        """A tenant's metric label: its id when it has a champion in the registry, else "unknown"
+        (a caller's made-up names grow no label series)."""
+        return tenant if engine.known(tenant) else "unknown"
+
     def allowed(who: Caller, tenant: str, request: Request) -> None:
         if not who.may_query(tenant):
-            metrics.requests.labels(tenant if len(tenant) <= 63 else "?", "forbidden").inc()
+            metrics.requests.labels(known(tenant), "forbidden").inc()
             log.warning("request_id=%s caller=%s may not query tenant %r", request.state.request_id, who.name,
                         tenant[:80])
             raise HTTPException(403, f"caller {who.name} may not query tenant {tenant[:80]}")
@@ -143,7 +148,7 @@ def create_app(ws: Workspace, settings: Settings, engine: Engine | None = None, 
         try:
             result = engine.predict(tenant, body.texts)
         except Refused as exc:
-            metrics.requests.labels(tenant, "refused" if exc.status == 409 else "no_champion").inc()
+            metrics.requests.labels(known(tenant), "refused" if exc.status == 409 else "no_champion").inc()
             log.warning("request_id=%s tenant=%s refused (%d): %s", request.state.request_id, tenant, exc.status, exc)
             return JSONResponse({"detail": str(exc), "tenant": tenant}, status_code=exc.status)
         metrics.requests.labels(tenant, "ok").inc()
@@ -162,7 +167,7 @@ def create_app(ws: Workspace, settings: Settings, engine: Engine | None = None, 
             try:
                 started.append(engine.start_predict(item.tenant, item.texts))
             except Refused as exc:
-                metrics.requests.labels(item.tenant, "refused" if exc.status == 409 else "no_champion").inc()
+                metrics.requests.labels(known(item.tenant), "refused" if exc.status == 409 else "no_champion").inc()
                 log.warning("request_id=%s tenant=%s refused (%d): %s", request.state.request_id, item.tenant,
                             exc.status, exc)
                 started.append({"tenant": item.tenant, "error": str(exc), "status": exc.status})

@@ -92,6 +92,10 @@ class Engine:
         with self._lock:
             return sum(e.champion is not None for e in self._cache.values())
 
+    def known(self, tenant: str) -> bool:
+        """Whether ``tenant`` had a champion in the registry at the last poll."""
+        return tenant in self._fps
+
     def champion(self, tenant: str) -> champions.Champion:
         """The tenant's champion (loaded on first use), or ``Refused``."""
         with self._lock:

@@ -14,8 +14,9 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from registry.artifacts import compare
-from registry.review import approval, reviewer
+from registry.review import approval, lineage, reviewer
 from registry.storage.names import PENDING
+from tailor.commands import same_texts_cell
 from tailor.web import security, users
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -24,6 +25,8 @@ from workspace.settings import Settings
 TEMPLATES = Environment(loader=FileSystemLoader(str(Path(__file__).parent / "templates")),
                         autoescape=select_autoescape(default=True, default_for_string=True))
 TEMPLATES.filters["data_change"] = compare.data_change_text  # `+3 -1 since v1 (Billing +2 -1, Login +1)`
+TEMPLATES.filters["measured"] = compare.measured_text  # `0.833 [0.55,0.95] n=12`
+TEMPLATES.filters["same_texts"] = same_texts_cell  # `0.833 [0.55,0.95] vs v1 0.667 [0.39,0.86], n=12`
 
 
 async def _form(request: Request) -> dict:
@@ -164,8 +167,10 @@ def create_app(ws: Workspace, settings: Settings, allowed_hosts: list[str] | Non
         later = [r for r in waiting if (r["tenant"], int(r["version"])) > (info["tenant"], int(info["version"]))]
         following = (later or waiting or [None])[0]
         extra = {} if error is None and notice is None else {"error": error, "notice": notice}
+        decisions, history = lineage.decisions(ws, info["tenant"], info["version"])
         return page(request, "candidate.html", status=status, c=info, docs=_docs_link(ws, info.get("data_docs")),
-                    run_link=_run_link(settings, info.get("run")), next_pending=following, **extra)
+                    run_link=_run_link(settings, info.get("run")), next_pending=following,
+                    decisions=decisions, history=history, **extra)
 
     @app.get("/t/{tenant}/v/{version}/confusion.png")
     def confusion(request: Request, tenant: str, version: str):

@@ -16,6 +16,9 @@ from workspace.errors import UserError
 from workspace.paths import Workspace
 
 _N, _R, _P = 2 ** 14, 8, 1  # scrypt cost: ~50 ms per check here, 16 MiB of memory
+# what a name with no user is checked against: a hash of the same cost that no password matches,
+# so an unknown name costs the one scrypt a wrong password costs (no enumeration by timing)
+_NOBODY = f"scrypt${_N}${_R}${_P}${'00' * 16}${'00' * 32}"
 
 
 def _file(ws: Workspace):
@@ -100,10 +103,11 @@ def remove_user(ws: Workspace, name: str) -> bool:
 
 
 def check(ws: Workspace, name: str, password: str) -> str | None:
-    """The identity when ``name``/``password`` match a user, else None (same work either way)."""
+    """The identity when ``name``/``password`` match a user, else None: one scrypt hash either
+    way, of the user's cost, or of the default cost for a name with no user."""
     who = identity.normalise(name)
     entry = load(ws).get(who)
-    stored = entry["password"] if entry else _hash("", b"\0" * 16)
+    stored = entry["password"] if entry else _NOBODY
     try:
         _, n, r, p, salt, _ = stored.split("$")
         candidate = _hash(password, bytes.fromhex(salt), int(n), int(r), int(p))

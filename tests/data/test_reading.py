@@ -190,3 +190,16 @@ def test_texts_to_classify_under_two_text_columns_are_refused(tmp_path):
     path = write(tmp_path, "p.csv", "text,text\nfirst,second\n")
     with pytest.raises(UserError, match="2 columns named 'text'"):
         list(iter_texts(path))
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\u0085", "\r"])
+def test_jsonl_lines_end_at_newline_alone(tmp_path, separator):
+    """Valid JSON Lines whose text holds U+2028 or U+0085 (JSON allows them raw in a string; a
+    "\\r" between tokens is JSON whitespace) are data, not line ends: issue 31, finding 9."""
+    raw = ('{"text": "first' + separator + 'half", "label": "a"}\n' if separator != "\r"
+           else '{"text": "first half",' + separator + ' "label": "a"}\n')
+    path = write(tmp_path, "t.jsonl", raw + '{"text": "second", "label": "b"}\n')
+    frame = read_tenant_file(path, S)
+    assert len(frame) == 2 and frame["label"].tolist() == ["a", "b"]
+    assert frame["text"].tolist()[0] in ("first" + separator + "half", "first half")
+    assert [t for t in iter_texts(path)] == frame["text"].tolist()

@@ -286,3 +286,54 @@ def test_bad_predict_input_is_one_line(loop, capsys, tmp_path, argv, message):
     code, out = tailor(loop["ws"], *[a.format(tmp=tmp_path) for a in argv], capsys=capsys)
     assert code == 2 and out.out == "" and len(out.err.splitlines()) == 1, out.err
     assert message in out.err and "Traceback" not in out.err
+
+
+def test_every_commands_json_form_prints_json_alone(loop, capsys, tmp_path, monkeypatch):
+    """`--json` means JSON alone on stdout, for every command and option combination that has it
+    (issue 31, finding 7: `predict --file F --out G --json` printed a sentence)."""
+    import io
+    import sys
+
+    ws = loop["ws"]
+    inbox = loop["inbox"]
+    write_csv(inbox / "jsonco.csv", *synthetic_tenant(["animal", "food", "tool"], 10, seed=77))
+    texts = write_csv(tmp_path / "texts.csv", ["dog cat horse", "bread rice soup"], ["?", "?"])
+    (tmp_path / "inbox").mkdir()
+    write_csv(tmp_path / "inbox" / "jsonco2.csv", *synthetic_tenant(["animal", "food", "tool"], 9, seed=78))
+    acme_md5 = json.loads(tailor(ws, "data", "show", "acme", "--json", capsys=capsys)[1].out)[-1]["md5"]
+    runs = [
+        (["init", str(tmp_path / "another"), "--json"], None),
+        (["ingest", "acme", str(loop["files"]["acme"]), "--json"], None),   # unchanged: nothing to do
+        (["ingest", "jsonco", str(inbox / "jsonco.csv"), "--json"], None),  # the flow runs
+        (["ingest", "--dir", str(tmp_path / "inbox"), "--json"], None),
+        (["validate", "jsonco", "--json"], None),
+        (["adapt", "jsonco", "--json"], "ci-bot"),
+        (["adapt", "--all", "--dry-run", "--json"], "ci-bot"),
+        (["review", "list", "--json"], None),
+        (["review", "list", "--status", "all", "--json"], None),
+        (["review", "approve", "jsonco", "1", "--reason", "ok", "--override-reason", "tiny", "--dry-run", "--json"],
+         "alice"),
+        (["review", "approve", "jsonco", "1", "--reason", "ok", "--override-reason", "tiny", "--json"], "alice"),
+        (["review", "reject", "acme", "1", "--reason", "no", "--dry-run", "--json"], "alice"),
+        (["predict", "jsonco", "dog cat horse", "--json"], None),
+        (["predict", "jsonco", "--file", str(texts), "--json"], None),
+        (["predict", "jsonco", "--file", str(texts), "--out", str(tmp_path / "out.csv"), "--json"], None),
+        (["predict", "jsonco", "--file", str(texts), "--out", str(tmp_path / "out.csv"), "--force", "--json"], None),
+        (["lineage", "jsonco", "--json"], None),
+        (["lineage", "jsonco", "--at", "2020-01-01T00:00:00Z", "--json"], None),
+        (["lineage", "--all", "--json"], None),
+        (["lineage", "--all", "--html", str(tmp_path / "report.html"), "--json"], None),
+        (["audit", "verify", "--json"], None),
+        (["data", "show", "jsonco", "--json"], None),
+        (["data", "checkout", "acme", acme_md5[:8], "--dry-run", "--json"], None),
+        (["user", "add", "jane", "--password-stdin", "--json"], None),
+        (["meta-train", "--json"], None),
+    ]
+    for argv, who in runs:
+        monkeypatch.setattr(sys, "stdin", io.StringIO("a long enough password\n"))
+        code, out = tailor(ws, *argv, capsys=capsys, who=who or "alice")
+        assert code == 0, (argv, out.err[-1000:])
+        try:
+            json.loads(out.out)
+        except ValueError:
+            raise AssertionError(f"tailor {' '.join(argv)}: stdout is not JSON alone: {out.out[:500]!r}") from None

@@ -110,7 +110,8 @@ def test_login_is_required_and_a_wrong_password_is_refused(site, browser):
     by_id(browser, "login").click()
     assert by_id(browser, "whoami").text == "alice"
     table = by_id(browser, "pending").text
-    assert f"v{site['v2']}" in table and f"v{site['v3']}" in table and "v1 (0.900)" in table
+    assert f"v{site['v2']}" in table and f"v{site['v3']}" in table
+    assert "v1 0.900 [0.51,1.00] n=4" in table  # every accuracy with its n and interval
 
 
 def test_a_script_label_is_shown_as_text_and_never_runs(site, browser):

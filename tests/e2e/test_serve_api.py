@@ -245,6 +245,11 @@ def test_no_champion_is_404_and_sigterm_shuts_down_cleanly(served):
     url, key, server = served["url"], served["keys"]["all"], served["server"]
     status, body, _ = call(url, "/v1/tenants/nobody-here/predict", {"texts": ["x"]}, key)
     assert status == 404 and "no approved champion" in body["detail"]
+    for n in range(3):  # made-up tenants grow no label series of /metrics (issue 31, finding 10)
+        assert call(url, f"/v1/tenants/made-up-{n}/predict", {"texts": ["x"]}, key)[0] == 404
+    status, text, _ = call(url, "/metrics")
+    assert status == 200 and 'tenant="acme"' in text
+    assert "made-up-" not in text and "nobody-here" not in text and 'tenant="unknown"' in text
     server.terminate()
     assert server.wait(30) in (0, -15)  # uvicorn re-raises SIGTERM once it has shut down
     log = served["log"].read_text()

@@ -36,8 +36,13 @@ def test_debug_is_accepted_after_the_subcommand(tmp_path, capsys):
 
 
 def test_mlflow_ui_opens_mlflows_own_ui_on_the_workspace_store(tmp_path, capsys, monkeypatch):
-    import os
+    """One worker; "starting" at once, the address only once it answers (issue 31: it printed its
+    URL 48 s before answering, ran 11 processes on 2 cores and invited alias edits)."""
+    import socket
+    import sys
+    import time
 
+    from tailor import commands
     from workspace.create import init_workspace
 
     ws = init_workspace(tmp_path / "ws")
@@ -45,11 +50,27 @@ def test_mlflow_ui_opens_mlflows_own_ui_on_the_workspace_store(tmp_path, capsys,
     assert "no MLflow store yet" in capsys.readouterr().err
     ws.mlflow_db.parent.mkdir(parents=True, exist_ok=True)
     ws.mlflow_db.touch()
-    ran = []
-    monkeypatch.setattr(os, "execv", lambda exe, argv: ran.append(argv))
-    assert cli.main(["-w", str(ws.root), "mlflow-ui", "--port", "5055"]) == 0
-    (argv,) = ran
-    assert argv[1:4] == ["-m", "mlflow", "ui"]
+    argv = commands._ui_argv(f"sqlite:///{ws.mlflow_db}", ws.artifacts_dir.resolve().as_uri(), "127.0.0.1", 5055)
+    assert argv[1:4] == ["-m", "mlflow", "ui"] and argv[argv.index("--workers") + 1] == "1"
     assert argv[argv.index("--backend-store-uri") + 1] == f"sqlite:///{ws.mlflow_db}"
-    assert argv[argv.index("--default-artifact-root") + 1] == ws.artifacts_dir.resolve().as_uri()
-    assert argv[-2:] == ["--port", "5055"] and "http://127.0.0.1:5055" in capsys.readouterr().out
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    answered = []
+    # a stand-in for MLflow's server: slow to start, answers one request, then stops
+    stub = ("import http.server, os, sys, time; time.sleep(1.5)\n"
+            # MLflow's job runner (seven huey consumers) off: started without it, or not at all
+            "if os.environ.get('MLFLOW_SERVER_ENABLE_JOB_EXECUTION') != 'false': sys.exit(3)\n"
+            "class H(http.server.BaseHTTPRequestHandler):\n"
+            "    def do_GET(self):\n"
+            "        self.send_response(200); self.end_headers(); self.wfile.write(b'ok')\n"
+            "    def log_message(self, *a): pass\n"
+            f"s = http.server.HTTPServer(('127.0.0.1', {port}), H); s.handle_request(); s.server_close()")
+    monkeypatch.setattr(commands, "_ui_argv", lambda *a: [sys.executable, "-c", stub])
+    start = time.monotonic()
+    capsys.readouterr()
+    assert cli.main(["-w", str(ws.root), "mlflow-ui", "--port", str(port)]) == 0
+    out = capsys.readouterr()
+    assert time.monotonic() - start >= 1.5, "the address came only once the server answered"
+    assert out.err.startswith("starting MLflow's UI") and f"http://127.0.0.1:{port}" in out.out
+    assert "drift" in out.err and "tailor review" in out.err

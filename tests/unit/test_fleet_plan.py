@@ -31,12 +31,12 @@ def test_the_settings_digest_follows_adaptation_settings_only():
 
 def test_the_summary_says_what_was_registered_failed_and_skipped_and_why():
     outcomes = [{"tenant": "acme", "status": "adapted", "version": "2", "why": "data changed",
-                 "metrics": {"query_accuracy": 0.9, "baseline_accuracy": 0.8}},
+                 "metrics": {"query_accuracy": 0.9, "baseline_accuracy": 0.8, "n_query": 10}},
                 {"tenant": "bad|co", "status": "failed", "reason": "no data"},
                 {"tenant": "zed", "status": "skipped", "reason": "unchanged since v1 (pending)"}]
     text = fleet.summary_markdown(outcomes, {"name": "tailor-base", "version": "4"}, 1.5)
     assert "**1** registered" in text and "**1** failed" in text and "**1** skipped" in text
-    assert "v2: accuracy 0.900 vs baseline 0.800 (data changed)" in text
+    assert "v2: accuracy 0.900 [0.60,0.98] n=10 vs baseline 0.800 (data changed)" in text  # with n and interval
     assert "| bad\\|co | failed | no data |" in text and "unchanged since v1 (pending)" in text
 
 

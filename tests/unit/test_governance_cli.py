@@ -4,6 +4,7 @@ data the base was trained on, users are added with hashed passwords."""
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -44,11 +45,16 @@ def test_review_list_shows_gates_baseline_method_head_and_the_champion(gov, caps
     code, out = run(gov["ws"], "review", "list", capsys=capsys)
     assert code == 0
     row = [line for line in out.out.splitlines() if line.startswith("rl ")][0]
-    assert "0.800 logreg" in row and "v1 0.900" in row and "meta-learned" in row
+    # every accuracy with its n and 95% Wilson interval (issue 31, finding 10)
+    assert "0.500 [0.15,0.85] n=4 " in row and "0.800 [0.30,0.95] n=4 logreg" in row
+    assert "v1 0.900 [0.51,1.00] n=4" in row and "meta-learned" in row
     assert "FAILS champion, baseline" in row
     code, out = run(gov["ws"], "review", "list", "--json", capsys=capsys)
     (r,) = json.loads(out.out)
     assert r["gates_failed"][0].startswith("champion (0.500 < champion v1 0.900") and r["champion_accuracy"] == 0.9
+    assert r["accuracy"]["n"] == 4 and r["champion_measured"]["interval"][1] > 0.999
+    code, out = run(gov["ws"], "lineage", "rl", capsys=capsys)
+    assert code == 0 and "accuracy   0.900 [0.51,1.00] n=4 (baseline 0.800 [0.30,0.95] n=4 logreg" in out.out
 
 
 def test_audit_verify_names_drift_and_repairs_interrupted_work(gov, capsys):
@@ -150,3 +156,15 @@ def test_dry_runs_check_everything_and_change_nothing(gov, capsys):
     code, out = run(ws, "rollback", "dr", "--reason", "back", "--dry-run", "--json", capsys=capsys)
     assert code == 0 and json.loads(out.out)["to"] == v1 and records() == before
     assert str(store.alias_version("tailor-tenant-dr", "champion").version) == v2
+
+
+def test_a_deleted_tracking_database_is_refused_not_recreated_empty(gov, capsys):
+    """Issue 31, finding 9: with `.tailor/mlflow.db` deleted, `review list` said "no pending
+    candidates" over an empty database it had just created; the history is refused instead."""
+    g.register(gov["ws"], gov["base"], gov["base_dir"], "gone", seed=1, qa=0.9)
+    gov["ws"].mlflow_db.unlink()
+    for argv in (["review", "list"], ["lineage", "gone"], ["audit", "verify"], ["adapt", "gone"]):
+        code, out = run(gov["ws"], *argv, capsys=capsys)
+        assert code == 2 and len(out.err.splitlines()) == 1, out.err
+        assert "tracking database" in out.err and "missing" in out.err and "no pending" not in out.out
+        assert not gov["ws"].mlflow_db.exists(), f"{argv[0]} created an empty database"

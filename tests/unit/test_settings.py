@@ -64,3 +64,70 @@ def test_bad_tenant_ids_are_refused_before_any_path_is_built(bad):
 
 def test_good_tenant_id_names_its_model():
     assert tenant_model_name("acme-2") == "tailor-tenant-acme-2"
+
+
+# --- issue 31, finding 9: params.yaml parsed with limits, every value checked as data ---------------
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+
+BOMB = ("a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n"
+        "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n"
+        "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+        "g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f]\nh: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g]\n"
+        "encoder: {name: &i [*h, *h, *h, *h, *h, *h, *h, *h, *h]}\n")
+HOSTILE = {
+    "non-string section": ("1: {}\n", "not a name"),
+    "null section": ("~: {}\n", "not a name"),
+    "non-string setting": ("limits: {7: 3}\n", "not a name"),
+    "deep nesting": ("encoder: " + "[" * 20000 + "]" * 20000 + "\n", "nested more than"),
+    "alias bomb in encoder.name": (BOMB, "aliases expand"),
+    "a long value": ("encoder: {name: " + "x" * 100_000 + "}\n", "is not known"),
+    "a long key": ("encoder: {" + "k" * 1000 + ": 1}\n", "unknown setting"),
+    "a collection for a number": ("limits: {max_rows: [1, 2, 3]}\n", "must be int"),
+    "a huge integer": ("limits: {max_rows: " + "9" * 5000 + "}\n", "not valid YAML"),
+    "a list": ("[1, 2]\n", "mapping of sections"),
+}
+
+
+@pytest.mark.parametrize("text, message", HOSTILE.values(), ids=HOSTILE)
+def test_hostile_params_yaml_is_one_short_line_in_under_a_second(tmp_path, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    start = time.perf_counter()
+    with pytest.raises(UserError, match=message) as caught:
+        load_settings(path)
+    took = time.perf_counter() - start
+    line = str(caught.value)
+    assert took < 1.0, f"{took:.2f} s"
+    assert "\n" not in line and len(line) < 300, line[:400]
+    assert "x" * 81 not in line and "k" * 81 not in line and "9" * 81 not in line
+
+
+def test_the_cli_says_it_in_one_line_with_exit_2(tmp_path):
+    """As the issue ran it: `tailor review list` in a workspace whose params.yaml has `1:` was
+    "internal error: TypeError", exit 1; the bomb took 59 s and 1.8 GB."""
+    from workspace.paths import Workspace
+
+    ws = Workspace(tmp_path / "ws").ensure()
+    for text in ("1: {}\n", BOMB):
+        ws.params_file.write_text(text)
+        start = time.perf_counter()
+        done = subprocess.run([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(ws.root),
+                               "review", "list"], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr[-500:]
+        assert done.stderr.startswith("error: params.yaml") and time.perf_counter() - start < 30
+
+
+def test_a_fifo_or_an_oversized_file_as_params_yaml_is_refused(tmp_path):
+    import os
+
+    fifo = tmp_path / "fifo.yaml"
+    os.mkfifo(fifo)
+    with pytest.raises(UserError, match="not a regular file"):
+        load_settings(fifo)  # never blocks waiting for a writer
+    big = tmp_path / "big.yaml"
+    big.write_text("# " + "x" * (2 << 20) + "\n")
+    with pytest.raises(UserError, match="over 1 MB"):
+        load_settings(big)

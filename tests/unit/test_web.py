@@ -160,3 +160,20 @@ def test_the_page_names_who_when_what_and_says_refusals_in_its_own_words(client)
     assert "no other candidate waits for review" in page
     empty = c.post(f"/t/webt/v/{version}/approve", data={"reason": " ", "csrf": token(page)})
     assert "write a reason before you approve" in empty.text and "--reason" not in empty.text
+
+
+def test_the_page_shows_past_decisions_the_vs_champion_column_and_every_accuracy_with_n(client):
+    """Issue 31, finding 10: after a decision the page showed no who/when/why and no history; the
+    list had no "vs champion" column; accuracies had no n and interval."""
+    c, version = client
+    login(c, "alice")
+    listed = c.get("/").text
+    assert "vs champion, same texts (95%)" in listed and re.search(r"0\.900 \[0\.\d\d,1\.00\] n=4", listed)
+    page = c.get(f"/t/webt/v/{version}").text
+    assert re.search(r'id="accuracy">0\.900 \[0\.\d\d,1\.00\] n=4<', page)
+    assert 'id="decisions"' in page and ">registered<" in page  # the audit log's register record
+    c.post(f"/t/webt/v/{version}/approve", data={"reason": "checked the per-label table", "csrf": token(page)})
+    page = c.get(f"/t/webt/v/{version}").text
+    decisions = page[page.index('id="decisions"'):page.index("</table>", page.index('id="decisions"'))]
+    assert ">approved<" in decisions and ">alice<" in decisions and "checked the per-label table" in decisions
+    assert 'id="history"' in page and "approve" in page[page.index('id="history"'):]
