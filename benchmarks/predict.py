@@ -98,7 +98,7 @@ def measure(ws: Path, src: Path, out: Path) -> dict:
     rss_file = out.with_suffix(".rss")
     start = time.perf_counter()
     done = subprocess.run([sys.executable, "-c", _RUN, str(rss_file), "--workspace", str(ws), "predict", "bench",
-                           "--file", str(src), "--out", str(out)], capture_output=True, text=True)
+                           "--file", str(src), "--out", str(out), "--force"], capture_output=True, text=True)
     wall = time.perf_counter() - start
     if done.returncode != 0:
         raise SystemExit(f"tailor predict failed ({done.returncode}): {done.stderr.strip()}")
