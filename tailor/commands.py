@@ -616,7 +616,7 @@ def serve(ctx: Context, once: bool, pool: str | None = None) -> None:
 
     url, server = settings.stores.prefect_api_url, None
     if not url:
-        url, server = runtime.start_full_server(ws)
+        url, server = runtime.start_full_server(ws, settings)
         print(f"started a local Prefect server at {url} (its UI: {url.removesuffix('/api')}); "
               "it stops with this command")
     runtime.configure(ws, settings, ctx.debug, api_url=url)  # before Prefect is first imported

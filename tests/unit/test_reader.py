@@ -1,6 +1,7 @@
-"""The read-only sqlite view of the embedded MLflow store (``registry.storage.reader``) answers what
-MLflow's own client answers, on a store that has been tampered with by hand: the read commands
-(`review list`, `lineage`, `audit verify`) use it instead of importing MLflow."""
+"""The read-only view of MLflow's database store (``registry.storage.reader``) answers what MLflow's
+own client answers, on a store that has been tampered with by hand, on sqlite and on PostgreSQL
+(a real server the suite starts): the read commands (`review list`, `lineage`, `audit verify`,
+`predict`) use it instead of importing MLflow."""
 import pytest
 
 from registry.review import approval, lineage
@@ -12,9 +13,10 @@ from workspace.settings import load_settings
 MODEL = "tailor-tenant-rd"
 
 
-@pytest.fixture(scope="module")
-def tampered(tmp_path_factory):
-    ws, settings = g.fresh_workspace(tmp_path_factory.mktemp("reader") / "ws")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def tampered(request, tmp_path_factory):
+    uri = request.getfixturevalue("postgres").database("reader") if request.param == "postgresql" else ""
+    ws, settings = g.fresh_workspace(tmp_path_factory.mktemp("reader") / "ws", tracking_uri=uri)
     base, base_dir = g.make_base(ws)
     v1 = g.register(ws, base, base_dir, "rd", seed=1)
     approval.approve(ws, settings, "rd", v1, "bob", "ok")
