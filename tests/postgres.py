@@ -84,3 +84,54 @@ class Postgres:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def race_worker(argv: list[str]) -> int:
+    """``python -m tests.postgres ROOT approve|reject WHO GO-FILE TENANT:VERSION...``: the trials one
+    by one, each started together with the other worker (a barrier of files beside GO-FILE), as
+    two reviewers' commands would run them; prints {tenant: exit code} (0 done, 2 refused)."""
+    import json
+    import sys
+    import time
+
+    from registry.review import approval
+    from registry.storage import store
+    from workspace.errors import UserError
+    from workspace.paths import Workspace
+    from workspace.settings import load_settings
+
+    root, action, who, go, *trials = argv
+    ws = Workspace(Path(root))
+    settings = load_settings(ws.params_file)
+    store.configure(ws, settings)
+    store.client().search_experiments()  # connected before the first trial starts
+    other = "reject" if action == "approve" else "approve"
+    codes = {}
+    for i, trial in enumerate(trials):
+        tenant, version = trial.split(":")
+        Path(f"{go}.{action}.{i}").touch()
+        deadline = time.monotonic() + 120
+        while not Path(f"{go}.{other}.{i}").exists():  # the other worker died: say so rather than wait
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the {other} worker never reached trial {i}")
+            time.sleep(0.005)
+        try:
+            if action == "approve":
+                approval.approve(ws, settings, tenant, version, who, "race", override_reason="test")
+            else:
+                approval.reject(ws, tenant, version, who, "race")
+            codes[tenant] = 0
+        except UserError as exc:
+            print(f"{tenant}: {exc}", file=sys.stderr)
+            codes[tenant] = 2
+        except BaseException:
+            Path(f"{go}.{action}.{len(trials)}").touch()
+            raise
+    print(json.dumps(codes))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(race_worker(sys.argv[1:]))
