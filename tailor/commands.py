@@ -41,7 +41,7 @@ class Context:
         settings = load_settings(ws.params_file)
         from workspace import pipeline
 
-        pipeline.sync(ws, settings)  # dvc.yaml: added if missing, tenant data deps kept current
+        pipeline.sync_if_changed(ws, settings)  # dvc.yaml: added if missing, tenant data deps kept current
         if prefect:
             self.start_prefect(ws, settings, preload)
         if mlflow:
@@ -124,7 +124,7 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
         from flows.ingest import ingest_flow
 
         result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
-        _sync_pipeline(ws)
+        _sync_pipeline(ws, settings, tenant)
     if json_out:
         emit_json(result)
     elif result["passed"]:
@@ -146,11 +146,11 @@ def ingest_dir(ctx: Context, folder: Path, json_out: bool = False) -> list[dict]
     if not folder.is_dir():
         raise UserError(f"--dir {folder}: no such folder")
     with working(f"ingesting the tenant files of {printable(str(folder))}"):
-        ws, _ = ctx.open(prefect=True, mlflow=False, preload="flows.bulk_ingest")
+        ws, settings = ctx.open(prefect=True, mlflow=False, preload="flows.bulk_ingest")
         from flows.bulk_ingest import ingest_dir_flow
 
         outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()))
-        _sync_pipeline(ws)
+        _sync_pipeline(ws, settings)
     if json_out:
         emit_json(outcomes)
     ok = [o for o in outcomes if o["status"] == "versioned"]
@@ -593,7 +593,7 @@ def data_checkout(ctx: Context, tenant: str, rev: str, json_out: bool = False, d
 
     with answering(json_out), working(f"restoring {tenant}'s data {rev} (DVC)"):
         version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)
-        _sync_pipeline(ws)
+        _sync_pipeline(ws, settings, tenant)
     return done(json_out, version.to_dict(),
                 f"{tenant}: data version {version.md5} is current again; `tailor adapt {tenant}` to use it")
 
@@ -629,8 +629,12 @@ def serve(ctx: Context, once: bool, pool: str | None = None) -> None:
             runtime.stop_full_server(server)
 
 
-def _sync_pipeline(ws: Workspace) -> None:
-    """After a tenant's data file appeared or changed type, list it in dvc.yaml."""
+def _sync_pipeline(ws: Workspace, settings: Settings, tenant: str | None = None) -> None:
+    """After a tenant's data file appeared or changed type, list it in dvc.yaml (``tenant``: the one
+    tenant whose file may have changed; None: any, as after a bulk ingest)."""
     from workspace import pipeline
 
-    pipeline.sync(ws, load_settings(ws.params_file))
+    if tenant is None:
+        pipeline.sync(ws, settings)
+    else:
+        pipeline.sync_if_changed(ws, settings, tenant)
