@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -349,8 +350,20 @@ def settings_from_dict(raw: dict | None) -> Settings:
                        for name, factory in sections.items()})
 
 
+_LOADED: dict = {}  # (path, stat) -> Settings: the file as last read in this process
+
+
 def load_settings(path: Path) -> Settings:
-    """Read ``params.yaml``; a missing file means all defaults."""
+    """Read ``params.yaml``; a missing file means all defaults. The same file, unchanged (same
+    inode, size and mtime), is not read again in this process: a command and the flow and tasks
+    it runs open the workspace once (settings are immutable)."""
+    try:
+        st = os.stat(path)
+        key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+    except OSError:
+        key = None
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
     if not Path(path).exists():
         return Settings()
     if Path(path).is_dir():
@@ -362,7 +375,11 @@ def load_settings(path: Path) -> Settings:
         raise UserError(f"params.yaml is not valid YAML: {str(exc).splitlines()[0]}") from None
     except OSError as exc:
         raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return settings_from_dict(raw)
+    settings = settings_from_dict(raw)
+    if key is not None:
+        _LOADED.clear()
+        _LOADED[key] = settings
+    return settings
 
 
 def default_params_yaml(settings: Settings | None = None) -> str:

@@ -64,3 +64,21 @@ def test_bad_tenant_ids_are_refused_before_any_path_is_built(bad):
 
 def test_good_tenant_id_names_its_model():
     assert tenant_model_name("acme-2") == "tailor-tenant-acme-2"
+
+
+def test_a_command_reads_its_settings_once_and_a_changed_file_again(tmp_path, monkeypatch):
+    """The face, the flow and its tasks each open the workspace: the file is parsed once per
+    process while it is unchanged, and again as soon as it changes."""
+    import yaml as yaml_module
+
+    from workspace import settings as module
+
+    path = tmp_path / "params.yaml"
+    path.write_text("adapt:\n  inner_steps: 3\n")
+    parsed = []
+    real = yaml_module.safe_load
+    monkeypatch.setattr(module.yaml, "safe_load", lambda text: parsed.append(1) or real(text))
+    first = module.load_settings(path)
+    assert module.load_settings(path) is first and len(parsed) == 1
+    path.write_text("adapt:\n  inner_steps: 4\n")
+    assert module.load_settings(path).adapt.inner_steps == 4 and len(parsed) == 2
