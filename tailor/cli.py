@@ -153,9 +153,12 @@ def predict(tenant: str, texts: list[str] = typer.Argument(None), file: Optional
 
 @review_app.command("list")
 def review_list(status: Status = typer.Option(Status.pending),
-                json_out: bool = typer.Option(False, "--json")) -> None:
-    """Candidates waiting for review (or with another status), with gate results and the champion."""
-    commands.review_list(_ctx(), status.value, json_out)
+                json_out: bool = typer.Option(False, "--json"),
+                limit: int = typer.Option(200, "--limit", help="rows per page (0: all)"),
+                offset: int = typer.Option(0, "--offset", help="rows to skip (the next page)")) -> None:
+    """Candidates waiting for review (or with another status), with gate results and the champion,
+    a page at a time, by tenant then version."""
+    commands.review_list(_ctx(), status.value, json_out, limit, offset)
 
 
 @review_app.command("approve")

@@ -342,12 +342,21 @@ def _check_out(ws: Workspace, out: Path, file: Path | None) -> None:
             raise UserError(f"--out {out} is inside the workspace's {inside.name}: write it elsewhere")
 
 
-def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
+def review_list(ctx: Context, status: str, json_out: bool, limit: int = 200, offset: int = 0) -> list[dict]:
+    """A page of ``limit`` rows (0: all) from ``offset``; the line after it says how many there are."""
     _, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
     from registry.artifacts.compare import data_change_text
     from registry.review.approval import list_reviews
 
-    rows = list_reviews(None if status == "all" else status, settings)
+    if limit < 0 or offset < 0:
+        raise UserError("--limit and --offset must be >= 0")
+    page: dict = {}
+    rows = list_reviews(None if status == "all" else status, settings, limit=limit or None, offset=offset, page=page)
+    more = page["total"] - offset - len(rows)
+    if more > 0:  # on stderr with --json: stdout carries the JSON alone
+        print(f"{len(rows)} of {page['total']} {'' if status == 'all' else status + ' '}version(s) from "
+              f"{offset + 1}: `--offset {offset + len(rows)}` for the next page, `--limit 0` for all",
+              file=sys.stderr if json_out else sys.stdout)
     if json_out:
         emit_json(rows)
     elif not rows:

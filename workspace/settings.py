@@ -190,7 +190,8 @@ class StoreSettings:
                               "store cannot read it (a secret mount for a team); empty = .tailor/audit-signing.key, "
                               "created 0600 on first use. Its public half is pinned in audit-signing.pub: commit it")
     lock: str = _f("auto", "transition locks: 'file' (.tailor/locks), 'registry' (a row in MLflow's database), "
-                           "'auto' = registry with a tracking server, file otherwise")
+                           "'auto' = registry with a tracking server or a shared database (PostgreSQL), file "
+                           "with the embedded sqlite store")
 
     def __post_init__(self) -> None:
         _need(0 <= self.prefect_idle_seconds <= 86400, "stores.prefect_idle_seconds must be within 0..86400")

@@ -190,8 +190,19 @@ class StoreReader:
 
     def search_model_versions(self, filter_string: str = "", max_results: int = 1000,
                               page_token: str | None = None) -> Page:
-        """As MLflow's search: aliases not filled, newest update first."""
-        clause, args = _name_filter(filter_string)
+        """As MLflow's search (a name clause and ``tags.KEY = 'value'`` clauses joined by AND):
+        aliases not filled, newest update first."""
+        parts = [p for p in re.split(r"\s+AND\s+", filter_string or "", flags=re.IGNORECASE) if p.strip()]
+        names = [p for p in parts if not _TAG.match(p)]
+        if len(names) > 1:
+            raise ReadError(f"filter {filter_string!r} is not supported here", "INVALID_PARAMETER_VALUE")
+        clause, args = _name_filter(names[0] if names else "")
+        for i, part in enumerate(p for p in parts if _TAG.match(p)):
+            m = _TAG.match(part)
+            clause += (f" AND EXISTS (SELECT 1 FROM model_version_tags t WHERE t.workspace = model_versions.workspace "
+                       f"AND t.name = model_versions.name AND t.version = model_versions.version "
+                       f"AND t.key = :tk{i} AND t.value = :tv{i})")
+            args.update({f"tk{i}": m.group(1), f"tv{i}": m.group(2)})
         rows = self._all("SELECT name, version, creation_time, last_updated_time, description, source, run_id, "
                          "status FROM model_versions WHERE workspace = :ws AND current_stage != :deleted "
                          f"AND {clause}", ws=WORKSPACE, deleted=DELETED_STAGE, **args)

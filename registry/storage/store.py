@@ -245,10 +245,14 @@ def has_model(name: str) -> bool:
         raise
 
 
-def versions(name: str, like: bool = False) -> list:
+def versions(name: str, like: bool = False, tags: dict[str, str] | None = None) -> list:
     """Every version of registered model ``name`` (or of every model matching the SQL LIKE
-    pattern ``name`` when ``like``), by model name then version."""
+    pattern ``name`` when ``like``) whose tags equal ``tags``, by model name then version."""
     query = f"name LIKE '{name}'" if like else f"name = '{name}'"
+    for key, value in (tags or {}).items():  # Tailor's own tag names and values (no quotes in them)
+        if not key.isidentifier() or "'" in value or "\\" in value:
+            raise ValueError(f"tag filter {key}={value!r}")
+        query += f" AND tags.{key} = '{value}'"
     out, token = [], None
     while True:
         page = client().search_model_versions(query, max_results=1000, page_token=token)

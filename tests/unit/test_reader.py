@@ -66,7 +66,9 @@ def test_registry_calls_answer_as_mlflow_does(tampered):
                 "no such model": _error(lambda: c.get_registered_model("tailor-tenant-nobody")),
                 "helpers": (store.has_model(MODEL), store.has_model("tailor-tenant-nobody"),
                             store.alias_version(MODEL, "candidate").version, store.alias_version(MODEL, "x")),
-                "listing": [_version(mv) for mv in store.versions("tailor-tenant-%", like=True)]}
+                "listing": [_version(mv) for mv in store.versions("tailor-tenant-%", like=True)],
+                "pending": [_version(mv) for mv in store.versions("tailor-tenant-%", like=True,
+                                                                  tags={"status": "pending"})]}
 
     through_mlflow, through_view = _both(ws, settings, ask)
     assert through_view == through_mlflow
@@ -103,3 +105,21 @@ def test_drift_and_lineage_read_the_same_through_both(tampered):
     assert "@champion points to v2" in problems and "tag delta_sha256" in problems
     assert "tailor-tenant-other: v1 was deleted outside Tailor" in problems
     assert "moved outside Tailor" in through_mlflow[1]["drift"]
+
+
+def test_review_list_asks_for_one_status_and_pages_as_mlflow_would(tampered):
+    """`review list` reads only the versions with the asked status and only the page's tenants'
+    aliases; a page is the slice of the whole listing, on both backends and both clients."""
+    ws, settings = tampered
+
+    def ask():
+        page: dict = {}
+        rows = approval.list_reviews("pending", settings)
+        return rows, approval.list_reviews("pending", settings, limit=1, offset=1, page=page), page, \
+            approval.list_reviews(None, settings)
+
+    through_mlflow, through_view = _both(ws, settings, ask)
+    assert through_view == through_mlflow
+    rows, second, page, every = through_mlflow
+    assert {r["status"] for r in rows} == {"pending"} and len(rows) == page["total"] >= 2
+    assert second == rows[1:2] and [r for r in every if r["status"] == "pending"] == rows

@@ -82,3 +82,18 @@ def test_a_command_reads_its_settings_once_and_a_changed_file_again(tmp_path, mo
     assert module.load_settings(path) is first and len(parsed) == 1
     path.write_text("adapt:\n  inner_steps: 4\n")
     assert module.load_settings(path).adapt.inner_steps == 4 and len(parsed) == 2
+
+
+@pytest.mark.parametrize("stores, message", [
+    ({"tracking_uri": "postgresql://tailor:secret@db:5432/mlflow"}, "stores.tracking_uri holds a password"),
+    ({"prefect_database_url": "postgresql+asyncpg://tailor:secret@db/prefect"}, "holds a password"),
+    ({"prefect_database_url": "postgresql://tailor@db/prefect"}, "postgresql+asyncpg://"),
+    ({"prefect_database_url": "postgresql+asyncpg://tailor@db/prefect", "prefect_api_url": "http://p:4200/api"},
+     "set one of them"),
+])
+def test_database_settings_carry_no_password_and_name_the_driver_prefect_needs(stores, message):
+    with pytest.raises(UserError, match=message.replace("+", r"\+").replace("(", r"\(")):
+        settings_from_dict({"stores": stores})
+    ok = settings_from_dict({"stores": {"tracking_uri": "postgresql://tailor@db:5432/mlflow",
+                                        "prefect_database_url": "postgresql+asyncpg://tailor@db:5432/prefect"}})
+    assert ok.stores.tracking_uri.startswith("postgresql://")
