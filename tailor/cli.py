@@ -144,11 +144,14 @@ def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
 
 @app.command()
 def predict(tenant: str, texts: list[str] = typer.Argument(None), file: Optional[Path] = typer.Option(None, "--file"),
-            out: Optional[Path] = typer.Option(None, "--out"), json_out: bool = typer.Option(False, "--json")) -> None:
-    """Classify texts with the tenant's champion (base + delta); batch from a CSV with --file."""
+            out: Optional[Path] = typer.Option(None, "--out"), json_out: bool = typer.Option(False, "--json"),
+            cold: bool = typer.Option(False, "--cold", help="load the champion in this process even when the "
+                                                            "workspace's `tailor serve-api` runs")) -> None:
+    """Classify texts with the tenant's champion (base + delta); batch from a CSV with --file. TEXTs
+    are answered by the workspace's running `tailor serve-api` when there is one (it says so)."""
     if bool(texts) == bool(file):
         raise UserError("give TEXT... or --file F (not both)")
-    commands.predict(_ctx(), tenant, texts, file, out, json_out)
+    commands.predict(_ctx(), tenant, texts, file, out, json_out, cold)
 
 
 @review_app.command("list")

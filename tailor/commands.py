@@ -252,7 +252,7 @@ def _adapt_lines(outcomes, registered, new, skipped):
 
 
 def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | None, out: Path | None,
-            json_out: bool) -> dict:
+            json_out: bool, cold: bool = False) -> dict:
     """Classify ``texts`` or the rows of ``file``, streamed in ``predict.batch_size`` batches to
     ``out`` (written beside, then renamed), to ``--json`` or to a table; reports rows/s."""
     check_tenant_id(tenant)
@@ -272,10 +272,18 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
     ws, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
     if out is not None:
         _check_out(ws, out, file)
-    from registry.artifacts.serving import labels, predict_batches
-
     source = texts if texts else _file_texts(file)
     loading = f"loading {tenant}'s champion (encoder, base and delta)"
+    warm = None
+    if texts and out is None and not cold and len(texts) <= settings.serving.max_request_texts:
+        from tailor.api import local
+
+        warm = local.predict(ws, tenant, texts)  # the workspace's serve-api, when one runs
+    if warm is not None:
+        print(f"answered by the workspace's `tailor serve-api` at {warm[1]} (warm; its champion as of its last "
+              "registry poll)", file=sys.stderr)
+    else:
+        from registry.artifacts.serving import labels, predict_batches
     if out is not None:
         from data_checks.safe_csv import csv_writer
 
@@ -288,9 +296,13 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
                     n, empty = n + len(rows), empty + sum(r["label"] is None for r in rows)
                     note(f"predicting with {tenant}'s champion: {n:,} rows written")
     else:
-        with working(loading):
-            names = labels(tenant)
-        batches = predict_batches(tenant, source, settings.predict.batch_size)
+        if warm is not None:
+            batches = [warm[0]]
+            names = [str(r["label"]) for r in warm[0] if r["label"] is not None]
+        else:
+            with working(loading):
+                names = labels(tenant)
+            batches = predict_batches(tenant, source, settings.predict.batch_size)
         start, n, empty = time.perf_counter(), 0, 0
         if json_out:
             print("[", end="")
