@@ -2,7 +2,9 @@
 MLflow's (``stores.tracking_uri: postgresql://...``) and the embedded Prefect server's
 (``stores.prefect_database_url``). The governed loop through the CLI in fresh processes, a fleet
 run while two reviewers approve at once, and the approve/reject race ten times: one winner each
-time, nothing lost, ``audit verify`` intact."""
+time, nothing lost, ``audit verify`` intact. The CLI loop and the fleet run take minutes (`make
+test-slow`); the race runs in `make test`, as do the read view's checks on PostgreSQL
+(tests/unit/test_reader.py)."""
 import json
 import os
 import subprocess
@@ -62,6 +64,7 @@ def pg_loop(postgres, tmp_path_factory):
     return {"root": root, "mlflow": mlflow_url, "prefect": postgres.url("loop_prefect")}
 
 
+@pytest.mark.slow  # minutes of fresh CLI processes: `make test-slow`
 def test_the_governed_loop_runs_on_postgresql_alone(pg_loop):
     root = pg_loop["root"]
     code, out, _ = cli(root, "review", "list", "--json")
@@ -83,9 +86,14 @@ def test_the_governed_loop_runs_on_postgresql_alone(pg_loop):
     assert code == 0 and "intact" in out, err
 
 
-def test_a_fleet_run_while_two_reviewers_approve_at_once_loses_nothing(pg_loop):
+@pytest.mark.slow
+def test_a_fleet_run_while_two_reviewers_approve_at_once_loses_nothing(pg_loop, tmp_path):
     root = pg_loop["root"]
-    fleet = cli(root, "adapt", "--all", "--force", wait=False)  # every tenant: a second version
+    for i, (tenant, classes) in enumerate(TENANTS.items()):  # new data for every tenant: a second version each
+        write_csv(tmp_path / f"{tenant}.csv", *synthetic_tenant(classes, 9, seed=100 + i))
+    code, _, err = cli(root, "ingest", "--dir", str(tmp_path))
+    assert code == 0, err
+    fleet = cli(root, "adapt", "--all", wait=False)
     time.sleep(2)
     reviewers = [cli(root, "review", "approve", "acme", "1", "--reason", "ok", "--override-reason", "tiny",
                      who=who, wait=False) for who in ("alice", "bob")]
