@@ -6,8 +6,8 @@ wrong setting stops a command before it touches any state.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -351,16 +351,16 @@ def settings_from_dict(raw: dict | None) -> Settings:
                        for name, factory in sections.items()})
 
 
-_LOADED: dict = {}  # (path, stat) -> Settings: the file as last read in this process
+_LOADED: dict = {}  # (path, sha256 of its bytes) -> Settings: the file as last read in this process
 
 
 def load_settings(path: Path) -> Settings:
-    """Read ``params.yaml``; a missing file means all defaults. The same file, unchanged (same
-    inode, size and mtime), is not read again in this process: a command and the flow and tasks
-    it runs open the workspace once (settings are immutable)."""
+    """Read ``params.yaml``; a missing file means all defaults. The same bytes at the same path
+    are not parsed and validated again in this process: a command and the flow and tasks it runs
+    open the workspace once (settings are immutable). Keyed by content, not by mtime, whose
+    granularity lets two quick writes of the same size look alike."""
     try:
-        st = os.stat(path)
-        key = (str(Path(path).resolve()), st.st_ino, st.st_size, st.st_mtime_ns)
+        key = (str(Path(path).resolve()), hashlib.sha256(Path(path).read_bytes()).hexdigest())
     except OSError:
         key = None
     if key is not None and key in _LOADED:
