@@ -91,6 +91,8 @@ def _task_seconds(flow_name: str, runs: dict | None = None) -> dict[str, float]:
 
 
 def _bytes(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
