@@ -241,16 +241,6 @@ def test_approval_and_rollback_reach_serving_without_restart(served, capsys):
     same(body, predict_cli(root, "acme", texts, capsys))
 
 
-def test_no_champion_is_404_and_sigterm_shuts_down_cleanly(served):
-    url, key, server = served["url"], served["keys"]["all"], served["server"]
-    status, body, _ = call(url, "/v1/tenants/nobody-here/predict", {"texts": ["x"]}, key)
-    assert status == 404 and "no approved champion" in body["detail"]
-    server.terminate()
-    assert server.wait(30) in (0, -15)  # uvicorn re-raises SIGTERM once it has shut down
-    log = served["log"].read_text()
-    assert "shutting down: answering queued requests" in log and "Application shutdown complete" in log
-
-
 def test_tailor_predict_asks_the_running_server_and_says_so(served, capsys):
     """A cold `tailor predict` pays torch's import and the champion's load; with the workspace's
     serve-api up, the command asks it (the same engine and checks), says which path answered, and
@@ -272,3 +262,13 @@ def test_tailor_predict_asks_the_running_server_and_says_so(served, capsys):
     assert {r["version"] for r in rows} == {"1"}
     code, out = cli.main(["-w", str(served["root"]), "predict", "nobody-here", "hi"]), capsys.readouterr()
     assert code == 2 and "Traceback" not in out.err  # the server's refusal is the command's one line
+
+
+def test_no_champion_is_404_and_sigterm_shuts_down_cleanly(served):
+    url, key, server = served["url"], served["keys"]["all"], served["server"]
+    status, body, _ = call(url, "/v1/tenants/nobody-here/predict", {"texts": ["x"]}, key)
+    assert status == 404 and "no approved champion" in body["detail"]
+    server.terminate()
+    assert server.wait(30) in (0, -15)  # uvicorn re-raises SIGTERM once it has shut down
+    log = served["log"].read_text()
+    assert "shutting down: answering queued requests" in log and "Application shutdown complete" in log
