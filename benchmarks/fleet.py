@@ -231,6 +231,9 @@ def one_run(args) -> None:
 def orchestrate(args) -> dict:
     """Every size on every store, each in a fresh process (Prefect and MLflow are configured once
     per process); one PostgreSQL server for all of them, a database per run."""
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # `timeout`, a kill: the server below still stops
     sizes = [int(x) for x in args.sizes.split(",")]
     stores = args.stores.split(",")
     runs = []
