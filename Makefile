@@ -10,9 +10,9 @@ BENCH_STAMP := $(VENV)/.installed-bench
 CHROMEDRIVER := /usr/bin/chromedriver
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup demo test test-slow test-gpu bench bench-quick bench-latency clean
+.PHONY: setup demo test test-slow test-gpu bench bench-quick bench-latency bench-fleet postgresql clean
 
-setup: $(STAMP) $(TEXTS) $(CHROMEDRIVER)
+setup: $(STAMP) $(TEXTS) $(CHROMEDRIVER) postgresql
 
 # Real text, read offline: WordNet 3.0 glosses, fortunes by category, the King James Bible by book
 # and the FOLDOC computing dictionary by subject (with Home Assistant intents from PyPI, six sources
@@ -28,6 +28,14 @@ $(CHROMEDRIVER):
 	@echo "installing Debian packages chromium and chromium-driver (browser test of the review page)"
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
+
+# Debian's PostgreSQL: the tests start a throwaway server of it (initdb in a temporary folder, a free
+# local port, stopped at the end) to run MLflow's and Prefect's stores on it (tests/postgres.py).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "installing Debian package postgresql (the PostgreSQL tests start a server of it)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; }
 
 $(STAMP): pyproject.toml
 	@echo "setting up $(VENV) (first time: several minutes)"
@@ -65,6 +73,11 @@ bench-quick: setup $(BENCH_STAMP)
 # benchmarks/results/latency.md; about 30 minutes. `--skip-fleet` in ARGS for the quick rows alone.
 bench-latency: setup
 	$(BIN)/python -m benchmarks.latency $(ARGS)
+
+# Fleet operations at scale (benchmarks/results/fleet.md): the slope at 100, 1,000 and TENANTS tenants on
+# sqlite and PostgreSQL side by side; several hours at 5,000 on 2 cores (ARGS="--sizes 100,1000" is quicker).
+bench-fleet: setup
+	$(BIN)/python -m benchmarks.fleet --sizes 100,1000,5000 --stores sqlite,postgresql $(ARGS)
 
 clean:
 	rm -rf demo-workspace .pytest_cache

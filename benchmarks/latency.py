@@ -23,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -35,7 +35,7 @@ REQUESTER, REVIEWER = "bench-requester", "bench-reviewer"
 ONE_TEXT = "turn on the kitchen lights"
 # issue 20's targets, in seconds; --version and review list have none there (see TARGET_NOTES)
 TARGETS = {"help": 1.0, "version": 1.0, "ingest": 5.0, "ingest_warm": 5.0, "reingest": 2.0, "validate": 3.0, "approve": 2.0,
-           "predict": 1.5, "review_list": 1.5, "fleet_new_tenant": 15.0}
+           "predict": 1.5, "predict_warm": 1.5, "review_list": 1.5, "fleet_new_tenant": 15.0}
 TARGET_NOTES = {"version": "as `--help`", "review_list": "the fleet benchmark's read target"}
 HEAVY = ("torch", "great_expectations", "prefect", "mlflow", "dvc", "pandas", "lightning", "pytorch_lightning",
          "transformers", "sklearn", "scipy", "fastapi", "sqlalchemy")
@@ -184,8 +184,46 @@ def rows_40(built: dict, where: Path) -> list[dict]:
         {"key": "approve", "label": "`tailor review approve T 1` (a real candidate)", "argv": approve},
         {"key": "predict", "label": f"`tailor predict {served} \"{ONE_TEXT}\"`",
          "argv": lambda k: ["predict", served, ONE_TEXT]},
+        {"key": "predict_warm", "label": f"the same with the workspace's `tailor serve-api` up (the command asks "
+                                         "it and says so on stderr)", "argv": lambda k: ["predict", served, ONE_TEXT],
+         "serve": True, "check": answered_warm},
         {"key": "review_list", "label": "`tailor review list`", "argv": lambda k: ["review", "list"]},
     ]
+
+
+def answered_warm(out: dict) -> str | None:
+    return None if "answered by the workspace's `tailor serve-api`" in out["stderr"] else "answered cold"
+
+
+@contextmanager
+def serving(ws: Path, tailor: Tailor):
+    """The workspace's `tailor serve-api` (``tailor``'s code) for a row, ready before it is measured."""
+    import socket
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = {**os.environ, "PYTHONPATH": str(tailor.code), "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(ws),
+                             "serve-api", "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, cwd=tailor.code)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.5)
+        yield
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 def measure_rows(rows: list[dict], ws: Path, tailors: list[Tailor], runs: int) -> dict:
@@ -200,14 +238,15 @@ def measure_rows(rows: list[dict], ws: Path, tailors: list[Tailor], runs: int) -
                 argv = row["argv"](k)
                 if row.get("cold"):
                     stop_prefect(ws)
-                done = tailor.run(ws, *argv)
+                with serving(ws, tailor) if row.get("serve") else nullcontext():
+                    done = tailor.run(ws, *argv)
                 result[tailor.name].append(round(done["seconds"], 3))
                 problem = row.get("check", lambda _: None)(done)
                 if problem:
                     problems.append(f"{tailor.name}: {problem}")
                 say(f"  [{tailor.name}] tailor {' '.join(argv)[:70]}: {done['seconds']:.2f} s")
         imports = {}
-        if row["key"] != "ingest_warm":  # its imports are the cold row's
+        if row["key"] not in ("ingest_warm", "predict_warm"):  # their imports are the cold rows'
             if row.get("cold"):
                 stop_prefect(ws)
             profiled = tailors[0].run(ws, *row["argv"](runs), importtime=True)

@@ -27,7 +27,8 @@ class DocsBatch:
         self._kept[tenant] = identifiers
 
     def build(self) -> dict[str, str | None]:
-        """Build the pages of every kept result and suite, and the site's index, once; tenant ->
+        """Build the pages of every kept result and suite once (the site's index: once per bulk
+        run, ``expectations.build_index``); tenant ->
         its validation page. Suites get their page too, as a single ingest's Data Docs action
         gives them."""
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
@@ -38,7 +39,8 @@ class DocsBatch:
         suites = {ExpectationSuiteIdentifier(name=i.expectation_suite_identifier.name) for i in every}
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            self.gx_context.build_data_docs(site_names=["tailor"], resource_identifiers=every + sorted(suites, key=str))
+            self.gx_context.build_data_docs(site_names=["tailor"], resource_identifiers=every + sorted(suites, key=str),
+                                            build_index=False)  # the index: once per bulk run (expectations.build_index)
             pages = {}
             for tenant, ids in self._kept.items():
                 urls = self.gx_context.get_docs_sites_urls(resource_identifier=ids[-1], site_names=["tailor"]) if ids else []

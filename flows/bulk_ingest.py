@@ -136,6 +136,21 @@ def version_batch(root: str, valid: list[dict]) -> list[dict]:
             else {**o, "status": "versioned", "data_version": done[o["tenant"]].to_dict()} for o in valid]
 
 
+@task(name="data-docs-index", cache_policy=NO_CACHE)
+def data_docs_index(root: str) -> str | None:
+    """The Data Docs site's index, once per run: it lists every kept validation (the fleet's), so
+    it is not rebuilt per batch nor by single ingests. A failure to build it loses no data."""
+    from data_checks.expectations import build_index
+
+    ws, _ = open_workspace(root)
+    try:
+        index = build_index(ws.data_docs_dir)
+    except Exception:  # noqa: BLE001 - the pages themselves are built; the index is a convenience
+        get_run_logger().warning("the Data Docs index was not rebuilt", exc_info=True)
+        return None
+    return str(index) if index else None
+
+
 def _run_name() -> str:
     from prefect.runtime import flow_run
 
@@ -170,6 +185,8 @@ def ingest_dir_flow(root: str, folder: str) -> list[dict]:
                 root, valid), valid) if valid else None
         if pending is not None:
             outcomes += _collect(*pending, bar)
+        if files:
+            data_docs_index(root)
     summary = ingest_summary(outcomes)
     create_markdown_artifact(summary, key="tailor-ingest-dir", description=f"bulk ingest of {folder}")
     logger.info("%s", summary.splitlines()[2])

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from data_checks.expectations import validate_frame
 from data_checks.report_page import write_page
-from data_checks.reading import iter_texts, load_tenant_file
+from data_checks.reading import load_tenant_file
 from data_checks.sampling import bounded_sample
 from workspace import pipeline, versioning
 from workspace.errors import UserError
@@ -30,20 +30,6 @@ def open_workspace(root: str | Path) -> tuple[Workspace, Settings]:
 
 def tenants_with_data(ws: Workspace) -> list[str]:
     return versioning.tenants_with_data(ws)
-
-
-def other_tenants_texts(ws: Workspace, settings: Settings, tenant: str) -> dict[str, list[str]]:
-    """Every other tenant's current texts, for the cross-tenant leakage check at ingest: streamed
-    with the csv module (their files passed validation when ingested); parsing each with pandas
-    took ~5 s at 1,000 tenants."""
-    out = {}
-    for other, path in versioning.data_files(ws).items():
-        if other != tenant:
-            try:
-                out[other] = list(iter_texts(path))
-            except UserError:
-                continue
-    return out
 
 
 def checked_data(ws: Workspace, settings: Settings, tenant: str):

@@ -11,7 +11,8 @@ from data_checks.expectations import validate_frame
 from data_checks.quarantine import quarantine
 from data_checks.report_page import write_page
 from data_checks.reading import load_tenant_file
-from flows.common import open_workspace, other_tenants_texts
+from data_checks import text_index
+from flows.common import open_workspace
 from flows.retry import io_retry
 from workspace import versioning
 from workspace.errors import UserError
@@ -24,8 +25,10 @@ def validate_file(root: str, tenant: str, file: str) -> dict:
     ws, settings = open_workspace(root)
     loaded = load_tenant_file(Path(file), settings.limits)
     # run_name: the md5 DVC will version these bytes under, so the kept validation page is found by it
+    texts = loaded.frame["text"].dropna().astype(str).tolist() if "text" in loaded.frame.columns else []
+    # the cross-tenant check through the workspace's text index: this file's texts, not every other file
     report = validate_frame(tenant, loaded.frame, settings.validation, ws.data_docs_dir, run_name=loaded.md5,
-                            others=other_tenants_texts(ws, settings, tenant), recorded=ws.validation_records)
+                            overlap=text_index.overlap(ws, tenant, texts), recorded=ws.validation_records)
     # Tailor's own page of this validation, readable offline (GX's Data Docs load their assets from CDNs)
     page = write_page(ws.data_docs_dir, tenant, report, loaded.md5)
     return {**report.to_dict(), "file_md5": loaded.md5, "page": page}

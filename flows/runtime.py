@@ -70,6 +70,7 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, api_url: s
         # workspace in the same process (tests) keeps using the first one's server and home
         return
     environment(ws, debug)
+    database_environment(settings)
     if api_url:
         os.environ["PREFECT_API_URL"] = api_url
     elif settings.stores.prefect_api_url:
@@ -102,6 +103,20 @@ def environment(ws: Workspace, debug: bool = False) -> None:
         "DASK_LOGGING__DISTRIBUTED": "info" if debug else "error",
     }
     os.environ.update(env)
+
+
+DATABASE_ENV = "PREFECT_SERVER_DATABASE_CONNECTION_URL"  # Prefect 3's name (PREFECT_API_DATABASE_... before)
+
+
+def database_environment(settings: Settings) -> None:
+    """The database of the Prefect server this command starts (embedded, or ``tailor serve``'s):
+    ``stores.prefect_database_url`` (PostgreSQL), else Prefect's default sqlite file in the
+    workspace's PREFECT_HOME. A URL in the environment beforehand (a team's own setup) is kept
+    when the setting is empty."""
+    url = settings.stores.prefect_database_url
+    if url:
+        os.environ[DATABASE_ENV] = url
+        os.environ.pop("PREFECT_API_DATABASE_CONNECTION_URL", None)  # the older name would win otherwise
 
 
 def embedded_server(ws: Workspace, idle_seconds: float, meanwhile: Callable[[], None] | None = None) -> str:
@@ -148,11 +163,13 @@ _TETHERED = ("import ctypes, os, signal, sys; ctypes.CDLL(None).prctl(1, signal.
              "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])")
 
 
-def start_full_server(ws: Workspace) -> tuple[str, subprocess.Popen]:
+def start_full_server(ws: Workspace, settings: Settings | None = None) -> tuple[str, subprocess.Popen]:
     """A ``prefect server start`` with its scheduler (which the embedded server does not run), on
     a free port with the workspace's PREFECT_HOME, for ``tailor serve``: (API URL, process). The
     caller stops it with ``stop_full_server``; if the caller dies first (its thread that called
     this, on Linux), the server gets SIGTERM from the kernel."""
+    if settings is not None:
+        database_environment(settings)
     log_path = ws.state_dir / "logs" / "prefect-server-serve.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     ws.prefect_home.mkdir(parents=True, exist_ok=True)

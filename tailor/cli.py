@@ -150,18 +150,24 @@ def adapt(tenants: list[str] = typer.Argument(None, help="tenant ids"),
 @app.command()
 def predict(tenant: str, texts: list[str] = typer.Argument(None), file: Optional[Path] = typer.Option(None, "--file"),
             out: Optional[Path] = typer.Option(None, "--out"), json_out: bool = typer.Option(False, "--json"),
-            force: bool = typer.Option(False, "--force", help="replace an existing --out file")) -> None:
-    """Classify texts with the tenant's champion (base + delta); batch from a CSV with --file."""
+            force: bool = typer.Option(False, "--force", help="replace an existing --out file"),
+            cold: bool = typer.Option(False, "--cold", help="load the champion in this process even when the "
+                                                            "workspace's `tailor serve-api` runs")) -> None:
+    """Classify texts with the tenant's champion (base + delta); batch from a CSV with --file. TEXTs
+    are answered by the workspace's running `tailor serve-api` when there is one (it says so)."""
     if bool(texts) == bool(file):
         raise UserError("give TEXT... or --file F (not both)")
-    commands.predict(_ctx(), tenant, texts, file, out, json_out, force)
+    commands.predict(_ctx(), tenant, texts, file, out, json_out, force, cold)
 
 
 @review_app.command("list")
 def review_list(status: Status = typer.Option(Status.pending),
-                json_out: bool = typer.Option(False, "--json")) -> None:
-    """Candidates waiting for review (or with another status), with gate results and the champion."""
-    commands.review_list(_ctx(), status.value, json_out)
+                json_out: bool = typer.Option(False, "--json"),
+                limit: int = typer.Option(200, "--limit", help="rows per page (0: all)"),
+                offset: int = typer.Option(0, "--offset", help="rows to skip (the next page)")) -> None:
+    """Candidates waiting for review (or with another status), with gate results and the champion,
+    a page at a time, by tenant then version."""
+    commands.review_list(_ctx(), status.value, json_out, limit, offset)
 
 
 @review_app.command("approve")

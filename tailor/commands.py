@@ -43,7 +43,7 @@ class Context:
         settings = load_settings(ws.params_file)
         from workspace import pipeline
 
-        pipeline.sync(ws, settings)  # dvc.yaml: added if missing, tenant data deps kept current
+        pipeline.sync_if_changed(ws, settings)  # dvc.yaml: added if missing, tenant data deps kept current
         if prefect:
             self.start_prefect(ws, settings, preload)
         if mlflow:
@@ -149,7 +149,7 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
         from flows.ingest import ingest_flow
 
         result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
-        _sync_pipeline(ws)
+        _sync_pipeline(ws, settings, tenant)
     if json_out:
         emit_json(result)
     elif result["passed"]:
@@ -171,11 +171,11 @@ def ingest_dir(ctx: Context, folder: Path, json_out: bool = False) -> list[dict]
     if not folder.is_dir():
         raise UserError(f"--dir {folder}: no such folder")
     with working(f"ingesting the tenant files of {printable(str(folder))}"):
-        ws, _ = ctx.open(prefect=True, mlflow=False, preload="flows.bulk_ingest")
+        ws, settings = ctx.open(prefect=True, mlflow=False, preload="flows.bulk_ingest")
         from flows.bulk_ingest import ingest_dir_flow
 
         outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()))
-        _sync_pipeline(ws)
+        _sync_pipeline(ws, settings)
     if json_out:
         emit_json(outcomes)
     ok = [o for o in outcomes if o["status"] == "versioned"]
@@ -306,7 +306,7 @@ def _adapt_lines(outcomes, registered, new, skipped):
 
 
 def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | None, out: Path | None,
-            json_out: bool, force: bool = False) -> dict:
+            json_out: bool, force: bool = False, cold: bool = False) -> dict:
     """Classify ``texts`` or the rows of ``file``, streamed in ``predict.batch_size`` batches to
     ``out`` (through ``workspace.outputs``: ``force`` replaces an existing file), to ``--json`` or
     to a table; reports rows/s (as JSON alone with ``--json`` and ``--out``)."""
@@ -330,10 +330,18 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
         from workspace.outputs import requested
 
         target = requested(ws, out, "--out", force, settings.stores, inputs=(file,) if file else ())
-    from registry.artifacts.serving import labels, predict_batches
-
     source = texts if texts else _file_texts(file)
     loading = f"loading {tenant}'s champion (encoder, base and delta)"
+    warm = None
+    if texts and out is None and not cold and len(texts) <= settings.serving.max_request_texts:
+        from tailor.api import local
+
+        warm = local.predict(ws, tenant, texts)  # the workspace's serve-api, when one runs
+    if warm is not None:
+        print(f"answered by the workspace's `tailor serve-api` at {warm[1]} (warm; its champion as of its last "
+              "registry poll)", file=sys.stderr)
+    else:
+        from registry.artifacts.serving import labels, predict_batches
     if target is not None:
         from data_checks.safe_csv import csv_rows
 
@@ -347,9 +355,13 @@ def predict(ctx: Context, tenant: str, texts: list[str] | None, file: Path | Non
                     n, empty = n + len(rows), empty + sum(r["label"] is None for r in rows)
                     note(f"predicting with {tenant}'s champion: {n:,} rows written")
     else:
-        with working(loading):
-            names = labels(tenant)
-        batches = predict_batches(tenant, source, settings.predict.batch_size)
+        if warm is not None:
+            batches = [warm[0]]
+            names = [str(r["label"]) for r in warm[0] if r["label"] is not None]
+        else:
+            with working(loading):
+                names = labels(tenant)
+            batches = predict_batches(tenant, source, settings.predict.batch_size)
         start, n, empty = time.perf_counter(), 0, 0
         if json_out:
             print("[", end="")
@@ -386,12 +398,21 @@ def _file_texts(file: Path):
     return itertools.chain([first], texts)
 
 
-def review_list(ctx: Context, status: str, json_out: bool) -> list[dict]:
+def review_list(ctx: Context, status: str, json_out: bool, limit: int = 200, offset: int = 0) -> list[dict]:
+    """A page of ``limit`` rows (0: all) from ``offset``; the line after it says how many there are."""
     _, settings = ctx.open(read_only=True)  # the embedded store is read without importing MLflow
     from registry.artifacts.compare import data_change_text, measured_text
     from registry.review.approval import list_reviews
 
-    rows = list_reviews(None if status == "all" else status, settings)
+    if limit < 0 or offset < 0:
+        raise UserError("--limit and --offset must be >= 0")
+    page: dict = {}
+    rows = list_reviews(None if status == "all" else status, settings, limit=limit or None, offset=offset, page=page)
+    more = page["total"] - offset - len(rows)
+    if more > 0:  # on stderr with --json: stdout carries the JSON alone
+        print(f"{len(rows)} of {page['total']} {'' if status == 'all' else status + ' '}version(s) from "
+              f"{offset + 1}: `--offset {offset + len(rows)}` for the next page, `--limit 0` for all",
+              file=sys.stderr if json_out else sys.stdout)
     if json_out:
         emit_json(rows)
     elif not rows:
@@ -696,7 +717,7 @@ def data_checkout(ctx: Context, tenant: str, rev: str, json_out: bool = False, d
 
     with answering(json_out), working(f"restoring {tenant}'s data {rev} (DVC)"):
         version = versioning.checkout(ws, check_tenant_id(tenant), rev, settings.stores)
-        _sync_pipeline(ws)
+        _sync_pipeline(ws, settings, tenant)
     return done(json_out, version.to_dict(),
                 f"{tenant}: data version {version.md5} is current again; `tailor adapt {tenant}` to use it")
 
@@ -719,7 +740,7 @@ def serve(ctx: Context, once: bool, pool: str | None = None) -> None:
 
     url, server = settings.stores.prefect_api_url, None
     if not url:
-        url, server = runtime.start_full_server(ws)
+        url, server = runtime.start_full_server(ws, settings)
         print(f"started a local Prefect server at {url} (its UI: {url.removesuffix('/api')}); "
               "it stops with this command")
     runtime.configure(ws, settings, ctx.debug, api_url=url)  # before Prefect is first imported
@@ -732,8 +753,12 @@ def serve(ctx: Context, once: bool, pool: str | None = None) -> None:
             runtime.stop_full_server(server)
 
 
-def _sync_pipeline(ws: Workspace) -> None:
-    """After a tenant's data file appeared or changed type, list it in dvc.yaml."""
+def _sync_pipeline(ws: Workspace, settings: Settings, tenant: str | None = None) -> None:
+    """After a tenant's data file appeared or changed type, list it in dvc.yaml (``tenant``: the one
+    tenant whose file may have changed; None: any, as after a bulk ingest)."""
     from workspace import pipeline
 
-    pipeline.sync(ws, load_settings(ws.params_file))
+    if tenant is None:
+        pipeline.sync(ws, settings)
+    else:
+        pipeline.sync_if_changed(ws, settings, tenant)

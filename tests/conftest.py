@@ -41,3 +41,13 @@ def synthetic_tenant(classes, n=10, seed=0):
 @pytest.fixture
 def settings():
     return tiny_settings()
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of Debian's package for the whole session (``tests/postgres.py``): started
+    on first use, stopped and removed at the end."""
+    from tests.postgres import Postgres
+
+    with Postgres() as server:
+        yield server

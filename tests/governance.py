@@ -12,18 +12,28 @@ from pathlib import Path
 
 from registry.artifacts import base_model, candidates
 from registry.storage import store
-from registry.storage.reader import SqliteReader
+from registry.storage.reader import StoreReader
 from workspace.paths import Workspace
 
 PASSED = {"passed": True, "failures": []}
 _TEMPLATE: dict = {}
 
 
-def fresh_workspace(root: Path, settings=None) -> tuple[Workspace, object]:
-    """A workspace whose MLflow store is a copy of an already migrated empty sqlite file."""
+def fresh_workspace(root: Path, settings=None, tracking_uri: str = "") -> tuple[Workspace, object]:
+    """A workspace whose MLflow store is a copy of an already migrated empty sqlite file, or the
+    database ``tracking_uri`` (a fresh PostgreSQL database, which MLflow migrates on first use)."""
     root = Path(root)
     ws = Workspace(root).ensure()
-    (root / "params.yaml").write_text("{}\n", encoding="utf-8")
+    (root / "params.yaml").write_text(json.dumps({"stores": {"tracking_uri": tracking_uri}}) + "\n"
+                                      if tracking_uri else "{}\n", encoding="utf-8")
+    if tracking_uri:
+        if settings is None:
+            from tests.conftest import tiny_settings
+
+            settings = tiny_settings()
+        settings = settings.replace("stores", tracking_uri=tracking_uri)
+        store.configure(ws, settings)
+        return ws, settings
     if "db" not in _TEMPLATE:
         template = Path(str(root) + "-template.db")
         from mlflow import MlflowClient
@@ -42,11 +52,11 @@ def fresh_workspace(root: Path, settings=None) -> tuple[Workspace, object]:
 
 @contextmanager
 def read_only(ws: Workspace, settings):
-    """The store as a read command opens it (``registry.storage.reader``'s sqlite view, no MLflow), then
+    """The store as a read command opens it (``registry.storage.reader``'s view, no MLflow), then
     MLflow's client again, as the next command would have it."""
     store.configure(ws, settings, read_only=True)
     try:
-        assert isinstance(store.client(), SqliteReader)
+        assert isinstance(store.client(), StoreReader)
         yield
     finally:
         store.configure(ws, settings)

@@ -21,8 +21,8 @@ from workspace.paths import Workspace
 from workspace.recovery import recover, restore_committed
 from workspace.settings import StoreSettings
 from workspace.tenants import check_tenant_id
-from workspace.versioning import (_drop_other_data, _require_repo, _stage_copy, current_version, ensure_remote,
-                                  locked)
+from workspace.versioning import (_drop_other_data, _require_repo, _stage_copy, add_files, current_version,
+                                  ensure_remote, locked, push_files)
 
 
 def track_many(ws: Workspace, files: list[tuple[str, Path, str | None]], store: StoreSettings | None = None,
@@ -84,9 +84,9 @@ def _commit_batch(ws: Workspace, staged: dict[str, tuple[Path, Path]], where: st
         faults.point("bulk:renamed")
         targets = [target for _, target in staged.values()]
         with dvc_repo()(str(ws.root)) as repo:
-            repo.add([str(t) for t in targets])
+            add_files(repo, targets)  # DVC's stages of these files alone: no repository-wide collection
             with remote.translated_errors(where):
-                repo.push(targets=[str(dvc_path(t)) for t in targets])
+                push_files(repo, [dvc_path(t) for t in targets])
         faults.point("bulk:pushed")
         versions = {tenant: version_of(tenant, rel(ws, dvc_path(target)),
                                        dvc_path(target).read_text(encoding="utf-8"), None)

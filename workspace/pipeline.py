@@ -24,6 +24,9 @@ from workspace.paths import Workspace
 from workspace.settings import Settings
 
 TEMPLATE = Path(__file__).resolve().parent.parent / "dvc.yaml"
+# libyaml's safe loader and dumper where PyYAML has them: dvc.yaml lists every tenant's file
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
 PIPELINE_FILE = "dvc.yaml"
 OUTS = {"meta-train": "pipeline/base.json", "adapt": "pipeline/candidates.json"}
 HEADER = ("# Written by Tailor from its dvc.yaml template; each stage's tenant data deps are kept current\n"
@@ -51,7 +54,7 @@ def render(ws: Workspace, settings: Settings) -> str:
     """The workspace's dvc.yaml text: the template's stages with their tenant data deps, plus any
     other stage already in the workspace's file."""
     try:
-        template = yaml.safe_load(TEMPLATE.read_text(encoding="utf-8"))
+        template = yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=_LOADER)
     except OSError:
         raise UserError(f"Tailor's pipeline template {TEMPLATE} is missing: reinstall Tailor (`make setup`)") from None
     existing = _load_existing(ws)
@@ -61,7 +64,7 @@ def render(ws: Workspace, settings: Settings) -> str:
         stage["deps"] = list(stage.get("deps") or []) + tenant_data
         stages[name] = stage
     doc = {**existing, "stages": stages}
-    return HEADER + yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+    return HEADER + yaml.dump(doc, Dumper=_DUMPER, sort_keys=False, default_flow_style=False)
 
 
 def is_current(ws: Workspace, text: str) -> bool:
@@ -78,12 +81,53 @@ def sync(ws: Workspace, settings: Settings) -> bool:
     """
     text = render(ws, settings)
     if is_current(ws, text):
+        _write_stamp(ws, settings)
         return False
     if under_dvc():
         raise UserError("dvc.yaml lists other tenant data than params.yaml and data/tenants/ now hold: "
                         "run `tailor init .` to refresh it, then `dvc repro` again")
     _write_atomic(ws.root / PIPELINE_FILE, text)
+    _write_stamp(ws, settings)
     return True
+
+
+def sync_if_changed(ws: Workspace, settings: Settings, tenant: str | None = None) -> bool:
+    """``sync``, skipped when nothing it reads changed since the last one: the meta-training
+    tenants of the settings, dvc.yaml, the template and the set of tenant folders (their stats,
+    a few microseconds; ``render`` lists every tenant's file, which grows with the fleet). A
+    tenant's file whose type changed in its own folder (``tenant``, after its ingest or checkout)
+    is found by looking for it in dvc.yaml."""
+    try:
+        fresh = (ws.state_dir / _STAMP).read_text(encoding="utf-8") == _fingerprint(ws, settings)
+    except OSError:
+        fresh = False
+    if fresh and tenant is not None:
+        current = versioning.data_file(ws, tenant)
+        text = (ws.root / PIPELINE_FILE).read_text(encoding="utf-8")
+        fresh = current is None or f"- {current.relative_to(ws.root).as_posix()}\n" in text
+    return False if fresh else sync(ws, settings)
+
+
+_STAMP = "pipeline-sync.stamp"
+
+
+def _fingerprint(ws: Workspace, settings: Settings) -> str:
+    parts = [settings.meta_train.tenants, settings.meta_train.val_tenants]
+    for path in (ws.root / PIPELINE_FILE, ws.data_dir, TEMPLATE):
+        try:
+            st = path.stat()
+            parts.append(f"{st.st_ino}:{st.st_size}:{st.st_mtime_ns}")
+        except OSError:
+            parts.append("-")
+    return "|".join(parts)
+
+
+def _write_stamp(ws: Workspace, settings: Settings) -> None:
+    try:
+        ws.state_dir.mkdir(parents=True, exist_ok=True)
+        _write_atomic(ws.state_dir / _STAMP, _fingerprint(ws, settings))
+    except OSError:
+        pass  # the next command renders again
 
 
 def record(ws: Workspace, stage: str, payload: dict, lock: bool = True) -> str | None:
@@ -128,7 +172,7 @@ def _load_existing(ws: Workspace) -> dict:
     if not path.is_file():
         return {}
     try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        doc = yaml.load(path.read_text(encoding="utf-8"), Loader=_LOADER) or {}
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise UserError(f"{path} is not valid YAML ({str(exc).splitlines()[0]}): fix it, or delete it "
                         "and Tailor writes it again") from None

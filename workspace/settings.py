@@ -6,6 +6,7 @@ wrong setting stops a command before it touches any state.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -217,7 +218,9 @@ class GateSettings:
 
 @dataclass(frozen=True)
 class StoreSettings:
-    tracking_uri: str = _f("", "MLflow tracking URI (e.g. http://mlflow:5000); empty = sqlite in .tailor/mlflow.db")
+    tracking_uri: str = _f("", "MLflow tracking URI: a server (http://mlflow:5000), a database MLflow opens itself "
+                               "(postgresql://user@host:5432/mlflow; the password from PGPASSWORD or ~/.pgpass, "
+                               "never from here); empty = sqlite in .tailor/mlflow.db")
     artifact_location: str = _f("", "MLflow artifact root; empty = .tailor/mlartifacts, or the tracking "
                                     "server's artifact proxy (mlflow-artifacts:) when tracking_uri is a server")
     dvc_remote: str = _f("", "DVC remote: s3://bucket/path, gs://..., azure://..., or a folder; empty = "
@@ -225,21 +228,42 @@ class StoreSettings:
     dvc_endpoint_url: str = _f("", "endpoint of an S3-compatible server (MinIO, Ceph, ...) for an s3:// "
                                    "dvc_remote; empty = AWS")
     prefect_api_url: str = _f("", "Prefect API URL; empty = Prefect's embedded server")
+    prefect_database_url: str = _f("", "the embedded Prefect server's database (and `tailor serve`'s): "
+                                       "postgresql+asyncpg://user@host:5432/prefect; the password from the "
+                                       "environment (PGPASSWORD), never from here; empty = sqlite in .tailor/prefect")
     prefect_idle_seconds: float = _f(20.0, "the embedded Prefect server stops this long after its last "
                                       "command ends cleanly (within seconds of a killed one); commands meanwhile reuse it")
     signing_key: str = _f("", "Ed25519 key that signs every audit record; keep it where writers of the tracking "
                               "store cannot read it (a secret mount for a team); empty = .tailor/audit-signing.key, "
                               "created 0600 on first use. Its public half is pinned in audit-signing.pub: commit it")
     lock: str = _f("auto", "transition locks: 'file' (.tailor/locks), 'registry' (a row in MLflow's database), "
-                           "'auto' = registry with a tracking server, file otherwise")
+                           "'auto' = registry with a tracking server or a shared database (PostgreSQL), file "
+                           "with the embedded sqlite store")
 
     def __post_init__(self) -> None:
         _need(0 <= self.prefect_idle_seconds <= 86400, "stores.prefect_idle_seconds must be within 0..86400")
         _need(self.lock in ("auto", "file", "registry"), f"stores.lock {self.lock!r}: use auto, file or registry")
+        _need(not self.prefect_database_url
+              or self.prefect_database_url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite:///")),
+              "stores.prefect_database_url: give postgresql+asyncpg://user@host:port/database (Prefect's server "
+              "needs its async driver) or sqlite+aiosqlite:///path")
+        _need(not self.prefect_database_url or not self.prefect_api_url,
+              "stores.prefect_database_url is the embedded server's database; with stores.prefect_api_url the "
+              "server there chooses its own: set one of them")
+        for name in ("tracking_uri", "prefect_database_url"):
+            _need(not _has_password(getattr(self, name)),
+                  f"stores.{name} holds a password: remove it and give it in the environment (PGPASSWORD) "
+                  "or ~/.pgpass, so params.yaml (committed to git) carries none")
         _need(not self.dvc_endpoint_url or self.dvc_remote.startswith("s3://"),
               "stores.dvc_endpoint_url applies to an s3:// dvc_remote only")
         _need(not self.dvc_endpoint_url or self.dvc_endpoint_url.startswith(("http://", "https://")),
               "stores.dvc_endpoint_url must start with http:// or https://")
+
+
+def _has_password(uri: str) -> bool:
+    """Whether a database URI carries a password (``scheme://user:secret@host``)."""
+    head = uri.split("://", 1)[1].split("/", 1)[0] if "://" in uri else ""
+    return "@" in head and ":" in head.rsplit("@", 1)[0]
 
 
 @dataclass(frozen=True)
@@ -481,20 +505,33 @@ def _read_limited(path: Path) -> bytes:
     return data
 
 
+_LOADED: dict = {}  # (path, sha256 of its bytes) -> Settings: the file as last read in this process
+
+
 def load_settings(path: Path) -> Settings:
     """Read ``params.yaml`` with limits (size, depth, alias expansion) and every value checked as
-    data; a missing file means all defaults."""
+    data; a missing file means all defaults. The same bytes at the same path are not parsed and
+    validated again in this process: a command and the flow and tasks it runs open the workspace
+    once (settings are immutable). Keyed by content, not by mtime, whose granularity lets two quick
+    writes of the same size look alike."""
     if not Path(path).exists():
         return Settings()
     try:
-        text = _read_limited(Path(path)).decode("utf-8")
-        raw = yaml.load(text, Loader=_Limited)  # noqa: S506 - a SafeLoader with limits
+        data = _read_limited(Path(path))
+    except OSError as exc:
+        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
+    key = (str(Path(path).resolve()), hashlib.sha256(data).hexdigest())
+    if key in _LOADED:
+        return _LOADED[key]
+    try:
+        raw = yaml.load(data.decode("utf-8"), Loader=_Limited)  # noqa: S506 - a SafeLoader with limits
     except (yaml.YAMLError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         first = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise UserError(f"params.yaml is not valid YAML: {first[:SHOWN * 2]}") from None
-    except OSError as exc:
-        raise UserError(f"cannot read {path}: {exc.strerror or exc}") from None
-    return settings_from_dict(raw)
+    settings = settings_from_dict(raw)
+    _LOADED.clear()
+    _LOADED[key] = settings
+    return settings
 
 
 def default_params_yaml(settings: Settings | None = None) -> str:

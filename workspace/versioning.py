@@ -244,7 +244,7 @@ def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = N
                 journal.fsync_dir(target.parent)
                 faults.point("ingest:renamed")
                 with dvc_repo()(str(ws.root)) as repo:
-                    repo.add([str(target)])
+                    add_files(repo, [target])
                     faults.point("ingest:added")
                     with remote.translated_errors(where):
                         _push(repo, dvc_path(target))
@@ -320,9 +320,40 @@ def checkout(ws: Workspace, tenant: str, rev: str, store: StoreSettings | None =
     return DataVersion(**{**wanted.to_dict(), "git_commit": commit})
 
 
+def add_files(repo, targets: list[Path]) -> None:
+    """``dvc add`` of these data files alone: hash them into the cache and write each one's .dvc
+    file, through DVC's own stage (the same .dvc file and .gitignore line as ``dvc add``).
+
+    ``repo.add`` first collects every stage of the repository to check the pipeline graph for
+    overlapping outputs: 6.8 s of a single ingest at 1,000 tenants, growing with the fleet. Tailor's
+    layout cannot overlap (one data file per tenant folder, whose only .dvc file is its own, and
+    the pipeline's dvc.yaml has no outputs under data/), so each stage is made from its own file.
+    """
+    with repo.lock, repo.scm_context:
+        for target in targets:
+            stage = repo.stage.create(single_stage=True, validate=False, fname=str(dvc_path(target)),
+                                      wdir=str(target.parent), outs=[target.name])
+            stage.add_outs()
+            stage.dump()
+
+
+def push_files(repo, dvcfiles: list[Path]) -> int:
+    """Upload the objects these .dvc files name to the default remote, without collecting the
+    repository's other stages (``repo.push(targets=...)`` builds the whole index first)."""
+    from dvc.exceptions import UploadError
+    from dvc_data.hashfile.hash_info import HashInfo
+
+    wanted = [HashInfo("md5", version_of("", str(f), Path(f).read_text(encoding="utf-8"), None).md5
+                       .removeprefix("md5:")) for f in dvcfiles]
+    result = repo.cloud.push(wanted)
+    if result.failed:
+        raise UploadError(len(result.failed))
+    return len(result.transferred)
+
+
 def _push(repo, dvcfile: Path) -> int:
     """Upload one tenant's object to the default remote (a seam tests use to simulate failure)."""
-    return repo.push(targets=[str(dvcfile)])
+    return push_files(repo, [dvcfile])
 
 
 def _resolve(ws: Workspace, tenant: str, rev: str) -> tuple[str, str]:

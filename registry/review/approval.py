@@ -129,22 +129,37 @@ def held_out_n(t: dict) -> int | None:
     return None
 
 
-def list_reviews(status: str | None = PENDING, settings: Settings | None = None) -> list[dict]:
+def list_reviews(status: str | None = PENDING, settings: Settings | None = None, limit: int | None = None,
+                 offset: int = 0, page: dict | None = None) -> list[dict]:
     """Versions of every tenant (with ``status``, or all when None), by tenant then version, with
-    their gate results and the tenant's champion when ``settings`` are given."""
-    every = [mv for mv in store.versions(f"{PREFIX}%", like=True) if mv.name.startswith(PREFIX)]
-    chosen = [mv for mv in every if status is None or mv.tags.get("status") == status]
-    aliases = {rm.name: rm.aliases for rm in store.registered_models(f"{PREFIX}%")}
-    by_version = {(mv.name, str(mv.version)): mv for mv in every}
-    out = []
-    for mv in chosen:
-        names = aliases.get(mv.name, {})
-        champ = by_version.get((mv.name, str(names.get(CHAMPION)))) if CHAMPION in names else None
+    their gate results and the tenant's champion when ``settings`` are given; ``limit`` rows from
+    ``offset`` (``page``, if given, receives ``total``). The store is asked for the versions with
+    that status only (a tag filter), and for the aliases and champions of the page's tenants
+    only: listing every registered model and every version grew with the fleet."""
+    chosen = [mv for mv in store.versions(f"{PREFIX}%", like=True, tags={"status": status} if status else None)
+              if mv.name.startswith(PREFIX)]
+    if page is not None:
+        page["total"] = len(chosen)
+    chosen = chosen[offset:offset + limit if limit else None]
+    tenants: dict[str, tuple] = {}
+    for name in dict.fromkeys(mv.name for mv in chosen):
+        names = store.client().get_registered_model(name).aliases
+        champ = _version_or_none(name, names[CHAMPION]) if CHAMPION in names else None
         per_version: dict[str, list[str]] = {}
         for alias, v in names.items():
             per_version.setdefault(str(v), []).append(alias)
-        out.append(summary(mv, per_version, champ, settings))
-    return out
+        tenants[name] = (per_version, champ)
+    return [summary(mv, tenants[mv.name][0], tenants[mv.name][1], settings) for mv in chosen]
+
+
+def _version_or_none(name: str, version) -> object | None:
+    """The version, or None where the store has none (an alias left on a deleted version)."""
+    try:
+        return store.client().get_model_version(name, str(version))
+    except store.errors() as exc:
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+            return None
+        raise
 
 
 def plan_approve(mv, champion_mv, settings: Settings, reviewer: str, reason: str,

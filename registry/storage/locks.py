@@ -45,7 +45,10 @@ class RegistryLock:
                                           description="Tailor transition lock (deleted when released)")
                 return self
             except MlflowException as exc:
-                if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+                # RESOURCE_DOES_NOT_EXIST: MLflow's database store, on the unique-name conflict, reads
+                # the existing model to word its error, and the holder released it in between (seen on
+                # PostgreSQL, whose writers do not queue as sqlite's do): taken and freed, so try again
+                if exc.error_code not in ("RESOURCE_ALREADY_EXISTS", "RESOURCE_DOES_NOT_EXIST"):
                     raise
             held = self._holder()
             if held is not None and time.time() - float(held.get("since", 0) or 0) > self.stale_after:

@@ -1,17 +1,19 @@
-"""A read-only view of the embedded MLflow store (sqlite) for commands that only look
+"""A read-only view of MLflow's database store (sqlite or PostgreSQL) for commands that only look
 (``tailor review list``, ``lineage``, ``audit verify``, ``predict``).
 
 Importing MLflow's client and opening its sqlalchemy store (alembic, pandas, the genai entities)
-takes 2-4 s on a 2-core machine before the first query; reading the same tables with ``sqlite3``
-in read-only mode answers in a fraction of that. It implements exactly the registry and tracking
-calls those paths make, with MLflow's results (``tests/unit/test_reader.py`` compares the two
-on one store) in MLflow's default workspace, and nothing else: writes, and every store that is
-not sqlite, go through MLflow's own client (``registry.storage.store``).
+takes 2-4 s on a 2-core machine before the first query, and so does importing MLflow's own ORM
+models (they import the ``mlflow`` package); reading MLflow's tables, as MLflow created them, with
+one SQL text through ``sqlite3`` (the embedded store) or SQLAlchemy (PostgreSQL) answers in a
+fraction of that. It implements exactly the registry
+and tracking calls those paths make, with MLflow's results (``tests/unit/test_reader.py`` and
+``tests/e2e/test_postgres.py`` compare the two on a sqlite and on a PostgreSQL store) in MLflow's
+default workspace, and nothing else: writes, and tracking servers, go through MLflow's own client
+(``registry.storage.store``). The connection is read-only on both backends.
 """
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,24 +96,91 @@ def sqlite_path(uri: str) -> Path | None:
     return Path(uri[len("sqlite:///"):].split("?", 1)[0])
 
 
-class SqliteReader:
+def is_database(uri: str) -> bool:
+    """A database MLflow opens itself and this view can read (sqlite, PostgreSQL)."""
+    return uri.startswith(("sqlite:///", "postgresql://", "postgresql+"))
+
+
+def readable(uri: str) -> bool:
+    """Whether ``uri`` is a database that MLflow has already set up (its registry table exists):
+    a store MLflow never opened is left to MLflow, which creates and migrates it."""
+    if not is_database(uri):
+        return False
+    path = sqlite_path(uri)
+    if path is not None:
+        return path.is_file()
+    try:
+        from sqlalchemy import inspect
+
+        engine = _Connection(uri).engine
+        try:
+            return inspect(engine).has_table("registered_models")
+        finally:
+            engine.dispose()
+    except Exception:  # noqa: BLE001 - unreachable or no driver: MLflow's client reports it properly
+        return False
+
+
+class _Connection:
+    """One SQL text (named ``:parameters``), two drivers: Python's ``sqlite3`` for the embedded
+    store (importing SQLAlchemy costs a cold ``predict`` 0.2-0.8 s), SQLAlchemy (psycopg) for
+    PostgreSQL. Read-only on both: sqlite's ``mode=ro``, PostgreSQL's read-only transactions."""
+
+    def __init__(self, uri: str) -> None:
+        path = sqlite_path(uri)
+        self.engine = self.db = None
+        if path is not None:
+            import sqlite3
+
+            self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+            return
+        from sqlalchemy import create_engine
+
+        self.engine = create_engine(uri, connect_args={"options": "-c default_transaction_read_only=on"},
+                                    pool_pre_ping=True, pool_size=2, max_overflow=4)
+
+    def rows(self, sql: str, args: dict) -> list[tuple]:
+        if self.db is not None:
+            return self.db.execute(sql, args).fetchall()
+        from sqlalchemy import text
+
+        with self.engine.connect() as connection:
+            return [tuple(row) for row in connection.execute(text(sql), args)]
+
+    def close(self) -> None:
+        if self.db is not None:
+            self.db.close()
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+class StoreReader:
     """The registry calls of ``MlflowClient`` the read path uses, over a read-only connection."""
 
-    def __init__(self, path: Path) -> None:
-        if not Path(path).is_file():
+    def __init__(self, uri: str | Path) -> None:
+        uri = str(uri) if is_database(str(uri)) else f"sqlite:///{uri}"
+        path = sqlite_path(uri)
+        if path is not None and not path.is_file():
             raise ReadError(f"no MLflow store at {path}")
-        self.db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30, check_same_thread=False)
+        self.uri = uri
+        self.connection = _Connection(uri)
 
-    def _all(self, sql: str, args=()) -> list[tuple]:
-        return self.db.execute(sql, args).fetchall()
+    def _all(self, sql: str, **args) -> list[tuple]:
+        """Rows of ``sql`` (named ``:parameters``; a list value ``:x`` in ``IN :x`` is expanded)."""
+        for name in [n for n, v in args.items() if isinstance(v, (list, tuple))]:
+            values = list(args.pop(name))
+            names = [f"{name}_{i}" for i in range(len(values))]
+            sql = re.sub(rf":{name}\b", "(" + (", ".join(f":{n}" for n in names) or "NULL") + ")", sql)
+            args.update(zip(names, values))
+        return self.connection.rows(sql, args)
 
     def search_registered_models(self, filter_string: str = "", max_results: int = 1000,
                                  page_token: str | None = None) -> Page:
         return _page(self._models(*_name_filter(filter_string)), max_results, page_token)
 
-    def _models(self, clause: str, args: tuple) -> list[RegisteredModel]:
-        rows = self._all(f"SELECT name, description FROM registered_models WHERE workspace = ? AND {clause}",
-                         (WORKSPACE, *args))
+    def _models(self, clause: str, args: dict) -> list[RegisteredModel]:
+        rows = self._all(f"SELECT name, description FROM registered_models WHERE workspace = :ws AND {clause}",
+                         ws=WORKSPACE, **args)
         names = [r[0] for r in rows]
         tags = self._by_name("registered_model_tags", "key, value", names)
         aliases = self._by_name("registered_model_aliases", "alias, version", names)
@@ -121,15 +190,26 @@ class SqliteReader:
 
     def search_model_versions(self, filter_string: str = "", max_results: int = 1000,
                               page_token: str | None = None) -> Page:
-        """As MLflow's search: aliases not filled, newest update first."""
-        clause, args = _name_filter(filter_string)
+        """As MLflow's search (a name clause and ``tags.KEY = 'value'`` clauses joined by AND):
+        aliases not filled, newest update first."""
+        parts = [p for p in re.split(r"\s+AND\s+", filter_string or "", flags=re.IGNORECASE) if p.strip()]
+        names = [p for p in parts if not _TAG.match(p)]
+        if len(names) > 1:
+            raise ReadError(f"filter {filter_string!r} is not supported here", "INVALID_PARAMETER_VALUE")
+        clause, args = _name_filter(names[0] if names else "")
+        for i, part in enumerate(p for p in parts if _TAG.match(p)):
+            m = _TAG.match(part)
+            clause += (f" AND EXISTS (SELECT 1 FROM model_version_tags t WHERE t.workspace = model_versions.workspace "
+                       f"AND t.name = model_versions.name AND t.version = model_versions.version "
+                       f"AND t.key = :tk{i} AND t.value = :tv{i})")
+            args.update({f"tk{i}": m.group(1), f"tv{i}": m.group(2)})
         rows = self._all("SELECT name, version, creation_time, last_updated_time, description, source, run_id, "
-                         f"status FROM model_versions WHERE workspace = ? AND current_stage != ? AND {clause}",
-                         (WORKSPACE, DELETED_STAGE, *args))
+                         "status FROM model_versions WHERE workspace = :ws AND current_stage != :deleted "
+                         f"AND {clause}", ws=WORKSPACE, deleted=DELETED_STAGE, **args)
         tags: dict[tuple, dict] = {}
         names = sorted({r[0] for r in rows})
         for name, version, key, value in self._in("SELECT name, version, key, value FROM model_version_tags "
-                                                  "WHERE workspace = ? AND name", names, (WORKSPACE,)):
+                                                  "WHERE workspace = :ws AND name", names, ws=WORKSPACE):
             tags.setdefault((name, int(version)), {})[key] = value
         found = [ModelVersion(n, int(v), c, u, d, s, r, st, tags.get((n, int(v)), {}), [])
                  for n, v, c, u, d, s, r, st in rows]
@@ -137,7 +217,7 @@ class SqliteReader:
         return _page(found, max_results, page_token)
 
     def get_registered_model(self, name: str) -> RegisteredModel:
-        found = self._models("name = ?", (name,))
+        found = self._models("name = :name", {"name": name})
         if not found:
             raise ReadError(f"Registered Model with name={name} not found")
         return found[0]
@@ -145,106 +225,121 @@ class SqliteReader:
     def get_model_version(self, name: str, version: str | int) -> ModelVersion:
         if not str(version).isdigit():
             raise ReadError(f"Model version must be an integer, got {version!r}", "INVALID_PARAMETER_VALUE")
+        key = {"ws": WORKSPACE, "name": name, "version": int(version)}
         rows = self._all("SELECT name, version, creation_time, last_updated_time, description, source, run_id, "
-                         "status FROM model_versions WHERE workspace = ? AND current_stage != ? AND name = ? "
-                         "AND version = ?", (WORKSPACE, DELETED_STAGE, name, int(version)))
+                         "status FROM model_versions WHERE workspace = :ws AND current_stage != :deleted "
+                         "AND name = :name AND version = :version", deleted=DELETED_STAGE, **key)
         if not rows:
             raise ReadError(f"Model Version (name={name}, version={version}) not found")
         n, v, c, u, d, src, run, st = rows[0]
-        tags = dict(self._all("SELECT key, value FROM model_version_tags WHERE workspace = ? AND name = ? "
-                              "AND version = ?", (WORKSPACE, name, v)))
-        aliases = [a for (a,) in self._all("SELECT alias FROM registered_model_aliases WHERE workspace = ? "
-                                           "AND name = ? AND version = ? ORDER BY alias", (WORKSPACE, name, v))]
+        tags = dict(self._all("SELECT key, value FROM model_version_tags WHERE workspace = :ws AND name = :name "
+                              "AND version = :version", **key))
+        aliases = [a for (a,) in self._all("SELECT alias FROM registered_model_aliases WHERE workspace = :ws "
+                                           "AND name = :name AND version = :version ORDER BY alias", **key)]
         return ModelVersion(n, int(v), c, u, d, src, run, st, tags, aliases)
 
     def get_model_version_by_alias(self, name: str, alias: str) -> ModelVersion:
         self.get_registered_model(name)
-        rows = self._all("SELECT version FROM registered_model_aliases WHERE workspace = ? AND name = ? "
-                         "AND alias = ?", (WORKSPACE, name, alias))
+        rows = self._all("SELECT version FROM registered_model_aliases WHERE workspace = :ws AND name = :name "
+                         "AND alias = :alias", ws=WORKSPACE, name=name, alias=alias)
         if not rows:
             raise ReadError(f"Registered model alias {alias} not found.", "INVALID_PARAMETER_VALUE")
         return self.get_model_version(name, rows[0][0])
 
     def get_model_version_download_uri(self, name: str, version: str | int) -> str:
-        """Where the version's files are: as MLflow's sqlite store, its storage location (MLflow 3:
+        """Where the version's files are: as MLflow's database store, its storage location (MLflow 3:
         the logged model's artifacts) or else its source."""
         mv = self.get_model_version(name, version)
-        (location,), = self._all("SELECT storage_location FROM model_versions WHERE workspace = ? AND name = ? "
-                                 "AND version = ?", (WORKSPACE, name, mv.version))
+        (location,), = self._all("SELECT storage_location FROM model_versions WHERE workspace = :ws "
+                                 "AND name = :name AND version = :version", ws=WORKSPACE, name=name,
+                                 version=mv.version)
         return location or mv.source
 
     def get_experiment_by_name(self, name: str) -> Experiment | None:
-        rows = self._all("SELECT experiment_id FROM experiments WHERE workspace = ? AND name = ?", (WORKSPACE, name))
+        rows = self._all("SELECT experiment_id FROM experiments WHERE workspace = :ws AND name = :name",
+                         ws=WORKSPACE, name=name)
         return self.get_experiment(str(rows[0][0])) if rows else None
 
     def get_experiment(self, experiment_id: str) -> Experiment:
+        if not str(experiment_id).isdigit():
+            raise ReadError(f"No Experiment with id={experiment_id} exists")
         rows = self._all("SELECT experiment_id, name, artifact_location, lifecycle_stage FROM experiments "
-                         "WHERE workspace = ? AND experiment_id = ?", (WORKSPACE, experiment_id))
+                         "WHERE workspace = :ws AND experiment_id = :id", ws=WORKSPACE, id=int(experiment_id))
         if not rows:
             raise ReadError(f"No Experiment with id={experiment_id} exists")
         i, n, where, stage = rows[0]
-        tags = dict(self._all("SELECT key, value FROM experiment_tags WHERE experiment_id = ?", (i,)))
+        tags = dict(self._all("SELECT key, value FROM experiment_tags WHERE experiment_id = :id", id=i))
         return Experiment(str(i), n, where, stage, tags)
 
     def search_runs(self, experiment_ids: list[str], filter_string: str = "", order_by: list[str] | None = None,
                     max_results: int = 1000, page_token: str | None = None) -> Page:
         """Active runs whose tags equal the filter's (``tags.a = 'x' AND tags.b = 'y'``), ordered by
-        one ``tags.KEY ASC|DESC`` (runs without it last, as MLflow's sqlite store does)."""
-        where, args = ["r.lifecycle_stage = 'active'",
-                       f"r.experiment_id IN ({','.join('?' * len(experiment_ids))})"], list(experiment_ids)
-        for part in [p for p in re.split(r"\s+AND\s+", filter_string or "", flags=re.IGNORECASE) if p.strip()]:
+        one ``tags.KEY ASC|DESC`` (runs without it last, as MLflow's database store does)."""
+        where = ["r.lifecycle_stage = 'active'", "r.experiment_id IN :experiments"]
+        args: dict = {"experiments": [int(e) for e in experiment_ids]}
+        for i, part in enumerate(p for p in re.split(r"\s+AND\s+", filter_string or "", flags=re.IGNORECASE)
+                                 if p.strip()):
             m = _TAG.match(part)
             if not m:
                 raise ReadError(f"filter {filter_string!r} is not supported here", "INVALID_PARAMETER_VALUE")
-            where.append("EXISTS (SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ? AND t.value = ?)")
-            args += [m.group(1), m.group(2)]
+            where.append(f"EXISTS (SELECT 1 FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = :k{i} "
+                         f"AND t.value = :v{i})")
+            args.update({f"k{i}": m.group(1), f"v{i}": m.group(2)})
         order = "r.start_time DESC, r.run_uuid"
         if order_by:
             m = re.match(r"^tags\.(\w+)\s+(ASC|DESC)$", order_by[0].strip(), re.IGNORECASE)
             if not m or len(order_by) > 1:
                 raise ReadError(f"order {order_by!r} is not supported here", "INVALID_PARAMETER_VALUE")
-            order = (f"(SELECT value FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ?) IS NULL, "
-                     f"(SELECT value FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = ?) {m.group(2)}, "
-                     "r.start_time DESC, r.run_uuid")
-            args += [m.group(1)] * 2
-        rows = self._all("SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.end_time, r.lifecycle_stage "
-                         f"FROM runs r WHERE {' AND '.join(where)} ORDER BY {order}", args)
+            value = "(SELECT value FROM tags t WHERE t.run_uuid = r.run_uuid AND t.key = :order_key)"
+            order = f"{value} IS NULL, {value} {m.group(2).upper()}, r.start_time DESC, r.run_uuid"
+            args["order_key"] = m.group(1)
+        if not experiment_ids:
+            return _page([], max_results, page_token)
         start = int(page_token or 0)
-        chosen = rows[start:start + max_results]
+        rows = self._all("SELECT r.run_uuid, r.experiment_id, r.status, r.start_time, r.end_time, r.lifecycle_stage "
+                         f"FROM runs r WHERE {' AND '.join(where)} ORDER BY {order} "
+                         "LIMIT :limit OFFSET :offset", limit=max_results + 1, offset=start, **args)
+        chosen = rows[:max_results]
         tags: dict[str, dict] = {}
-        ids = [r[0] for r in chosen]
-        for run_id, key, value in self._in("SELECT run_uuid, key, value FROM tags WHERE run_uuid", ids):
+        for run_id, key, value in self._in("SELECT run_uuid, key, value FROM tags WHERE run_uuid",
+                                           [r[0] for r in chosen]):
             tags.setdefault(run_id, {})[key] = value
         page = Page(Run(RunInfo(r[0], str(r[1]), r[2], r[3], r[4], r[5]), RunData(tags.get(r[0], {})))
                     for r in chosen)
-        page.token = str(start + max_results) if start + max_results < len(rows) else None
+        page.token = str(start + max_results) if len(rows) > max_results else None
         return page
 
-    def _in(self, sql: str, keys: list, args: tuple = ()) -> list[tuple]:
+    def _in(self, sql: str, keys: list, **args) -> list[tuple]:
         """Rows of ``sql`` + `` IN (keys)``, asked 500 keys at a time (sqlite's bound on parameters)."""
         rows = []
         for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            rows += self._all(f"{sql} IN ({','.join('?' * len(chunk))})", (*args, *chunk))
+            rows += self._all(f"{sql} IN :keys", keys=list(keys[i:i + 500]), **args)
         return rows
 
     def _by_name(self, table: str, columns: str, names: list[str]) -> dict[str, list]:
         out: dict[str, list] = {}
-        for row in self._in(f"SELECT name, {columns} FROM {table} WHERE workspace = ? AND name", names, (WORKSPACE,)):
+        for row in self._in(f"SELECT name, {columns} FROM {table} WHERE workspace = :ws AND name", names,
+                            ws=WORKSPACE):
             out.setdefault(row[0], []).append(row[1:])
         return out
+
+    def close(self) -> None:
+        self.connection.close()
 
     def __getattr__(self, name: str):
         raise ReadError(f"{name} is not part of the read-only registry view", "INVALID_PARAMETER_VALUE")
 
 
-def _name_filter(text: str) -> tuple[str, tuple]:
+SqliteReader = StoreReader  # its name before it read PostgreSQL too
+
+
+def _name_filter(text: str) -> tuple[str, dict]:
     if not (text or "").strip():
-        return "1 = 1", ()
+        return "1 = 1", {}
     m = _NAME.match(text)
     if not m:
         raise ReadError(f"filter {text!r} is not supported here", "INVALID_PARAMETER_VALUE")
-    return ("name = ?" if m.group(1) == "=" else "name LIKE ?"), (m.group(2),)
+    return ("name = :pattern" if m.group(1) == "=" else "name LIKE :pattern"), {"pattern": m.group(2)}
 
 
 def _page(items: list, max_results: int, page_token: str | None) -> Page:

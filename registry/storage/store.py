@@ -35,16 +35,17 @@ def configure(ws: Workspace, settings: Settings, debug: bool = False, read_only:
 
     Idempotent: every command and flow task calls it before its first registry call. MLflow's own
     logs and warnings stay off the user's screen unless ``debug``. ``read_only`` (a command that
-    only reads: review list, lineage, audit verify, predict): with an existing embedded sqlite store, ``client()`` is
-    ``registry.storage.reader``'s view and MLflow is not imported at all; the next plain ``configure``
-    (any later command in the same process) goes back to MLflow's client.
+    only reads: review list, lineage, audit verify, predict): on a database MLflow has already set up
+    (sqlite or PostgreSQL), ``client()`` is ``registry.storage.reader``'s view and MLflow is not
+    imported at all; the next plain ``configure`` (any later command in the same process) goes back
+    to MLflow's client.
     """
     uri, root = locations(ws, settings)
     _refuse_lost_database(ws, uri)
     if read_only:
-        from registry.storage.reader import sqlite_path
+        from registry.storage.reader import readable
 
-        if sqlite_path(uri) is not None and sqlite_path(uri).is_file():
+        if readable(uri):
             _state.update(uri=uri, workspace=ws, artifact_root=None, lock=settings.stores.lock, client=None,
                           read_only=True, settings=settings, debug=debug, signing_key=settings.stores.signing_key)
             return uri
@@ -124,11 +125,13 @@ def _require() -> None:
 
 def lock_kind() -> str:
     """"file" or "registry": ``stores.lock``, where "auto" means the registry's database for a
-    tracking server (machines share no folder) and a file lock for a local store."""
+    tracking server or a shared database such as PostgreSQL (machines share no folder) and a file
+    lock for the embedded sqlite store."""
     _require()
     kind = _state.get("lock") or "auto"
-    if kind == "auto":
-        return "registry" if str(_state["uri"]).startswith(("http://", "https://", "databricks")) else "file"
+    if kind == "auto":  # a file lock serialises one machine's processes; a shared database has many machines
+        return "file" if str(_state["uri"]).startswith(("sqlite:", "file:")) or "://" not in str(_state["uri"]) \
+            else "registry"
     return kind
 
 
@@ -157,13 +160,13 @@ def configure_uri(uri: str) -> None:
 
 
 def client():
-    """An ``MlflowClient`` on the configured tracking and registry stores (the read-only sqlite
+    """An ``MlflowClient`` on the configured tracking and registry stores (the read-only database
     view after ``configure(read_only=True)``)."""
     _require()
     if _state["client"] is None and _state.get("read_only"):
-        from registry.storage.reader import SqliteReader, sqlite_path
+        from registry.storage.reader import StoreReader
 
-        _state["client"] = SqliteReader(sqlite_path(_state["uri"]))
+        _state["client"] = StoreReader(_state["uri"])
     if _state["client"] is None:
         from mlflow import MlflowClient
 
@@ -263,10 +266,14 @@ def has_model(name: str) -> bool:
         raise
 
 
-def versions(name: str, like: bool = False) -> list:
+def versions(name: str, like: bool = False, tags: dict[str, str] | None = None) -> list:
     """Every version of registered model ``name`` (or of every model matching the SQL LIKE
-    pattern ``name`` when ``like``), by model name then version."""
+    pattern ``name`` when ``like``) whose tags equal ``tags``, by model name then version."""
     query = f"name LIKE '{name}'" if like else f"name = '{name}'"
+    for key, value in (tags or {}).items():  # Tailor's own tag names and values (no quotes in them)
+        if not key.isidentifier() or "'" in value or "\\" in value:
+            raise ValueError(f"tag filter {key}={value!r}")
+        query += f" AND tags.{key} = '{value}'"
     out, token = [], None
     while True:
         page = client().search_model_versions(query, max_results=1000, page_token=token)

@@ -212,4 +212,10 @@ def serve(ws: Workspace, settings: Settings, host: str, port: int) -> None:
     app = create_app(ws, settings)
     config = uvicorn.Config(app, host=host, port=port, log_level="info", access_log=False,
                             timeout_graceful_shutdown=settings.serving.shutdown_seconds)
-    uvicorn.Server(config).run()
+    from tailor.api import local
+
+    local.announce(ws, host, port)  # the same workspace's `tailor predict` asks this process (warm)
+    try:
+        uvicorn.Server(config).run()
+    finally:
+        local.withdraw(ws)

@@ -48,7 +48,7 @@ def predict_cli(root, tenant, texts, capsys):
 
     capsys.readouterr()
     asked = [t for t in texts if t.strip()]
-    assert cli.main(["-w", str(root), "predict", tenant, *asked, "--json"]) == 0
+    assert cli.main(["-w", str(root), "predict", tenant, *asked, "--json", "--cold"]) == 0  # not the server's answer
     store.writable()
     rows = json.loads(capsys.readouterr().out)
     return {r["text"]: r for r in rows}
@@ -239,6 +239,29 @@ def test_approval_and_rollback_reach_serving_without_restart(served, capsys):
     approval.rollback(ws, settings, "acme", "alice", "back to v1")
     body, took = _wait_version(url, key, "acme", "1", texts)
     same(body, predict_cli(root, "acme", texts, capsys))
+
+
+def test_tailor_predict_asks_the_running_server_and_says_so(served, capsys):
+    """A cold `tailor predict` pays torch's import and the champion's load; with the workspace's
+    serve-api up, the command asks it (the same engine and checks), says which path answered, and
+    gives the answer the cold path gives. --cold still answers in the process."""
+    import subprocess
+    import sys
+
+    texts = ASK["globex"]
+    expected = predict_cli(served["root"], "globex", texts, capsys)
+    script = ("import json, sys; from tailor.cli import main; code = main(sys.argv[1:]); "
+              "print(json.dumps('torch' in sys.modules), file=sys.stderr); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script, "-w", str(served["root"]), "predict", "globex", *texts,
+                           "--json"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "answered by the workspace's `tailor serve-api`" in done.stderr
+    assert done.stderr.strip().splitlines()[-1] == "false"  # no model was loaded in the command
+    rows = json.loads(done.stdout)
+    same({"predictions": rows}, expected)
+    assert {r["version"] for r in rows} == {"1"}
+    code, out = cli.main(["-w", str(served["root"]), "predict", "nobody-here", "hi"]), capsys.readouterr()
+    assert code == 2 and "Traceback" not in out.err  # the server's refusal is the command's one line
 
 
 def test_no_champion_is_404_and_sigterm_shuts_down_cleanly(served):

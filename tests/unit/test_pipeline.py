@@ -95,3 +95,24 @@ def test_a_stage_that_cannot_be_locked_is_a_note_not_a_failure(tmp_path):
     note = pipeline.record(ws, "adapt", {"tenants": {}})
     assert note and "dvc.lock not updated" in note and "pipeline/base.json" in note
     assert (ws.root / "pipeline" / "candidates.json").is_file()
+
+
+def test_a_command_renders_dvc_yaml_only_when_something_it_lists_changed(ws, monkeypatch):
+    """Every command opens the workspace; listing every tenant's file in dvc.yaml each time grew
+    with the fleet. It is rendered again only when a tenant folder, the settings' meta-training
+    tenants or dvc.yaml changed, or the tenant a command just changed is not listed as it is."""
+    settings = Settings()
+    assert pipeline.sync_if_changed(ws, settings) is True
+    rendered = []
+    real = pipeline.render
+    monkeypatch.setattr(pipeline, "render", lambda *a: rendered.append(1) or real(*a))
+    assert pipeline.sync_if_changed(ws, settings) is False and rendered == []  # nothing changed: not rendered
+    ws.tenant_dir("newco").mkdir()
+    (ws.tenant_dir("newco") / "data.csv").write_text("text,label\n")
+    assert pipeline.sync_if_changed(ws, settings) is True and "data/tenants/newco/data.csv" in stages(ws)["adapt"]["deps"]
+    (ws.tenant_dir("acme") / "data.csv").unlink()  # acme's file changed type in its own folder
+    (ws.tenant_dir("acme") / "data.jsonl").write_text("{}\n")
+    assert pipeline.sync_if_changed(ws, settings, "hooli") is False  # hooli is listed as it is
+    assert pipeline.sync_if_changed(ws, settings, "acme") is True
+    assert "data/tenants/acme/data.jsonl" in stages(ws)["adapt"]["deps"]
+    assert pipeline.sync_if_changed(ws, tiny_settings(tenants="acme", val_tenants="hooli")) is True

@@ -1,6 +1,7 @@
-"""The read-only sqlite view of the embedded MLflow store (``registry.storage.reader``) answers what
-MLflow's own client answers, on a store that has been tampered with by hand: the read commands
-(`review list`, `lineage`, `audit verify`) use it instead of importing MLflow."""
+"""The read-only view of MLflow's database store (``registry.storage.reader``) answers what MLflow's
+own client answers, on a store that has been tampered with by hand, on sqlite and on PostgreSQL
+(a real server the suite starts): the read commands (`review list`, `lineage`, `audit verify`,
+`predict`) use it instead of importing MLflow."""
 import pytest
 
 from registry.review import approval, lineage
@@ -12,9 +13,10 @@ from workspace.settings import load_settings
 MODEL = "tailor-tenant-rd"
 
 
-@pytest.fixture(scope="module")
-def tampered(tmp_path_factory):
-    ws, settings = g.fresh_workspace(tmp_path_factory.mktemp("reader") / "ws")
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def tampered(request, tmp_path_factory):
+    uri = request.getfixturevalue("postgres").database("reader") if request.param == "postgresql" else ""
+    ws, settings = g.fresh_workspace(tmp_path_factory.mktemp("reader") / "ws", tracking_uri=uri)
     base, base_dir = g.make_base(ws)
     v1 = g.register(ws, base, base_dir, "rd", seed=1)
     approval.approve(ws, settings, "rd", v1, "bob", "ok")
@@ -64,7 +66,9 @@ def test_registry_calls_answer_as_mlflow_does(tampered):
                 "no such model": _error(lambda: c.get_registered_model("tailor-tenant-nobody")),
                 "helpers": (store.has_model(MODEL), store.has_model("tailor-tenant-nobody"),
                             store.alias_version(MODEL, "candidate").version, store.alias_version(MODEL, "x")),
-                "listing": [_version(mv) for mv in store.versions("tailor-tenant-%", like=True)]}
+                "listing": [_version(mv) for mv in store.versions("tailor-tenant-%", like=True)],
+                "pending": [_version(mv) for mv in store.versions("tailor-tenant-%", like=True,
+                                                                  tags={"status": "pending"})]}
 
     through_mlflow, through_view = _both(ws, settings, ask)
     assert through_view == through_mlflow
@@ -101,3 +105,21 @@ def test_drift_and_lineage_read_the_same_through_both(tampered):
     assert "@champion points to v2" in problems and "tag delta_sha256" in problems
     assert "tailor-tenant-other: v1 was deleted outside Tailor" in problems
     assert "moved outside Tailor" in through_mlflow[1]["drift"]
+
+
+def test_review_list_asks_for_one_status_and_pages_as_mlflow_would(tampered):
+    """`review list` reads only the versions with the asked status and only the page's tenants'
+    aliases; a page is the slice of the whole listing, on both backends and both clients."""
+    ws, settings = tampered
+
+    def ask():
+        page: dict = {}
+        rows = approval.list_reviews("pending", settings)
+        return rows, approval.list_reviews("pending", settings, limit=1, offset=1, page=page), page, \
+            approval.list_reviews(None, settings)
+
+    through_mlflow, through_view = _both(ws, settings, ask)
+    assert through_view == through_mlflow
+    rows, second, page, every = through_mlflow
+    assert {r["status"] for r in rows} == {"pending"} and len(rows) == page["total"] >= 2
+    assert second == rows[1:2] and [r for r in every if r["status"] == "pending"] == rows

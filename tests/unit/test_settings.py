@@ -131,3 +131,36 @@ def test_a_fifo_or_an_oversized_file_as_params_yaml_is_refused(tmp_path):
     big.write_text("# " + "x" * (2 << 20) + "\n")
     with pytest.raises(UserError, match="over 1 MB"):
         load_settings(big)
+
+
+def test_a_command_reads_its_settings_once_and_a_changed_file_again(tmp_path, monkeypatch):
+    """The face, the flow and its tasks each open the workspace: the file is parsed once per
+    process while it is unchanged, and again as soon as it changes."""
+    import yaml as yaml_module
+
+    from workspace import settings as module
+
+    path = tmp_path / "params.yaml"
+    path.write_text("adapt:\n  inner_steps: 3\n")
+    parsed = []
+    real = yaml_module.load
+    monkeypatch.setattr(module.yaml, "load", lambda text, Loader: parsed.append(1) or real(text, Loader=Loader))
+    first = module.load_settings(path)
+    assert module.load_settings(path) is first and len(parsed) == 1
+    path.write_text("adapt:\n  inner_steps: 4\n")
+    assert module.load_settings(path).adapt.inner_steps == 4 and len(parsed) == 2
+
+
+@pytest.mark.parametrize("stores, message", [
+    ({"tracking_uri": "postgresql://tailor:secret@db:5432/mlflow"}, "stores.tracking_uri holds a password"),
+    ({"prefect_database_url": "postgresql+asyncpg://tailor:secret@db/prefect"}, "holds a password"),
+    ({"prefect_database_url": "postgresql://tailor@db/prefect"}, "postgresql+asyncpg://"),
+    ({"prefect_database_url": "postgresql+asyncpg://tailor@db/prefect", "prefect_api_url": "http://p:4200/api"},
+     "set one of them"),
+])
+def test_database_settings_carry_no_password_and_name_the_driver_prefect_needs(stores, message):
+    with pytest.raises(UserError, match=message.replace("+", r"\+").replace("(", r"\(")):
+        settings_from_dict({"stores": stores})
+    ok = settings_from_dict({"stores": {"tracking_uri": "postgresql://tailor@db:5432/mlflow",
+                                        "prefect_database_url": "postgresql+asyncpg://tailor@db:5432/prefect"}})
+    assert ok.stores.tracking_uri.startswith("postgresql://")
