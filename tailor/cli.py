@@ -215,9 +215,21 @@ def lineage(tenant: Optional[str] = typer.Argument(None), version: Optional[str]
 
 @audit_app.command("verify")
 def audit_verify(repair: bool = typer.Option(False, "--repair", help="finish interrupted transitions first"),
+                 full: bool = typer.Option(False, "--full", help="every record and every tenant, not only what "
+                                                                  "changed since the last clean verify"),
                  json_out: bool = typer.Option(False, "--json")) -> None:
     """Recompute the audit chain, check its anchors, and name every change made outside Tailor."""
-    commands.audit_verify(_ctx(), repair, json_out)
+    commands.audit_verify(_ctx(), repair, json_out, full)
+
+
+@audit_app.command("rotate-key")
+def audit_rotate_key(reason: str = typer.Option(..., help="why (e.g. the key may have leaked)"),
+                     key_path: Optional[str] = typer.Option(None, "--key-path", help="where the new key goes "
+                                                            "(stores.signing_key); default: where the key is now"),
+                     actor: Optional[str] = _acting("--user"),
+                     json_out: bool = typer.Option(False, "--json")) -> None:
+    """Hand the audit log over to a new signing key: a signed record, the new pin committed to git."""
+    commands.audit_rotate_key(_ctx(), reason, key_path, actor, json_out)
 
 
 @review_app.command("serve")

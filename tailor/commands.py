@@ -477,11 +477,11 @@ def lineage_all(ctx: Context, json_out: bool, html: Path | None) -> dict:
     return report
 
 
-def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False) -> dict:
+def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False, full: bool = False) -> dict:
     ws, _ = ctx.open(read_only=not repair)  # only a repair writes
     from registry.trail.verify import verify_all
 
-    result = verify_all(ws, repair=repair)
+    result = verify_all(ws, repair=repair, full=full)
     if json_out:
         emit_json(result)
     else:
@@ -493,9 +493,35 @@ def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False) -> 
         raise UserError(f"audit verify found {len(result['problems'])} problem(s) "
                         f"({result['records']} record(s) checked); see the lines above")
     if not json_out:
-        print(f"audit log intact: {result['records']} record(s), hash chain, signatures and anchors verified, "
-              f"registry matches the log")
+        print(f"audit log intact: {_checked(result)}")
     return result
+
+
+def _checked(result: dict) -> str:
+    """How much ``audit verify`` read, in words."""
+    c = result["checked"]
+    if c["full"]:
+        return (f"all {result['records']} record(s) checked (hash chain, signatures, anchors, trust root), "
+                "and the registry of every tenant matches the log")
+    new = f"records {c['from']}-{c['to']}" if c["count"] else "no new records"
+    return (f"{new} checked from the checkpoint at record {c['checkpoint']} (of {result['records']}), with the "
+            f"anchors and trust root, and the registry of the {c['tenants']} tenant(s) they touch; "
+            "`--full` checks every record and every tenant")
+
+
+def audit_rotate_key(ctx: Context, reason: str, key_path: str | None, actor: str | None,
+                     json_out: bool = False) -> dict:
+    from registry.trail.identity import resolve
+
+    actor = resolve(actor, "--user")
+    ws, _ = ctx.open()
+    from registry.trail.rotation import rotate
+
+    result = rotate(ws, actor=actor, reason=reason, key_path=key_path)
+    committed = f", committed as {result['committed'][:10]}" if result["committed"] else ""
+    return done(json_out, result, f"audit log handed over to key {result['new'][7:19]} at record {result['record']} "
+                                  f"(was {result['old'][7:19]}); key at {result['key_path']}, audit-signing.pub "
+                                  f"updated{committed}")
 
 
 def review_serve(ctx: Context, host: str, port: int) -> None:
