@@ -87,8 +87,13 @@ def _install(ws: Workspace, record: dict, staging: Path, new_path: Path, target:
 
 
 def set_key_path(params: Path, value: str) -> None:
-    """Write ``stores.signing_key: value`` into params.yaml, keeping every other line."""
+    """Write ``stores.signing_key: value`` into params.yaml, keeping every other line (a file that
+    is not laid out as ``tailor init`` writes it is rewritten from its parsed settings)."""
+    import yaml
+
     text = params.read_text(encoding="utf-8")
+    if text.strip() in ("", "{}"):
+        text = ""
     line = f'  signing_key: "{value}"'
     pattern = re.compile(r"^(  signing_key:)[^#\n]*?(\s*#.*)?$", re.MULTILINE)
     stores = re.search(r"^stores:[ \t]*(#.*)?$", text, re.MULTILINE)
@@ -99,6 +104,14 @@ def set_key_path(params: Path, value: str) -> None:
         text = text[:stores.end()] + "\n" + line + text[stores.end():]
     else:
         text = text.rstrip("\n") + f"\nstores:\n{line}\n"
+    try:
+        ok = (yaml.safe_load(text) or {}).get("stores", {}).get("signing_key") == value
+    except (yaml.YAMLError, AttributeError):
+        ok = False
+    if not ok:
+        raw = yaml.safe_load(params.read_text(encoding="utf-8")) or {}
+        raw.setdefault("stores", {})["signing_key"] = value
+        text = yaml.safe_dump(raw, sort_keys=False)
     params.write_text(text, encoding="utf-8")
 
 
