@@ -104,11 +104,11 @@ def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_ve
 
 
 @task(name="register-base", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def register_task(root: str, result, algorithm: str, data_versions: dict) -> dict:
+def register_task(root: str, result, algorithm: str, data_versions: dict, actor: str = "service:meta-train") -> dict:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
     ref = base_model.register_base(result.base_dir, params=result.params, metrics=result.metrics,
-                                   history=result.history, data_versions=data_versions,
+                                   history=result.history, data_versions=data_versions, actor=actor,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
                                          "algorithm": algorithm,
                                          "best_step": str(result.metrics.get("best_step", "")),
@@ -119,8 +119,10 @@ def register_task(root: str, result, algorithm: str, data_versions: dict) -> dic
 
 
 @flow(name="tailor-meta-train", log_prints=False)
-def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None) -> dict:
-    """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it."""
+def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None,
+                    actor: str = "service:meta-train") -> dict:
+    """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it.
+    ``actor``: who ran it (the register-base record names them)."""
     ws, settings = open_workspace(root)
     deadline_at = deadline_of(settings, started_at)
     configured = settings.meta_train.algorithm  # a different --algorithm is not what dvc.yaml reproduces
@@ -135,7 +137,7 @@ def meta_train_flow(root: str, algorithm: str | None = None, started_at: float |
     check_enough_examples(settings, train, val)   # before the encoder loads and features are cached
     data_versions = {**train_versions, **val_versions}
     result = train_task(root, algorithm, train, val, data_versions, deadline_at)
-    ref = register_task(root, result, settings.meta_train.algorithm, data_versions)
+    ref = register_task(root, result, settings.meta_train.algorithm, data_versions, actor)
     record_stage(root, "meta-train", {
         "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,
         "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions},

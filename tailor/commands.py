@@ -103,9 +103,11 @@ def init(directory: Path, json_out: bool = False) -> dict:
                 f"workspace ready at {ws.root}\n  settings: {ws.params_file}\n  next: tailor ingest TENANT FILE")
 
 
-def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dict:
+def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False, user: str | None = None) -> dict:
     from data_checks.reading import check_input
+    from registry.trail.identity import resolve
 
+    person = resolve(user, "--user")  # the author of the data's git commit
     check_tenant_id(tenant)
     check_input(file)  # a missing file, folder, link or device: refused before Prefect starts
     ws, settings = ctx.open(mlflow=False)
@@ -123,7 +125,7 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
         ctx.start_prefect(ws, settings, "flows.ingest")
         from flows.ingest import ingest_flow
 
-        result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
+        result = ingest_flow(str(ws.root), tenant, str(file.absolute()), person)
         _sync_pipeline(ws)
     if json_out:
         emit_json(result)
@@ -140,16 +142,19 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
     return result
 
 
-def ingest_dir(ctx: Context, folder: Path, json_out: bool = False) -> list[dict]:
+def ingest_dir(ctx: Context, folder: Path, json_out: bool = False, user: str | None = None) -> list[dict]:
     """Every ``<tenant-id>.csv|.jsonl`` of ``folder`` through one flow; exit 2 when a file was refused
     (the others are versioned)."""
+    from registry.trail.identity import resolve
+
+    person = resolve(user, "--user")
     if not folder.is_dir():
         raise UserError(f"--dir {folder}: no such folder")
     with working(f"ingesting the tenant files of {printable(str(folder))}"):
         ws, _ = ctx.open(prefect=True, mlflow=False, preload="flows.bulk_ingest")
         from flows.bulk_ingest import ingest_dir_flow
 
-        outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()))
+        outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()), person)
         _sync_pipeline(ws)
     if json_out:
         emit_json(outcomes)
@@ -188,13 +193,16 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
     return report.to_dict()
 
 
-def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False) -> dict:
+def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False, user: str | None = None) -> dict:
     started = time.time()   # meta_train.max_minutes bounds the whole command, from here
+    from registry.trail.identity import resolve
+
+    person = resolve(user, "--user")  # the register-base record names who trained it
     with answering(json_out), working("meta-training the base (meta_train.max_minutes bounds it)"):
         ws, _ = ctx.open(prefect=True, preload="flows.training")
         from flows.training import meta_train_flow
 
-        ref = meta_train_flow(str(ws.root), algorithm, started)
+        ref = meta_train_flow(str(ws.root), algorithm, started, person)
     return done(json_out, ref, f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…): weights of "
                                f"meta-step {ref.get('best_step')}, {time.time() - started:.0f}s in all")
 
