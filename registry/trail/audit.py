@@ -28,16 +28,14 @@ from datetime import datetime, timezone
 
 from registry.storage import store
 from registry.trail import anchor, keys
+from registry.trail.index import (BASE_KEY, EXPERIMENT, GENESIS, all_records, by_seq, descending,  # noqa: F401
+                                  experiment, records, records_after, remote_head, scope_of, search,
+                                  tags_of as _tags_of)
 from workspace import signing
 from workspace.errors import UserError
 from workspace.paths import Workspace
 
-GENESIS = "0" * 64
-EXPERIMENT = "tailor-audit"
 CHAMPION_ACTIONS = ("approve", "rollback")  # the records that move a tenant's @champion
-_CHUNK = 7000  # MLflow tag values hold 8,000 characters: longer records are split over tags
-BASE_KEY = "_base"  # the lock/record key of tailor-base's transitions
-_PAGE = 200
 
 
 def now() -> str:
@@ -79,11 +77,6 @@ def lock(ws: Workspace, key: str, timeout: float = 120.0):
 _record_message = keys.record_message
 
 
-def scope_of(record: dict) -> str:
-    """The sub-chain a record belongs to: its tenant, ``_base`` (tailor-base) or ``_keys``."""
-    return record.get("scope") or record.get("tenant") or BASE_KEY
-
-
 def scope_name(scope: str) -> str:
     return {BASE_KEY: "tailor-base", keys.SCOPE: "the signing keys"}.get(scope, f"tenant {scope}")
 
@@ -97,7 +90,7 @@ def keyring(ws: Workspace | None) -> keys.Keyring:
     public, why = signing.verifying_key(ws or _workspace_of_store(), store.signing_key_setting())
     if public is None:
         return keys.Keyring([], f"cannot check who wrote the audit log: {why}")
-    rotations = [r for r in _search(f"tags.action = '{keys.ROTATE}'") if r and scope_of(r) == keys.SCOPE]
+    rotations = [r for r in search(f"tags.action = '{keys.ROTATE}'") if r and scope_of(r) == keys.SCOPE]
     return keys.build(signing.raw_public(public), rotations, hash_ok)
 
 
@@ -123,92 +116,13 @@ def _workspace_of_store() -> Workspace | None:
 
 
 def workspace() -> Workspace | None:
-    """The workspace whose anchor and marks the checks read: the configured one, else the store's."""
-    return store.workspace() or _workspace_of_store()
-
-
-def _experiment() -> str:
-    return store.experiment_id(EXPERIMENT)
-
-
-def _remote_head(exp_id: str | None) -> dict:
-    """The experiment's ``head`` tag: only a hint where the log ends (a store writer can set it)."""
-    if exp_id is None:  # read-only, before the first record
-        return {"count": 0, "hash": GENESIS}
-    tags = store.client().get_experiment(exp_id).tags
-    try:
-        head = json.loads(tags["head"])
-        return {"count": int(head["count"]), "hash": str(head["hash"])}
-    except (KeyError, ValueError, TypeError):
-        return {"count": 0, "hash": GENESIS}
-
-
-def _tags_of(record: dict) -> dict[str, str]:
-    text = json.dumps(record, sort_keys=True, ensure_ascii=False)
-    tags = {"seq": f"{record['seq']:09d}", "tenant": scope_of(record),
-            "action": record["action"], "phase": record.get("phase") or "event"}
-    for i in range(0, len(text), _CHUNK):
-        tags[f"record_{i // _CHUNK}"] = text[i:i + _CHUNK]
-    return tags
-
-
-def _parse(run) -> dict | None:
-    tags, parts, i = run.data.tags, [], 0
-    while f"record_{i}" in tags:
-        parts.append(tags[f"record_{i}"])
-        i += 1
-    try:
-        record = json.loads("".join(parts))
-    except ValueError:
-        return None
-    if not isinstance(record, dict) or not isinstance(record.get("seq"), int):
-        return None
-    record["_run_id"] = run.info.run_id
-    return record
-
-
-def _search(filter_string: str = "", max_results: int | None = None) -> list[dict | None]:
-    """Records matching ``filter_string``, in the order of their ``seq`` tag (unparseable runs are
-    returned as None)."""
-    c, out, token = store.client(), [], None
-    exp = _experiment()
-    if exp is None:  # read-only, before the first record
-        return out
-    while True:
-        page = c.search_runs([exp], filter_string=filter_string, order_by=["tags.seq ASC"],
-                             max_results=min(max_results or 50000, 50000), page_token=token)
-        out.extend(_parse(run) for run in page)
-        token = page.token
-        if not token or (max_results and len(out) >= max_results):
-            return out
-
-
-def _by_seq(seq: int) -> dict | None:
-    """The record whose *content* says ``seq`` among the runs tagged so (a run whose tag lies is skipped)."""
-    return next((r for r in _search(f"tags.seq = '{seq:09d}'") if r and r["seq"] == seq), None)
-
-
-def records_after(count: int, expect: int = 0) -> tuple[list[dict | None], dict | None]:
-    """(the runs tagged above ``count`` as records, oldest first; the record tagged ``count``), read
-    newest first and stopping there, so the cost is that of the new records, not of the log."""
-    exp = _experiment()
-    if exp is None:
-        return [], None
-    c, out, token = store.client(), [], None
-    size = max(2, min(_PAGE, expect + 2))
-    while True:
-        page = c.search_runs([exp], order_by=["tags.seq DESC"], max_results=size, page_token=token)
-        for run in page:
-            tag = run.data.tags.get("seq", "")
-            if tag.isdigit() and int(tag) <= count:
-                record = _parse(run)
-                return out[::-1], record if record and record["seq"] == count else None
-            if tag.isdigit():
-                out.append(_parse(run))
-        token = page.token
-        if not token:
-            return out[::-1], None
-        size = _PAGE
+    """The workspace whose anchor and marks the checks read: the configured one, else the one whose
+    embedded store this is, else ``TAILOR_HOME`` or the current folder when it is a workspace (a
+    pyfunc under ``mlflow models serve``)."""
+    found = store.workspace() or _workspace_of_store()
+    if found is None and Workspace.find().params_file.is_file():
+        found = Workspace.find()
+    return found
 
 
 def link_problem(prev: dict | None, record: dict | None, ring: keys.Keyring) -> str | None:
@@ -237,7 +151,7 @@ def checked_tail(ws: Workspace, ring: keys.Keyring) -> dict | None:
     trusts (a fresh clone, the first record, a lost anchor), the whole chain is checked once."""
     local, _ = anchor.load(ws, ring, store.tracking_uri())
     start = local["count"] if local else 0
-    recs, boundary = records_after(start, _remote_head(_experiment())["count"] - start)
+    recs, boundary = records_after(start, remote_head(experiment())["count"] - start)
     prev = None
     if start:
         if boundary is None or boundary.get("hash") != local["hash"]:
@@ -256,29 +170,19 @@ def signed_tail(ws: Workspace | None, ring: keys.Keyring) -> dict | None:
     """The newest record of the signed chain, for a reader: from the newer of the registry's head
     tag and this workspace's anchor, forward while the next record is chained and signed. Acting
     on it goes through ``append``, which checks the whole way from the anchor."""
-    exp = _experiment()
+    exp = experiment()
     if exp is None:
         return None
-    hint = max(_remote_head(exp)["count"], anchor.peek_count(ws) if ws else 0)
-    record = _by_seq(hint) if hint else None
+    hint = max(remote_head(exp)["count"], anchor.peek_count(ws) if ws else 0)
+    record = by_seq(hint) if hint else None
     if not trusted(record, ring):
-        record = next((r for r in _descending() if trusted(r, ring)), None)
+        record = next((r for r in descending() if trusted(r, ring)), None)
     while record is not None:
-        nxt = _by_seq(record["seq"] + 1)
+        nxt = by_seq(record["seq"] + 1)
         if nxt is None or nxt.get("prev_hash") != record["hash"] or not trusted(nxt, ring):
             break
         record = nxt
     return record
-
-
-def _descending():
-    exp, token = _experiment(), None
-    while exp is not None:
-        page = store.client().search_runs([exp], order_by=["tags.seq DESC"], max_results=_PAGE, page_token=token)
-        yield from (_parse(run) for run in page)
-        token = page.token
-        if not token:
-            return
 
 
 def next_open(before: dict, record: dict) -> dict[str, list[int]]:
@@ -303,7 +207,7 @@ def open_of(head: dict | None, ring: keys.Keyring) -> dict[str, list[int]]:
         return head["open"]
     if head["hash"] not in _LEGACY:
         state: dict = {}
-        for record in sorted((r for r in _search() if trusted(r, ring) and r["seq"] <= head["seq"]),
+        for record in sorted((r for r in search() if trusted(r, ring) and r["seq"] <= head["seq"]),
                              key=lambda r: r["seq"]):
             state = next_open(state, record)
         _LEGACY.clear()
@@ -383,7 +287,7 @@ def append(ws: Workspace, *, actor: str, action: str, tenant: str | None, frm: s
     the anchors forward; returns the record."""
     setting = store.signing_key_setting()
     key = signing.ensure_key(ws, setting)
-    exp = _experiment()
+    exp = experiment()
     with lock(ws, "audit"):
         root = trust_root_problems(ws, setting)
         if root:
@@ -431,30 +335,11 @@ def open_intents(tenant: str | None, every_tenant: bool = False) -> list[dict]:
                     for s in seqs)
     out = []
     for seq in wanted:
-        record = _by_seq(seq)
+        record = by_seq(seq)
         if not trusted(record, ring) or record.get("phase") != "intent":
             raise UserError(f"audit record {seq}, a transition the log says is under way, is missing or not signed: "
                             "run `tailor audit verify`")
         out.append(record)
-    return out
-
-
-def all_records() -> list[dict | None]:
-    return _search()
-
-
-def records(ws: Workspace | None = None, tenant: str | None = None) -> list[dict]:
-    """Every record (of one scope: a tenant, ``_base``, ``_keys``), oldest first. The index only
-    finds them: a record whose content names another scope is left out, unreadable ones are
-    skipped (``verify`` names them), an exact copy of a record counts once."""
-    found = _search("" if tenant is None else f"tags.tenant = '{tenant}'")
-    out, seen = [], set()
-    for r in sorted((r for r in found if r), key=lambda r: r["seq"]):
-        if tenant is not None and scope_of(r) != tenant:
-            continue
-        if (r["seq"], r.get("hash")) not in seen:
-            seen.add((r["seq"], r.get("hash")))
-            out.append(r)
     return out
 
 

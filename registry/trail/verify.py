@@ -10,7 +10,7 @@ scope and every tenant; a verify that finds nothing wrong moves the checkpoint f
 from __future__ import annotations
 
 from registry.storage import store
-from registry.trail import anchor, audit, drift, transitions
+from registry.trail import anchor, audit, drift, index, transitions
 from workspace import gitrepo, signing
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -30,7 +30,7 @@ def chain(ws: Workspace, full: bool = True, reanchor: bool = False) -> dict:
     uri = store.tracking_uri()
     cp = None if full else anchor.load_checkpoint(ws, ring, uri)
     start = cp["count"] if cp else 0
-    hint = audit._remote_head(audit._experiment())["count"]
+    hint = index.remote_head(index.experiment())["count"]
     recs, boundary = audit.records_after(start, max(hint - start, 0))
     problems: list[str] = []
     if ring.problem and (recs or start):
@@ -58,7 +58,7 @@ def chain(ws: Workspace, full: bool = True, reanchor: bool = False) -> dict:
     head = {"count": prev["seq"] if prev else 0, "hash": prev["hash"] if prev else audit.GENESIS}
     reanchored = False
     if not problems:
-        problems += _check_anchor("registry anchor (experiment tag)", audit._remote_head(audit._experiment()),
+        problems += _check_anchor("registry anchor (experiment tag)", index.remote_head(index.experiment()),
                                   head, recs, boundary)
         local, why = anchor.load(ws, ring, uri)
         if local is None and (why or head["count"]):
@@ -111,7 +111,7 @@ def _check_anchor(name: str, head_seen: dict, head: dict, recs: list, boundary: 
     if record is None and boundary is not None and boundary["seq"] == count:
         record = boundary
     if record is None:
-        record = audit._by_seq(count)
+        record = index.by_seq(count)
     if record is None or record.get("hash") != head_seen.get("hash"):
         return [f"{name}: record {count} differs from the anchored one: the log was rewritten"]
     return []

@@ -126,3 +126,38 @@ def test_a_swapped_delta_and_an_edited_code_file_serve_nothing_in_a_fresh_proces
     served = [line for line in out.stdout.splitlines() if line.startswith("SERVED")]
     assert not served, f"served {served} (bundled code edited: {[str(p.relative_to(root)) for p in edited]})"
     assert out.returncode != 0 and "delta bytes" in out.stderr
+
+
+def test_a_version_registered_by_older_code_loads_with_todays_checks(reg, pair, monkeypatch, tmp_path):  # noqa: F811
+    """Versions logged before carry a pickled ``TenantModel`` and their files under ``artifacts/``:
+    in a process where Tailor is installed they load through today's loader and checks, and
+    `tailor predict` finds their files too. (`mlflow models serve` in a fresh process still runs the
+    code bundled in such a folder: docs/security.md says how to retire them.)"""
+    import shutil
+
+    from registry.artifacts import pyfunc, serving
+
+    def logged_as_before(delta_dir, base_dir):
+        staging = tmp_path / "before"
+        for key, src in (("delta", delta_dir), ("base", base_dir)):
+            shutil.copytree(src, staging / "artifacts" / key)
+        return mlflow.pyfunc.log_model(name="model", python_model=pyfunc.TenantModel(),
+                                       artifacts={k: str(staging / "artifacts" / k) for k in ("delta", "base")},
+                                       pip_requirements=["mlflow"], model_config={"tenant": "nc-old"})
+
+    monkeypatch.setattr(pyfunc, "log_tenant_model", logged_as_before)
+    version = _adapted(reg, "nc-old", ["music", "sport"], 3)
+    root = _folder("nc-old", version)
+    assert (root / "python_model.pkl").is_file() and (root / "artifacts" / "delta").is_dir()
+    labels = _labels(f"models:/tailor-tenant-nc-old/{version}")
+    assert set(labels) <= {"Music", "Sport"}
+    approve(reg, "nc-old", version, override_reason="tiny test encoder")
+    assert [r["label"] for r in serving.predict("nc-old", TEXTS)] == labels
+    delta = root / "artifacts" / "delta" / "delta.safetensors"
+    original = delta.read_bytes()
+    delta.write_bytes((pair["root_b"] / "data" / "artifacts" / "delta" / "delta.safetensors").read_bytes())
+    try:
+        with pytest.raises(Exception, match="delta bytes"):
+            _labels("models:/tailor-tenant-nc-old@champion")
+    finally:
+        delta.write_bytes(original)
