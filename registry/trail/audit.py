@@ -274,7 +274,7 @@ def trust_root_problems(ws: Workspace, setting: str) -> list[str]:
     if pinned is not None and keys.fingerprint(pinned) != data.get("key"):
         out.append(f"{signing.PUBLIC_FILE} (key {keys.short(keys.fingerprint(pinned))}) is not the key the workspace "
                    f"anchor pins ({keys.short(data.get('key'))}): a key changes only by `tailor audit rotate-key`")
-    if (setting or signing.DEFAULT_KEY) != data.get("key_path"):
+    if signing.key_path(ws, setting) != signing.key_path(ws, str(data.get("key_path") or "")):
         out.append(f"stores.signing_key is {setting or signing.DEFAULT_KEY!r} but the workspace anchor pins "
                    f"{data.get('key_path')!r}: the key's path changes only by `tailor audit rotate-key`")
     return out
