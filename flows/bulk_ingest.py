@@ -125,13 +125,13 @@ def validate_batch(root: str, batch: list[tuple[str, str]], loaded: dict, unread
 
 
 @task(name="version-batch", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def version_batch(root: str, valid: list[dict]) -> list[dict]:
-    """One DVC add + push and one git commit for the batch's valid files."""
+def version_batch(root: str, valid: list[dict], author: str = "") -> list[dict]:
+    """One DVC add + push and one git commit (by ``author``) for the batch's valid files."""
     from workspace.bulk_versioning import track_many
 
     ws, settings = open_workspace(root)
     done = track_many(ws, [(o["tenant"], Path(o["file"]), o["md5"]) for o in valid], settings.stores,
-                      max_bytes=settings.limits.max_bytes)
+                      max_bytes=settings.limits.max_bytes, author=author)
     return [{**o, "status": "failed", "reason": done[o["tenant"]]} if isinstance(done[o["tenant"]], str)
             else {**o, "status": "versioned", "data_version": done[o["tenant"]].to_dict()} for o in valid]
 
@@ -158,8 +158,9 @@ def _run_name() -> str:
 
 
 @flow(name="tailor-ingest-dir", flow_run_name=_run_name, log_prints=False)
-def ingest_dir_flow(root: str, folder: str) -> list[dict]:
-    """Ingest every tenant file of ``folder``; one outcome per file, in file order."""
+def ingest_dir_flow(root: str, folder: str, author: str = "") -> list[dict]:
+    """Ingest every tenant file of ``folder``; one outcome per file, in file order. ``author``: who
+    ran it, the author of the data's git commits."""
     logger = get_run_logger()
     _, settings = open_workspace(root)
     files, outcomes = plan_files(Path(folder))
@@ -182,7 +183,7 @@ def ingest_dir_flow(root: str, folder: str) -> list[dict]:
                 outcomes += _collect(*pending, bar)
             valid = [o for o in checked if o["status"] == "valid"]
             pending = (version_batch.with_options(task_run_name=f"version-batch-{k}-of-{len(batches)}").submit(
-                root, valid), valid) if valid else None
+                root, valid, author), valid) if valid else None
         if pending is not None:
             outcomes += _collect(*pending, bar)
         if files:

@@ -35,10 +35,10 @@ def validate_file(root: str, tenant: str, file: str) -> dict:
 
 
 @task(name="version-data", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def version_data(root: str, tenant: str, file: str, md5: str) -> dict:
+def version_data(root: str, tenant: str, file: str, md5: str, author: str = "") -> dict:
     ws, settings = open_workspace(root)
     return versioning.track(ws, tenant, Path(file), settings.stores, expected_md5=md5,
-                            max_bytes=settings.limits.max_bytes).to_dict()
+                            max_bytes=settings.limits.max_bytes, author=author).to_dict()
 
 
 @task(name="quarantine-file", cache_policy=NO_CACHE, retries=1, retry_condition_fn=io_retry)
@@ -48,8 +48,9 @@ def quarantine_file(root: str, tenant: str, file: str, report: dict | str) -> st
 
 
 @flow(name="tailor-ingest", flow_run_name="ingest-{tenant}", log_prints=False)
-def ingest_flow(root: str, tenant: str, file: str) -> dict:
-    """Returns {"tenant", "passed", "data_version" | "quarantined", "report"}."""
+def ingest_flow(root: str, tenant: str, file: str, author: str = "") -> dict:
+    """Returns {"tenant", "passed", "data_version" | "quarantined", "report"}. ``author``: who ran
+    it, the author of the data's git commit."""
     check_tenant_id(tenant)
     try:
         report = validate_file(root, tenant, file)
@@ -59,5 +60,5 @@ def ingest_flow(root: str, tenant: str, file: str) -> dict:
     if not report["passed"]:
         where = quarantine_file(root, tenant, file, report)
         return {"tenant": tenant, "passed": False, "quarantined": where, "page": report.pop("page"), "report": report}
-    version = version_data(root, tenant, file, report.pop("file_md5"))
+    version = version_data(root, tenant, file, report.pop("file_md5"), author)
     return {"tenant": tenant, "passed": True, "data_version": version, "page": report.pop("page"), "report": report}

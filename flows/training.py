@@ -167,11 +167,13 @@ def evidence_task(root: str, result, tenants: dict, data_versions: dict, deadlin
 
 
 @task(name="register-base", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def register_task(root: str, result, algorithm: str, data_versions: dict, evidence_summary: dict | None = None) -> dict:
+def register_task(root: str, result, algorithm: str, data_versions: dict, evidence_summary: dict | None = None,
+                  actor: str = "service:meta-train") -> dict:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
     ref = base_model.register_base(result.base_dir, params=result.params, metrics=result.metrics,
                                    history=result.history, data_versions=data_versions, evidence=evidence_summary,
+                                   actor=actor,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
                                          "algorithm": algorithm, "kept": str(result.metrics.get("kept", "")),
                                          "adapt_steps": str(result.metrics.get("adapt_steps", "")),
@@ -185,10 +187,11 @@ def register_task(root: str, result, algorithm: str, data_versions: dict, eviden
 
 @flow(name="tailor-meta-train", log_prints=False)
 def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None,
-                    register_anyway: bool = False) -> dict:
+                    register_anyway: bool = False, actor: str = "service:meta-train") -> dict:
     """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it.
     A base on which no training step improved the held-out score is not registered unless
-    ``register_anyway``: it would be the start weights under a new name."""
+    ``register_anyway``: it would be the start weights under a new name. ``actor``: who ran it (the
+    register-base record names them)."""
     ws, settings = open_workspace(root)
     configured = settings.meta_train.algorithm  # a different --algorithm is not what dvc.yaml reproduces
     if algorithm:
@@ -218,7 +221,7 @@ def meta_train_flow(root: str, algorithm: str | None = None, started_at: float |
         return {"registered": False, "reason": "no training step improved the held-out score",
                 "metrics": result.metrics, "best_step": result.metrics.get("best_step"),
                 "stop_reason": result.metrics.get("stop_reason"), "evidence": summary}
-    ref = register_task(root, result, settings.meta_train.algorithm, data_versions, summary)
+    ref = register_task(root, result, settings.meta_train.algorithm, data_versions, summary, actor)
     record_stage(root, "meta-train", {
         "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,
         "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions,

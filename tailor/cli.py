@@ -59,6 +59,11 @@ def _acting(old_name: str):
                                                        f"Old name: {old_name}")
 
 
+def _person():
+    """``--user`` on a command that had no acting person before."""
+    return typer.Option(None, "--user", help="who acts; must be you (TAILOR_USER or the OS user)")
+
+
 def _dry_run(help: str = "run every check and say what would happen; change nothing"):
     return typer.Option(False, "--dry-run", help=help)
 
@@ -104,17 +109,18 @@ def demo(fresh: bool = typer.Option(False, "--fresh", help="delete the demo work
 @app.command()
 def ingest(tenant: Optional[str] = typer.Argument(None), file: Optional[Path] = typer.Argument(None),
            folder: Optional[Path] = typer.Option(None, "--dir", help="every <tenant-id>.csv|.jsonl of a folder"),
+           user: Optional[str] = _person(),
            json_out: bool = typer.Option(False, "--json")) -> None:
     """Validate a tenant's CSV/JSONL file and version it with DVC; prints the data version. With
     --dir, every file of a folder (file name = tenant id) through one flow, versioned in batches."""
     if folder is not None:
         if tenant or file:
             raise UserError("give TENANT FILE or --dir DIR (not both)")
-        commands.ingest_dir(_ctx(), folder, json_out)
+        commands.ingest_dir(_ctx(), folder, json_out, user)
         return
     if not tenant or file is None:
         raise UserError("give TENANT FILE, or --dir DIR for a folder of <tenant-id>.csv files")
-    commands.ingest(_ctx(), tenant, file, json_out)
+    commands.ingest(_ctx(), tenant, file, json_out, user)
 
 
 @app.command()
@@ -128,9 +134,10 @@ def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default
                register_anyway: bool = typer.Option(False, "--register-anyway",
                                                     help="register the base even when no training step improved "
                                                          "on its start"),
+               user: Optional[str] = _person(),
                json_out: bool = typer.Option(False, "--json")) -> None:
     """Train the base on the workspace's tenants, judge it on tenants held out of training, register it."""
-    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out, register_anyway)
+    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out, register_anyway, user)
 
 
 @app.command()
@@ -228,9 +235,21 @@ def lineage(tenant: Optional[str] = typer.Argument(None), version: Optional[str]
 
 @audit_app.command("verify")
 def audit_verify(repair: bool = typer.Option(False, "--repair", help="finish interrupted transitions first"),
+                 full: bool = typer.Option(False, "--full", help="every record and every tenant, not only what "
+                                                                  "changed since the last clean verify"),
                  json_out: bool = typer.Option(False, "--json")) -> None:
     """Recompute the audit chain, check its anchors, and name every change made outside Tailor."""
-    commands.audit_verify(_ctx(), repair, json_out)
+    commands.audit_verify(_ctx(), repair, json_out, full)
+
+
+@audit_app.command("rotate-key")
+def audit_rotate_key(reason: str = typer.Option(..., help="why (e.g. the key may have leaked)"),
+                     key_path: Optional[str] = typer.Option(None, "--key-path", help="where the new key goes "
+                                                            "(stores.signing_key); default: where the key is now"),
+                     actor: Optional[str] = _person(),
+                     json_out: bool = typer.Option(False, "--json")) -> None:
+    """Hand the audit log over to a new signing key: a signed record, the new pin committed to git."""
+    commands.audit_rotate_key(_ctx(), reason, key_path, actor, json_out)
 
 
 @review_app.command("serve")

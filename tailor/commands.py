@@ -128,9 +128,11 @@ def init(directory: Path, json_out: bool = False) -> dict:
                 f"workspace ready at {ws.root}\n  settings: {ws.params_file}\n  next: tailor ingest TENANT FILE")
 
 
-def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dict:
+def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False, user: str | None = None) -> dict:
     from data_checks.reading import check_input
+    from registry.trail.identity import resolve
 
+    person = resolve(user, "--user")  # the author of the data's git commit
     check_tenant_id(tenant)
     check_input(file)  # a missing file, folder, link or device: refused before Prefect starts
     ws, settings = ctx.open(mlflow=False)
@@ -148,7 +150,7 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
         ctx.start_prefect(ws, settings, "flows.ingest")
         from flows.ingest import ingest_flow
 
-        result = ingest_flow(str(ws.root), tenant, str(file.absolute()))
+        result = ingest_flow(str(ws.root), tenant, str(file.absolute()), person)
         _sync_pipeline(ws, settings, tenant)
     if json_out:
         emit_json(result)
@@ -165,16 +167,19 @@ def ingest(ctx: Context, tenant: str, file: Path, json_out: bool = False) -> dic
     return result
 
 
-def ingest_dir(ctx: Context, folder: Path, json_out: bool = False) -> list[dict]:
+def ingest_dir(ctx: Context, folder: Path, json_out: bool = False, user: str | None = None) -> list[dict]:
     """Every ``<tenant-id>.csv|.jsonl`` of ``folder`` through one flow; exit 2 when a file was refused
     (the others are versioned)."""
+    from registry.trail.identity import resolve
+
+    person = resolve(user, "--user")
     if not folder.is_dir():
         raise UserError(f"--dir {folder}: no such folder")
     with working(f"ingesting the tenant files of {printable(str(folder))}"):
         ws, settings = ctx.open(prefect=True, mlflow=False, preload="flows.bulk_ingest")
         from flows.bulk_ingest import ingest_dir_flow
 
-        outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()))
+        outcomes = ingest_dir_flow(str(ws.root), str(folder.absolute()), person)
         _sync_pipeline(ws, settings)
     if json_out:
         emit_json(outcomes)
@@ -213,13 +218,17 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
     return report.to_dict()
 
 
-def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False, register_anyway: bool = False) -> dict:
+def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False, register_anyway: bool = False,
+               user: str | None = None) -> dict:
     started = time.time()   # meta_train.max_minutes bounds the whole command, from here
+    from registry.trail.identity import resolve
+
+    person = resolve(user, "--user")  # the register-base record names who trained it
     with answering(json_out), working("training the base (meta_train.max_minutes bounds it)"):
         ws, _ = ctx.open(prefect=True, preload="flows.training")
         from flows.training import meta_train_flow
 
-        ref = meta_train_flow(str(ws.root), algorithm, started, register_anyway)
+        ref = meta_train_flow(str(ws.root), algorithm, started, register_anyway, person)
     if not json_out and ref.get("evidence"):
         print(evidence_table(ref["evidence"]))
     took = f"{time.time() - started:.0f}s in all"
@@ -548,11 +557,11 @@ def lineage_all(ctx: Context, json_out: bool, html: Path | None, force: bool = F
     return report
 
 
-def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False) -> dict:
+def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False, full: bool = False) -> dict:
     ws, _ = ctx.open(read_only=not repair)  # only a repair writes
     from registry.trail.verify import verify_all
 
-    result = verify_all(ws, repair=repair)
+    result = verify_all(ws, repair=repair, full=full)
     if json_out:
         emit_json(result)
     else:
@@ -564,9 +573,35 @@ def audit_verify(ctx: Context, repair: bool = False, json_out: bool = False) -> 
         raise UserError(f"audit verify found {len(result['problems'])} problem(s) "
                         f"({result['records']} record(s) checked); see the lines above")
     if not json_out:
-        print(f"audit log intact: {result['records']} record(s), hash chain, signatures and anchors verified, "
-              f"registry matches the log")
+        print(f"audit log intact: {_checked(result)}")
     return result
+
+
+def _checked(result: dict) -> str:
+    """How much ``audit verify`` read, in words."""
+    c = result["checked"]
+    if c["full"]:
+        return (f"all {result['records']} record(s) checked (hash chain, signatures, anchors, trust root), "
+                "and the registry of every tenant matches the log")
+    new = f"records {c['from']}-{c['to']}" if c["count"] else "no new records"
+    return (f"{new} checked from the checkpoint at record {c['checkpoint']} (of {result['records']}), with the "
+            f"anchors and trust root, and the registry of the {c['tenants']} tenant(s) they touch; "
+            "`--full` checks every record and every tenant")
+
+
+def audit_rotate_key(ctx: Context, reason: str, key_path: str | None, actor: str | None,
+                     json_out: bool = False) -> dict:
+    from registry.trail.identity import resolve
+
+    actor = resolve(actor, "--user")
+    ws, _ = ctx.open()
+    from registry.trail.rotation import rotate
+
+    result = rotate(ws, actor=actor, reason=reason, key_path=key_path)
+    committed = f", committed as {result['committed'][:10]}" if result["committed"] else ""
+    return done(json_out, result, f"audit log handed over to key {result['new'][7:19]} at record {result['record']} "
+                                  f"(was {result['old'][7:19]}); key at {result['key_path']}, audit-signing.pub "
+                                  f"updated{committed}")
 
 
 def review_serve(ctx: Context, host: str, port: int) -> None:

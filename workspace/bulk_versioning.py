@@ -16,6 +16,7 @@ from pathlib import Path
 from workspace import faults, journal, remote
 from workspace.dvcfiles import SUFFIXES, DataVersion, dvc_path, dvc_repo, md5_of, rel, version_of
 from workspace.errors import UserError
+from workspace.gitrepo import author as git_author
 from workspace.gitrepo import git
 from workspace.paths import Workspace
 from workspace.recovery import recover, restore_committed
@@ -26,7 +27,7 @@ from workspace.versioning import (_drop_other_data, _require_repo, _stage_copy, 
 
 
 def track_many(ws: Workspace, files: list[tuple[str, Path, str | None]], store: StoreSettings | None = None,
-               max_bytes: int | None = None) -> dict[str, DataVersion | str]:
+               max_bytes: int | None = None, author: str = "") -> dict[str, DataVersion | str]:
     """Make each ``(tenant, src, expected md5 or None)`` the tenant's data, in one DVC add + push and
     one git commit; tenant -> its version, or why its file was not versioned (a file that changed
     since it was validated, or cannot be copied). Unchanged files keep their version, no commit.
@@ -65,14 +66,15 @@ def track_many(ws: Workspace, files: list[tuple[str, Path, str | None]], store: 
                     continue
                 staged[tenant] = (copy, target)
             if staged:
-                out.update(_commit_batch(ws, staged, where))
+                out.update(_commit_batch(ws, staged, where, author))
         finally:
             for copy, _ in staged.values():
                 copy.unlink(missing_ok=True)
     return out
 
 
-def _commit_batch(ws: Workspace, staged: dict[str, tuple[Path, Path]], where: str) -> dict[str, DataVersion]:
+def _commit_batch(ws: Workspace, staged: dict[str, tuple[Path, Path]], where: str,
+                  author: str = "") -> dict[str, DataVersion]:
     entries = {tenant: journal.begin(ws, tenant, "ingest") for tenant in staged}
     faults.point("bulk:journaled")
     try:
@@ -94,7 +96,8 @@ def _commit_batch(ws: Workspace, staged: dict[str, tuple[Path, Path]], where: st
         folders = [rel(ws, ws.tenant_dir(tenant)) for tenant in staged]
         git(ws, "add", "-A", "--", *folders)
         if git(ws, "diff", "--cached", "--quiet", "--", *folders, check=False, rc=True):
-            git(ws, "commit", "-q", "-m", f"data: {len(staged)} tenant(s) (bulk ingest)", "--", *folders)
+            git(ws, "commit", "-q", *([f"--author={git_author(author)}"] if author else []),
+                "-m", f"data: {len(staged)} tenant(s) (bulk ingest)", "--", *folders)
         commit = git(ws, "rev-parse", "HEAD")
         faults.point("bulk:committed")
     except BaseException:

@@ -38,6 +38,14 @@ def git(ws: Workspace, *args: str, check: bool = True, rc: bool = False):
     return done.stdout.strip() if done.returncode == 0 else ""
 
 
+def author(person: str) -> str:
+    """A git ``--author`` for the person who acted (``--user``/``TAILOR_USER``): their name, no
+    address (git records who committed, this records who asked). Angle brackets and newlines,
+    which git's author line cannot hold, are dropped."""
+    name = "".join(ch for ch in str(person) if ch not in "<>\n\r").strip() or "unknown"
+    return f"{name} <>"
+
+
 def git_blobs(ws: Workspace, specs: list[str]) -> list[str | None]:
     """Contents of ``<rev>:<path>`` specs in one ``git cat-file --batch`` call (None if absent)."""
     if not specs:

@@ -51,10 +51,12 @@ def _exclusive_write(path: Path, data: bytes, mode: int) -> bool:
         tmp.unlink(missing_ok=True)
 
 
-def _raw_public(key) -> bytes:
+def raw_public(key) -> bytes:
+    """The raw 32 bytes of a private or public Ed25519 key's public half."""
     from cryptography.hazmat.primitives import serialization
 
-    return key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    public = key.public_key() if hasattr(key, "public_key") else key
+    return public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
 
 
 def _load_private(path: Path):
@@ -77,46 +79,86 @@ def pinned_public(ws: Workspace) -> bytes | None:
     the file is not one."""
     path = public_path(ws)
     try:
-        text = path.read_text(encoding="utf-8").split()
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         return None
     except (OSError, UnicodeDecodeError):
         raise UserError(f"{PUBLIC_FILE} is unreadable") from None
-    try:
-        if len(text) != 2 or text[0] != _HEADER:
-            raise ValueError
-        raw = base64.b64decode(text[1], validate=True)
-        if len(raw) != 32:
-            raise ValueError
-    except ValueError:
-        raise UserError(f"{PUBLIC_FILE} is not a Tailor audit public key ('{_HEADER} BASE64')") from None
+    raw = parse_public(text)
+    if raw is None:
+        raise UserError(f"{PUBLIC_FILE} is not a Tailor audit public key ('{_HEADER} BASE64')")
     return raw
 
 
+def parse_public(text: str) -> bytes | None:
+    """The raw key of an ``audit-signing.pub`` text, None when it is not one."""
+    parts = str(text).split()
+    try:
+        if len(parts) != 2 or parts[0] != _HEADER:
+            return None
+        raw = base64.b64decode(parts[1], validate=True)
+    except ValueError:
+        return None
+    return raw if len(raw) == 32 else None
+
+
+def public_text(raw: bytes) -> str:
+    return f"{_HEADER} {base64.b64encode(raw).decode()}\n"
+
+
 def _pin(ws: Workspace, raw: bytes) -> None:
-    _exclusive_write(public_path(ws), f"{_HEADER} {base64.b64encode(raw).decode()}\n".encode(), 0o644)
+    _exclusive_write(public_path(ws), public_text(raw).encode(), 0o644)
+
+
+def new_private_pem() -> bytes:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    return Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                      serialization.NoEncryption())
+
+
+def load_private(path: Path):
+    """The Ed25519 private key in ``path`` (``UserError`` when it is not one)."""
+    return _load_private(path)
+
+
+def write_private(path: Path, pem: bytes) -> None:
+    """Write a private key file, mode 0600, atomically (replacing one that is there)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, pem)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def replace_pin(ws: Workspace, raw: bytes) -> None:
+    """Pin another public key (``tailor audit rotate-key`` only: the log records the handover)."""
+    path = public_path(ws)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(public_text(raw), encoding="utf-8")
+    os.replace(tmp, path)
 
 
 def ensure_key(ws: Workspace, setting: str = ""):
     """The private key (created 0600 on first use, its public half pinned if nothing is); refused
     with one line when it is not the key the workspace pins."""
-    from cryptography.hazmat.primitives import serialization
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
     path = key_path(ws, setting)
     if not path.exists():
         if pinned_public(ws) is not None:
             raise UserError(f"no audit signing key at {path}, but {PUBLIC_FILE} pins one: copy the team's "
                             "key there (or set stores.signing_key); a new key would sign records nobody accepts")
-        pem = Ed25519PrivateKey.generate().private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                                         serialization.NoEncryption())
-        _exclusive_write(path, pem, 0o600)
+        _exclusive_write(path, new_private_pem(), 0o600)
     key = _load_private(path)
     pinned = pinned_public(ws)
     if pinned is None:
-        _pin(ws, _raw_public(key))
+        _pin(ws, raw_public(key))
         pinned = pinned_public(ws)
-    if pinned != _raw_public(key):
+    if pinned != raw_public(key):
         raise UserError(f"the audit signing key {path} is not the one {PUBLIC_FILE} pins: use the team's key")
     return key
 
@@ -133,7 +175,7 @@ def verifying_key(ws: Workspace | None, setting: str = ""):
     try:
         pinned = pinned_public(ws)
         path = key_path(ws, setting)
-        own = _raw_public(_load_private(path)) if path.exists() else None
+        own = raw_public(_load_private(path)) if path.exists() else None
     except UserError as exc:
         return None, str(exc)
     if pinned is not None and own is not None and own != pinned:

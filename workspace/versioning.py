@@ -16,6 +16,7 @@ from workspace.dvcfiles import (DATA_NAMES, SUFFIXES, DataVersion, dvc_checkout,
                                 rel, tenant_dvc_file, version_of)
 from workspace.errors import UserError
 from workspace.gitrepo import VersioningError, ensure_line, git, git_blobs, remove_line
+from workspace.gitrepo import author as gitrepo_author
 from workspace.paths import Workspace
 from workspace.recovery import recover, restore_committed, rolled_back_on_failure
 from workspace.safe_io import read_limited, stream_copy
@@ -209,8 +210,9 @@ def locked(ws: Workspace):
 # Whoever next takes the lock and finds an open entry restores the tenant's last committed version.
 
 def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = None, *,
-          expected_md5: str | None = None, max_bytes: int | None = None) -> DataVersion:
-    """Make ``src`` the tenant's data: copy, ``dvc add``, ``dvc push``, commit the .dvc file.
+          expected_md5: str | None = None, max_bytes: int | None = None, author: str = "") -> DataVersion:
+    """Make ``src`` the tenant's data: copy, ``dvc add``, ``dvc push``, commit the .dvc file
+    (``author``: the person who ingested it, the commit's author).
 
     Idempotent (same content: same version, no commit) and atomic, under kill -9 too: the
     tenant's previous data file, .dvc file and .gitignore stay current until the commit. Other
@@ -251,7 +253,7 @@ def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = N
                 faults.point("ingest:pushed")
                 version = version_of(tenant, rel(ws, dvc_path(target)),
                                      dvc_path(target).read_text(encoding="utf-8"), None)
-                commit = _commit_tenant(ws, tenant, f"data: {tenant} {version.md5}", "ingest")
+                commit = _commit_tenant(ws, tenant, f"data: {tenant} {version.md5}", "ingest", author)
                 faults.point("ingest:committed")
         finally:
             staged.unlink(missing_ok=True)
@@ -379,13 +381,14 @@ def _resolve(ws: Workspace, tenant: str, rev: str) -> tuple[str, str]:
     raise UserError(f"tenant {tenant} had no data at {rev!r}")
 
 
-def _commit_tenant(ws: Workspace, tenant: str, message: str, step: str = "commit") -> str:
-    """Commit only this tenant's folder; return the commit that holds its current .dvc file."""
+def _commit_tenant(ws: Workspace, tenant: str, message: str, step: str = "commit", author: str = "") -> str:
+    """Commit only this tenant's folder (``author``: who asked for it); return the commit that holds
+    its current .dvc file."""
     folder = rel(ws, ws.tenant_dir(tenant))
     git(ws, "add", "-A", "--", folder)
     faults.point(f"{step}:git-added")
     if git(ws, "diff", "--cached", "--quiet", "--", folder, check=False, rc=True):
-        git(ws, "commit", "-q", "-m", message, "--", folder)
+        git(ws, "commit", "-q", *([f"--author={gitrepo_author(author)}"] if author else []), "-m", message, "--", folder)
         return git(ws, "rev-parse", "HEAD")
     dvcfile = tenant_dvc_file(ws, tenant)
     return git(ws, "log", "-1", "--format=%H", "--", rel(ws, dvcfile)) if dvcfile else ""

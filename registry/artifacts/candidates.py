@@ -144,6 +144,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         return str(found.version)
     iso = checks.check(tenant, delta_dir, base)
     tags = _version_tags(tenant, manifest, base, validation or {}, iso, requested_by, flow_run_id)
+    tags["files_sha256"] = checks.files_digest({"delta": delta_dir, "base": base_dir})
     champ = store.alias_version(name, CHAMPION)   # the model exists: ensured above
     comparison = champion_comparison(tenant, champ, manifest, held_out)
     tags.update(comparison_tags(comparison))
@@ -159,9 +160,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
                                                             "flow_run_id": flow_run_id or "",
                                                             **owners.owner_tags()}) as run:
         # the model first: MLflow copies the run's metrics so far onto a logged model, one query each
-        info = pyfunc.log_tenant_model(delta_dir, base_dir, {
-            "tenant": tenant, "delta_sha256": tags["delta_sha256"], "base_digest": base.digest,
-            "labels_sha256": tags["labels_sha256"]})
+        info = pyfunc.log_tenant_model(delta_dir, base_dir)
         mlflow.log_params(params)
         _log_review_artifacts(tenant, manifest, validation or {}, held_out, metrics)
         if comparison is not None:

@@ -93,12 +93,27 @@ def check(tenant: str, delta_dir: Path, base: BaseRef) -> tuple[bool, list[str]]
     return not reasons, reasons
 
 
+def files_digest(parts: dict[str, Path]) -> str:
+    """One digest of every file under each of ``parts`` (``{"delta": dir, "base": dir}``), names
+    and bytes: an edited, added, renamed or removed file changes it (``base.json`` included, which
+    the weights' digest does not cover)."""
+    entries = []
+    for part, root in sorted(parts.items()):
+        root = Path(root)
+        for path in sorted(p for p in root.rglob("*") if not p.is_dir()):
+            kind = sha256_file(path) if path.is_file() and not path.is_symlink() else "not-a-file"
+            entries.append([f"{part}/{path.relative_to(root).as_posix()}", kind])
+    text = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
+    return "sha256:" + hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
     """What differs between a version's files (``folder``/delta, ``folder``/base) and what was
     recorded when it was registered (``recorded``: its tags, or the pyfunc's model config).
 
     Every load runs this: the delta's bytes against ``delta_sha256``, its manifest's tenant,
-    base digest and label set against the version's, and the base's bytes against ``base_digest``.
+    base digest and label set against the version's, the base's bytes against ``base_digest``, and
+    (versions registered since it is recorded) every file against ``files_sha256``.
     """
     folder = Path(folder)
     delta, base = folder / "delta" / "delta.safetensors", folder / "base" / "base.safetensors"
@@ -125,5 +140,8 @@ def verify_artifacts(recorded: dict, folder: Path) -> list[str]:
         problems.append("manifest labels differ from the registered label set")
     if not base.is_file() or f"sha256:{sha256_file(base)}" != recorded.get("base_digest"):
         problems.append("base.safetensors is not the registered base")
+    if recorded.get("files_sha256") and not problems and \
+            files_digest({"delta": folder / "delta", "base": folder / "base"}) != recorded["files_sha256"]:
+        problems.append("its files differ from the registered ones (a file edited, added or removed)")
     return problems
 

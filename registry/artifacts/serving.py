@@ -23,6 +23,7 @@ from workspace.errors import UserError
 from workspace.tenants import check_tenant_id, tenant_model_name
 
 _loaded: dict[str, object] = {}
+_FOLDERS = ("data/artifacts", "artifacts")  # where a version keeps delta/ and base/: now, and before the loader module
 
 
 def _cache_root() -> Path:
@@ -37,7 +38,8 @@ def _download(mv, dst: Path) -> None:
     store, through MLflow's client from any other (tracking server, S3)."""
     uri = store.client().get_model_version_download_uri(mv.name, str(mv.version)).rstrip("/")
     if uri.startswith("file:"):
-        src = Path(url2pathname(urlparse(uri).path)) / "artifacts"
+        root = Path(url2pathname(urlparse(uri).path))
+        src = next((root / f for f in _FOLDERS if (root / f / "delta").is_dir()), root / _FOLDERS[0])
         for part in ("delta", "base"):
             if not (src / part).is_dir():
                 raise UserError(f"{mv.name} v{mv.version}: its files are missing from {src / part}")
@@ -46,8 +48,15 @@ def _download(mv, dst: Path) -> None:
     store.writable()
     import mlflow
 
-    for part in ("delta", "base"):
-        mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/artifacts/{part}", dst_path=str(dst))
+    for folder in _FOLDERS:
+        try:
+            for part in ("delta", "base"):
+                mlflow.artifacts.download_artifacts(artifact_uri=f"{uri}/{folder}/{part}", dst_path=str(dst))
+            return
+        except Exception:  # noqa: BLE001 - not in this layout: try the older one; the last error is the user's
+            shutil.rmtree(dst / "delta", ignore_errors=True)
+            if folder == _FOLDERS[-1]:
+                raise
 
 
 def fetch_version(mv) -> Path:

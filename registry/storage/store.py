@@ -140,6 +140,11 @@ def signing_key_setting() -> str:
     return _state.get("signing_key") or ""
 
 
+def set_signing_key_setting(value: str) -> None:
+    """After ``tailor audit rotate-key`` moved the key: the new ``stores.signing_key``."""
+    _state["signing_key"] = value
+
+
 def tracking_uri() -> str:
     _require()
     return _state["uri"]

@@ -46,20 +46,30 @@ def expected_state(records: list[dict]) -> dict[str, dict]:
     return state
 
 
-def _live() -> tuple[dict, dict]:
+def _live(names: list[str] | None) -> tuple[dict, dict]:
     models, versions = {}, {}
-    for pattern in GOVERNED:
+    for pattern in GOVERNED if names is None else names:
         for rm in store.registered_models(pattern):
-            models[rm.name] = {"aliases": {k: str(v) for k, v in rm.aliases.items()}, "tags": dict(rm.tags)}
-        for mv in store.versions(pattern, like=True):
+            if names is None or rm.name == pattern:
+                models[rm.name] = {"aliases": {k: str(v) for k, v in rm.aliases.items()}, "tags": dict(rm.tags)}
+        for mv in store.versions(pattern, like=names is None):
             versions.setdefault(mv.name, {})[str(mv.version)] = dict(mv.tags)
     return models, versions
 
 
-def differences() -> list[str]:
-    """One line per difference between the live registry and the replayed audit log."""
-    expected = expected_state(audit.records())
-    models, versions = _live()
+def differences(tenants: list[str] | None = None, base: bool = True) -> list[str]:
+    """One line per difference between the live registry and the replayed audit log: of every
+    governed model, or (an incremental verify) of ``tenants`` and, with ``base``, tailor-base only."""
+    if tenants is None:
+        expected, models, versions = expected_state(audit.records()), *_live(None)
+    else:
+        scopes = [*tenants, *([audit.BASE_KEY] if base else [])]
+        names = [tenant_model_name(t) if t != audit.BASE_KEY else BASE_MODEL_NAME for t in scopes]
+        expected = {}
+        for scope in scopes:
+            expected.update(expected_state(audit.records(None, scope)))
+        models, versions = _live(names)
+        expected = {k: v for k, v in expected.items() if k in names}
     out = []
     for name in sorted(set(expected) | set(models)):
         exp = expected.get(name, {"aliases": {}, "tags": {}, "model_tags": {}})
@@ -105,10 +115,12 @@ def _show(value) -> str:
 
 
 def champion_problem(tenant: str, mv) -> str | None:
-    """Why the live ``@champion`` ``mv`` may not be served, or None when the log backs it."""
+    """Why the live ``@champion`` ``mv`` may not be served, or None when the log backs it: the
+    tenant's records are signed, none is missing (its own chain, and what this workspace saw of
+    it), and their replay puts ``mv`` there with the tags the checks read."""
     name = tenant_model_name(tenant)
     recs = audit.records(tenant=tenant)
-    forged = audit.unsigned(recs, store.workspace())
+    forged = audit.check_scope(tenant, recs)
     if forged:
         return forged
     exp = expected_state(recs).get(name, {"aliases": {}, "tags": {}})

@@ -116,31 +116,28 @@ def _commit(ws: Workspace, plan: Plan, intent: dict, created: str | None, outcom
                           to=_sub(plan.to, created), reason=plan.reason, phase="commit",
                           intent=intent["seq"], details={"outcome": outcome})
     _fault(plan.action, "after-commit")
-    audit.close_intent(intent)
     return record
 
 
 def recover(ws: Workspace, tenant: str | None) -> list[dict]:
-    """Finish every open intent of ``tenant`` (None: tailor-base); call under its lock."""
+    """Finish every open intent of ``tenant`` (None: tailor-base); call under its lock. Which
+    intents are open is what the signed head of the log says (``audit.open_intents``): an intent
+    is open until its commit is appended, and no tag can reopen one."""
     done = []
     for intent in audit.open_intents(tenant):
-        commit = audit.commit_of(intent["seq"])
-        if commit is None:
-            from mlflow.exceptions import MlflowException
+        from mlflow.exceptions import MlflowException
 
-            plan = Plan.from_json(intent["details"]["plan"])
-            try:
-                created = apply(plan)
-            except MlflowException as exc:
-                # what the plan acts on is gone (e.g. the run to register was deleted): record that
-                # nothing happened; anything else (a busy database) leaves the intent for the next try
-                if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
-                    raise
-                commit = _commit(ws, plan, intent, None, outcome="aborted")
-            else:
-                commit = _commit(ws, plan, intent, created)
+        plan = Plan.from_json(intent["details"]["plan"])
+        try:
+            created = apply(plan)
+        except MlflowException as exc:
+            # what the plan acts on is gone (e.g. the run to register was deleted): record that
+            # nothing happened; anything else (a busy database) leaves the intent for the next try
+            if exc.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise
+            commit = _commit(ws, plan, intent, None, outcome="aborted")
         else:
-            audit.close_intent(intent)
+            commit = _commit(ws, plan, intent, created)
         done.append(commit)
     return done
 

@@ -49,6 +49,7 @@ def loop(tmp_path_factory):
     files = {t: write_csv(inbox / f"{t}.csv", *synthetic_tenant(c, 10, seed=i))
              for i, (t, c) in enumerate(TENANTS.items())}
     results = {"ws": root, "inbox": inbox, "files": files}
+    os.environ["TAILOR_USER"] = "Dana"  # who ingests and meta-trains
     for tenant, path in files.items():
         assert cli.main(["--workspace", str(root), "ingest", tenant, str(path)]) == 0
     assert cli.main(["--workspace", str(root), "meta-train"]) == 0
@@ -56,6 +57,20 @@ def loop(tmp_path_factory):
     assert cli.main(["--workspace", str(root), "adapt", "--all", "--requested-by", "ci-bot"]) == 0
     yield results
     os.environ.pop("TAILOR_USER", None)
+
+
+def test_ingest_and_meta_train_name_the_person_who_ran_them(loop):
+    """The base's register record names the person, not ``service:meta-train``; each tenant's data
+    commit has them as its author (git says who committed; the author is who asked)."""
+    import subprocess
+
+    from registry.trail import audit
+
+    base = [r for r in audit.records(None, audit.BASE_KEY) if r["action"] == "register-base"]
+    assert base and {r["actor"] for r in base} == {"dana"}
+    authors = subprocess.run(["git", "-C", str(loop["ws"]), "log", "--format=%an", "--", "data/tenants/acme"],
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert authors and set(authors) == {"dana"}
 
 
 def test_every_tenant_has_a_pending_candidate(loop, capsys):

@@ -169,7 +169,7 @@ def _artifact(root: Path, tenant: str, version: str) -> Path:
     from urllib.parse import urlparse
     from urllib.request import url2pathname
 
-    return Path(url2pathname(urlparse(uri).path)) / "artifacts" / "delta" / "delta.safetensors"
+    return Path(url2pathname(urlparse(uri).path)) / "data" / "artifacts" / "delta" / "delta.safetensors"
 
 
 def test_a_tampered_delta_is_409_never_an_answer(served):

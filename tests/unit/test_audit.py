@@ -7,7 +7,7 @@ import pytest
 
 from registry.storage import store
 from registry.trail import audit
-from registry.trail.verify import verify_all
+from registry.trail.verify import chain, verify_all
 from tests import governance as g
 from workspace import signing
 from workspace.errors import UserError
@@ -31,9 +31,9 @@ def _run_of(ws, seq):
 def verify(ws):
     """``audit.verify`` through MLflow's client and through the read-only sqlite view that
     ``tailor audit verify`` uses: both must see the same chain, problems and head."""
-    through_mlflow = audit.verify(ws)
+    through_mlflow = chain(ws)
     with g.read_only(ws, load_settings(ws.params_file)):
-        assert audit.verify(ws) == through_mlflow
+        assert chain(ws) == through_mlflow
     return through_mlflow
 
 
@@ -90,7 +90,8 @@ def test_deleting_the_last_records_is_caught_by_the_anchors(ws):
     store.client().set_experiment_tag(exp, "head", json.dumps({"count": 3, "hash": recs[2]["hash"]}))
     result = verify(ws)
     assert not result["ok"] and result["problems"] == [
-        "workspace anchor (audit-head.json) says 4 record(s) but the log has 3: records were deleted from the end"]
+        "workspace anchor (audit-head.json) says 4 record(s) but the log has 3: records were deleted from the end",
+        "tenant acme's audit records after record 3 are missing: this workspace saw record 4 (deleted outside Tailor)"]
 
 
 def test_a_rewritten_tail_is_caught_by_the_anchors(ws):
@@ -114,15 +115,15 @@ def test_a_forged_append_is_named_and_refused(ws, sig):
     g.forge_append(**({} if sig is None else {"sig": sig}))
     assert verify(ws)["problems"] == ["record 3 (approve by bob) is not signed with the workspace key: "
                                       "written or re-chained outside Tailor"]
-    assert "record 3 (approve by bob) is not signed" in audit.unsigned(audit.records(ws, "acme"), ws)
-    with pytest.raises(UserError, match=r"head \(record 3\) is not a record signed with the workspace key"):
+    assert "record 3 (approve by bob) is not signed" in audit.check_scope("acme", audit.records(ws, "acme"))
+    with pytest.raises(UserError, match=r"audit record 3 \(approve by bob\) is not signed with the workspace key"):
         _write(ws, 1)  # never chained onto
 
 
 def test_an_unsigned_next_record_is_not_adopted(ws):
     _write(ws, 2)
     g.forge_append(move_head=False)  # looks like a writer killed before it moved the head
-    with pytest.raises(UserError, match=r"audit record 3 \(run \w+\) is not signed with the workspace key"):
+    with pytest.raises(UserError, match=r"audit record 3 \(approve by bob\) is not signed with the workspace key"):
         _write(ws, 1)
 
 

@@ -39,7 +39,7 @@ def approve(gov, tenant, version):
 
 def stored_folder(tenant, version) -> Path:
     uri = store.client().get_model_version_download_uri(f"tailor-tenant-{tenant}", version)
-    return Path(urlparse(uri).path) / "artifacts"
+    return Path(urlparse(uri).path) / "data" / "artifacts"
 
 
 def clear_cache(gov):
@@ -73,14 +73,14 @@ def test_an_alias_moved_outside_tailor_is_named_and_refused_everywhere(gov):
     v2 = reg(gov, "drift", seed=2, qa=0.5)  # fails the baseline gate
     assert verify_all(gov["ws"])["ok"]
     store.client().set_registered_model_alias("tailor-tenant-drift", "champion", v2)  # what MLflow's UI does
-    problems = verify_all(gov["ws"])["problems"]
+    problems = verify_all(gov["ws"], full=True)["problems"]
     assert problems == [f"tailor-tenant-drift: @champion points to v{v2} but the audit log says v{v1} "
                         "(alias moved outside Tailor)"]
     refused_everywhere(gov, "drift", r"refusing to serve drift: @champion points to v2 ")
     with pytest.raises(UserError, match=r"audit verify"):   # the CLI's refusal says what to run
         serving.champion("drift")
     store.client().set_registered_model_alias("tailor-tenant-drift", "champion", v1)  # put back: served again
-    assert serving.champion("drift")[0] == v1 and verify_all(gov["ws"])["ok"]
+    assert serving.champion("drift")[0] == v1 and verify_all(gov["ws"], full=True)["ok"]
     assert champion_as_predict_reads_it(gov, "drift")[0] == v1
 
 
@@ -189,12 +189,13 @@ def test_a_forged_approval_is_named_and_refused_everywhere(gov):
 
 
 def _edit_config(folder: Path, **changes) -> None:
-    """Edit the ``model_config`` in a stored version's ``MLmodel``, as the artifact store allows."""
+    """Edit (add) a ``model_config`` in a stored version's ``MLmodel``, as the artifact store allows:
+    the loader reads none, so whatever it says changes nothing."""
     import yaml
 
-    path = folder.parent / "MLmodel"
+    path = folder.parent.parent / "MLmodel"
     meta = yaml.safe_load(path.read_text())
-    meta["flavors"]["python_function"]["config"].update(changes)
+    meta["flavors"]["python_function"].setdefault("config", {}).update(changes)
     path.write_text(yaml.safe_dump(meta))
 
 
@@ -223,13 +224,24 @@ def test_a_swap_with_its_config_edited_too_is_refused_by_the_pyfunc(gov, tmp_pat
     assert len(said) == 1 and "not the ones registered as tailor-tenant-iso-f v1: delta bytes" in said[0]
 
 
-def test_a_rejected_version_copied_over_the_champion_is_refused_by_the_pyfunc(gov):
+def test_another_versions_folder_copied_over_the_champion_is_refused_by_the_pyfunc(gov, monkeypatch):
+    """The whole folder of a pending or a rejected version (MLmodel, files, all) copied over the
+    champion's: the pyfunc serves the version the registry resolved, so the files are refused.
+    (Before, it served what the folder said it was: the pending version was served as champion.)"""
     v1 = reg(gov, "iso-h", seed=1)
     approve(gov, "iso-h", v1)
     v2 = reg(gov, "iso-h", seed=2)
-    approval.reject(gov["ws"], "iso-h", v2, "alice", "worse")
-    champion, rejected = stored_folder("iso-h", v1).parent, stored_folder("iso-h", v2).parent
-    shutil.rmtree(champion)
-    shutil.copytree(rejected, champion)  # MLmodel, config and files: all of v2, under v1's location
-    with pytest.raises(Exception, match=f"these files are tailor-tenant-iso-h v{v2}, which was rejected"):
-        load_pyfunc("models:/tailor-tenant-iso-h@champion")
+    v3 = reg(gov, "iso-h", seed=3)
+    approval.reject(gov["ws"], "iso-h", v3, "alice", "worse")
+    champion = stored_folder("iso-h", v1).parent.parent
+    for donor in (v2, v3):
+        shutil.rmtree(champion)
+        shutil.copytree(stored_folder("iso-h", donor).parent.parent, champion)
+        with pytest.raises(Exception, match=f"its files are not the ones registered as tailor-tenant-iso-h v{v1}"):
+            load_pyfunc("models:/tailor-tenant-iso-h@champion")
+    with pytest.raises(Exception, match=f"v{v3}, which was rejected"):
+        load_pyfunc(f"models:/tailor-tenant-iso-h/{v3}")
+    loaded = []  # the tiny test base has no encoder: record what would be loaded instead
+    monkeypatch.setattr("lightning_modules.inference.load_predictor", lambda base, delta, tenant: loaded.append(delta))
+    load_pyfunc(f"models:/tailor-tenant-iso-h/{v2}")  # asked for by version: a pending candidate loads
+    assert loaded == [stored_folder("iso-h", v2) / "delta"]

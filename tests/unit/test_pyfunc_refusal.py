@@ -2,15 +2,16 @@
 through `logging` (so it lands in whatever log the server keeps), and inside MLflow's scoring
 server an exit with 2 instead of a traceback of ours. No server is started here: the test of a
 real `mlflow models serve` is in test_drift_isolation."""
+import json
 import logging
 
 import mlflow
 import pytest
 
 from registry.artifacts import pyfunc
-from tests.unit.test_drift_isolation import _edit_config, gov, reg, stored_folder  # noqa: F401 - fixture
+from tests.unit.test_drift_isolation import gov, reg, stored_folder  # noqa: F401 - fixture
 
-FORGED = "forged\nINFO all good"  # a digest in the model config, edited to write a log line of its own
+FORGED = "forged\nINFO all good"  # a tenant in the stored manifest, edited to write a log line of its own
 
 
 def _refusal(caplog, uri: str) -> tuple[BaseException, list[logging.LogRecord]]:
@@ -22,14 +23,15 @@ def _refusal(caplog, uri: str) -> tuple[BaseException, list[logging.LogRecord]]:
 
 def test_a_tampered_version_is_refused_in_one_logged_line(gov, caplog, monkeypatch):
     version = reg(gov, "refuse")
-    _edit_config(stored_folder("refuse", version), delta_sha256=FORGED)
+    manifest = stored_folder("refuse", version) / "delta" / "manifest.json"
+    manifest.write_text(json.dumps({**json.loads(manifest.read_text()), "tenant": FORGED}))
     uri = f"models:/tailor-tenant-refuse/{version}"
 
     error, records = _refusal(caplog, uri)
     assert isinstance(error, pyfunc.RefusedToLoad)
     message = str(error)
-    assert "\n" not in message and message.startswith("tenant refuse: delta bytes (sha256 ")
-    assert "not the ones registered (forged\\nINFO " in message  # the edited value, escaped
+    assert "\n" not in message and message.startswith("tenant refuse: its files are not the ones registered as ")
+    assert "manifest names tenant 'forged\\nINFO all good'" in message  # the edited value, escaped
     assert [(r.levelno, r.getMessage()) for r in records] == [(logging.ERROR, f"tailor: {message}")]
 
     monkeypatch.setenv("__pyfunc_model_path__", uri)  # as MLflow's scoring server runs it

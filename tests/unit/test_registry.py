@@ -7,10 +7,13 @@ import json
 import sys
 import time
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from urllib.parse import urlparse
 
 import pandas as pd
 import pytest
 import torch
+import yaml
 from safetensors.torch import save_file
 
 from lightning_modules.delta import save_base, save_delta, sha256_file
@@ -310,18 +313,17 @@ def test_tenant_model_predicts_with_a_fake_predictor(monkeypatch):
     """The pyfunc wrapper alone: input shapes in, label + score out (a fake predictor is enough)."""
     import numpy as np
 
-    from registry.artifacts.pyfunc import TenantModel
+    from registry.artifacts.pyfunc import Served
 
     class Fake:
         def predict_proba(self, texts):
             return ["A", "B"], np.array([[0.2, 0.8] if "b" in t else [0.9, 0.1] for t in texts])
 
-    model = TenantModel()
-    model._predictor = Fake()
-    out = model.predict(None, pd.DataFrame({"text": ["a", "b"]}))
+    model = Served(Fake(), "t", "1")
+    out = model.predict(pd.DataFrame({"text": ["a", "b"]}))
     assert out["label"].tolist() == ["A", "B"] and out["score"].tolist() == [0.9, 0.8]
-    assert model.predict(None, ["b"])["label"].tolist() == ["B"]
-    assert len(model.predict(None, [])) == 0
+    assert model.predict(["b"])["label"].tolist() == ["B"]
+    assert len(model.predict([])) == 0
 
 
 def test_real_version_loads_as_pyfunc_and_as_champion(reg, monkeypatch):
@@ -331,7 +333,7 @@ def test_real_version_loads_as_pyfunc_and_as_champion(reg, monkeypatch):
     from lightning_modules.adaptation import adapt_tenant
     from lightning_modules.inference import load_predictor
 
-    monkeypatch.setattr(sys, "path", list(sys.path))  # loading adds the bundled code to sys.path
+    monkeypatch.setattr(sys, "path", list(sys.path))  # (MLflow adds a model's code paths to sys.path: none here)
     texts, labels = synthetic_tenant(["weather", "law", "animal"], 8, seed=3)
     out = adapt_tenant(reg["encoder"], reg["settings"], reg["meta"], "serve", texts, labels)
     ref = reg["base"]
@@ -344,6 +346,12 @@ def test_real_version_loads_as_pyfunc_and_as_champion(reg, monkeypatch):
                                             validation=PASSED, requested_by="scheduler")
     model = mlflow.pyfunc.load_model("models:/tailor-tenant-serve@candidate")
     served = model.predict(pd.DataFrame({"text": texts}))
+    # the model folder carries data and a loader's name, no code: Tailor comes from this environment
+    root = Path(urlparse(store.client().get_model_version_download_uri("tailor-tenant-serve", version)).path)
+    assert not (root / "code").exists() and not list(root.rglob("*.py")) and not list(root.rglob("*.pkl"))
+    flavor = yaml.safe_load((root / "MLmodel").read_text())["flavors"]["python_function"]
+    assert flavor["loader_module"] == "registry.artifacts.pyfunc" and not flavor.get("code")
+    assert any(line.startswith("tailor==") for line in (root / "requirements.txt").read_text().splitlines())
     direct = load_predictor(reg["base_dir"], delta).predict(texts)
     assert served["label"].tolist() == direct and set(direct) <= set(out.labels)
     assert ((served["score"] > 0) & (served["score"] <= 1)).all()

@@ -12,7 +12,7 @@ from registry.artifacts import candidates
 from registry.review import approval
 from registry.storage import store
 from registry.trail import audit, identity, transitions
-from registry.trail.verify import verify_all
+from registry.trail.verify import chain, verify_all
 from tests import governance as g
 from workspace.errors import UserError
 
@@ -142,7 +142,7 @@ def test_approve_and_reject_of_one_version_at_once_one_wins(gov, tmp_path):
 
 
 def test_threads_appending_keep_one_chain(gov):
-    before = audit.verify(gov["ws"])["records"]
+    before = chain(gov["ws"])["records"]
 
     def writer(k):
         for i in range(5):
@@ -153,7 +153,7 @@ def test_threads_appending_keep_one_chain(gov):
         t.start()
     for t in threads:
         t.join()
-    result = audit.verify(gov["ws"])
+    result = chain(gov["ws"])
     assert result["ok"] and result["records"] == before + 20
 
 

@@ -68,7 +68,7 @@ def test_the_candidate_page_shows_a_swapped_delta_and_refuses_to_approve_it(clie
 
     c, version = client
     uri = store.client().get_model_version_download_uri("tailor-tenant-webt", version)
-    stored = Path(urlparse(uri).path) / "artifacts" / "delta" / "delta.safetensors"
+    stored = Path(urlparse(uri).path) / "data" / "artifacts" / "delta" / "delta.safetensors"
     data = bytearray(stored.read_bytes())
     data[-1] ^= 1  # one flipped bit in the stored tensors
     stored.write_bytes(bytes(data))
