@@ -37,7 +37,7 @@ from workspace.tenants import check_tenant_id
 
 
 def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str, digest: str,
-               base_steps: int | None = None) -> dict:
+               base_steps: int | None = None, base_algorithm: str = "") -> dict:
     checking = time.perf_counter()
     frame, report, version = checked_version(ws, settings, tenant)
     outcome = {"tenant": tenant, "validation": report.to_dict(), "data_version": str(version.md5)}
@@ -54,7 +54,8 @@ def _adapt_one(ws, settings, encoder, base_meta, base_ref, tenant: str, digest: 
                           "adapt": round(time.perf_counter() - started, 4)}
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%f")
     manifest = {"tenant": tenant, "labels": result.labels,
-                "base": {"name": base_ref.name, "version": base_ref.version, "digest": base_ref.digest},
+                "base": {"name": base_ref.name, "version": base_ref.version, "digest": base_ref.digest,
+                         "algorithm": base_algorithm},
                 "encoder": {"name": encoder.name, "digest": encoder.digest},
                 "data_version": version.md5, "data_git_commit": version.git_commit,
                 "adaptation": {**result.adaptation, "sampled": sample}, "metrics": result.metrics,
@@ -78,7 +79,8 @@ def adapt_chunk(root: str, tenants: list[str], base_dir: str, base: dict, digest
     outcomes = []
     for tenant in tenants:
         outcome = _contained(tenant, _adapt_one, ws, settings, encoder, base_meta, ref, tenant, digest,
-                             base_info.get("adapt_steps"))
+                             base_info.get("adapt_steps"), base_info.get("algorithm") or base_info.get(
+                                 "meta_train", {}).get("algorithm", ""))
         m = outcome.get("metrics")
         detail = (f"acc {compare.measured_text(compare.measured(m['query_accuracy'], m.get('n_query')))} vs "
                   f"baseline {m['baseline_accuracy']:.3f}" if m else outcome.get("reason", ""))

@@ -219,9 +219,11 @@ def meta_train_flow(root: str, algorithm: str | None = None, started_at: float |
         say("not registered: no training step improved the held-out score on the start weights (the base "
             "would be the untrained start); `tailor meta-train --register-anyway` registers it regardless")
         return {"registered": False, "reason": "no training step improved the held-out score",
+                "train_tenants": sorted(train), "val_tenants": sorted(val), "evidence_tenants": sorted(evidence_ids),
                 "metrics": result.metrics, "best_step": result.metrics.get("best_step"),
                 "stop_reason": result.metrics.get("stop_reason"), "evidence": summary}
     ref = register_task(root, result, settings.meta_train.algorithm, data_versions, summary, actor)
+    ref.update(train_tenants=sorted(train), val_tenants=sorted(val), evidence_tenants=sorted(evidence_ids))
     record_stage(root, "meta-train", {
         "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,
         "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions,

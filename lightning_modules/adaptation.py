@@ -49,10 +49,14 @@ class AdaptationResult:
 # "base": the registered base's own adaptation (its inner steps, then logistic regression with the
 # label names on the adapted embeddings); the others need no trained base.
 METHODS = ("base", "no-meta", "logreg-names-frozen", "logreg-frozen", "prototypes-frozen")
+# what the choice may pick instead of the default: the strongest head without a base and the same
+# adaptation without a base. The other two frozen heads are measured (the gate's baseline is the best
+# of all four) but not chosen: they are weaker on average, and every extra candidate is one more
+# chance for noise on a few dozen examples to win.
+CANDIDATES = ("base", "no-meta", "logreg-names-frozen")
 # what the gate compares with: every method without a trained base, the strongest frozen head
 # (logistic regression with the label names as examples) included
 BASELINES = ("no-meta", "logreg-names-frozen", "prototypes-frozen", "logreg-frozen")
-Z_95 = 1.645   # one-sided 95%: a switch away from the default needs its paired gain this many standard errors
 
 
 def cv_folds(labels: list[str], k: int, seed: int) -> list[int]:
@@ -131,10 +135,19 @@ def _predict(method: str, t: _Tenant, params: dict, rows: list[int]) -> torch.Te
     return (z @ params["head.weight"].T + params["head.bias"]).argmax(1)
 
 
-def choose(correct: dict[str, list[bool]], default: str, margin: float) -> tuple[str, dict]:
-    """The default method, unless another one's paired gain over it on the same examples is at
-    least ``margin`` and more than ``Z_95`` standard errors; then the one with the largest gain.
-    Returns (method, {method: {"gain", "se"}}) for the record."""
+def _z(alternatives: int) -> float:
+    """The one-sided normal quantile at 5% / ``alternatives`` (Bonferroni)."""
+    from statistics import NormalDist
+
+    return NormalDist().inv_cdf(1 - 0.05 / max(1, alternatives))
+
+
+def choose(correct: dict[str, list[bool]], default: str, margin: float,
+           candidates: tuple[str, ...] | None = None) -> tuple[str, dict]:
+    """The default method, unless another of ``candidates`` (default: every method scored) gains
+    at least ``margin`` over it on the same examples and more than its noise (a one-sided 95% test
+    of the paired differences, Bonferroni-corrected over the alternatives); then the one with the
+    largest gain. Returns (method, {method: {"gain", "se"}}) for the record."""
     base = correct[default]
     n = len(base)
     gains = {}
@@ -143,8 +156,9 @@ def choose(correct: dict[str, list[bool]], default: str, margin: float) -> tuple
         mean = sum(diffs) / n
         var = sum((d - mean) ** 2 for d in diffs) / max(n - 1, 1)
         gains[method] = {"gain": mean, "se": math.sqrt(var / n)}
-    winners = [m for m, g in gains.items()
-               if m != default and g["gain"] >= margin and g["gain"] > Z_95 * g["se"]]
+    others = [m for m in (candidates or tuple(correct)) if m != default and m in correct]
+    z = _z(len(others))
+    winners = [m for m in others if gains[m]["gain"] >= margin and gains[m]["gain"] > z * gains[m]["se"]]
     chosen = max(winners, key=lambda m: (gains[m]["gain"], -list(correct).index(m))) if winners else default
     return chosen, gains
 
@@ -226,7 +240,7 @@ def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: 
                 for row, p in zip(score_rows, _predict(method, t, params, score_rows).tolist()):
                     pred[method][row] = p
         correct = {m: [p == int(truth) for p, truth in zip(pred[m], y.tolist())] for m in METHODS}
-        chosen, gains = choose(correct, default, cfg.choice_margin)
+        chosen, gains = choose(correct, default, cfg.choice_margin, CANDIDATES)
         final, final_losses = _fit(chosen, t, list(range(len(texts))), cfg, mt)
     except AdaptationDiverged as exc:
         raise AdaptationRejected(f"adaptation diverged: {exc}") from None

@@ -57,13 +57,28 @@ def _version_tags(tenant: str, manifest: dict, base: BaseRef, validation: dict, 
         "n_query": str(metrics.get("n_query", "")),  # the held-out texts both accuracies were measured on
         "baseline_accuracy": str(metrics.get("baseline_accuracy", "")),
         "baseline_method": str(metrics.get("baseline_method", "") or ""),
-        "head": str((manifest.get("adaptation") or {}).get("head", "") or ""),
+        "head": head_text(manifest),
         "flow_run_id": flow_run_id or "",
         "code_version": str(manifest.get("code_version", "")),
         "settings_digest": str(manifest.get("settings_digest", "")),
         "requested_by": requested_by,
         "sampled": str(((manifest.get("adaptation") or {}).get("sampled") or {}).get("summary", "no")),
     }
+
+
+def head_text(manifest: dict) -> str:
+    """What the candidate carries, in words a reviewer reads: the base's own adaptation names the
+    base and how it was trained (a base with no training step would say so in its algorithm), a
+    frozen head names itself."""
+    adaptation = manifest.get("adaptation") or {}
+    head = str(adaptation.get("head", "") or "")
+    if head != "base":
+        return head
+    base = manifest.get("base") or {}
+    how = base.get("algorithm") or "trained"
+    steps = adaptation.get("inner_steps")
+    inner = f", {steps} inner steps" if steps else ""
+    return f"base v{base.get('version', '?')} ({how}{inner})"
 
 
 def _existing(tenant: str, manifest: dict, base: BaseRef):

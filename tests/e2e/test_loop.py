@@ -52,7 +52,8 @@ def loop(tmp_path_factory):
     os.environ["TAILOR_USER"] = "Dana"  # who ingests and meta-trains
     for tenant, path in files.items():
         assert cli.main(["--workspace", str(root), "ingest", tenant, str(path)]) == 0
-    assert cli.main(["--workspace", str(root), "meta-train"]) == 0
+    # the first base of a workspace, registered even if no step of the tiny run beat its start
+    assert cli.main(["--workspace", str(root), "meta-train", "--register-anyway"]) == 0
     os.environ["TAILOR_USER"] = "CI-Bot"
     assert cli.main(["--workspace", str(root), "adapt", "--all", "--requested-by", "ci-bot"]) == 0
     yield results
@@ -143,7 +144,7 @@ def test_bad_file_is_refused_and_loses_nothing(loop, capsys):
     (["ingest", "acme", "/no/such/file.csv"], "no such file"),
     (["review", "approve", "acme", "99", "--reason", "x"], "acme"),
     (["predict", "nobody-here", "hello"], "nobody-here"),
-    (["meta-train", "--algorithm", "sgd"], "'sgd' is not one of 'fomaml', 'reptile'"),
+    (["meta-train", "--algorithm", "sgd"], "'sgd' is not one of 'pooled', 'fomaml'"),
 ])
 def test_user_mistakes_get_one_line_and_exit_2(loop, capsys, argv, message):
     code, out = tailor(loop["ws"], *argv, capsys=capsys)
@@ -352,3 +353,25 @@ def test_every_commands_json_form_prints_json_alone(loop, capsys, tmp_path, monk
             json.loads(out.out)
         except ValueError:
             raise AssertionError(f"tailor {' '.join(argv)}: stdout is not JSON alone: {out.out[:500]!r}") from None
+
+
+def test_meta_train_judges_the_base_on_tenants_it_never_trained_on(loop, capsys):
+    """The evidence tenants are held out of training and early stopping; the base records only the
+    data it was trained on; --json carries the evidence: paired differences with n and interval."""
+    from registry.artifacts import base_model
+    from registry.storage import store
+
+    code, out = tailor(loop["ws"], "meta-train", "--json", "--register-anyway", capsys=capsys, who="Dana")
+    assert code == 0, out.err[-1000:]
+    ref = json.loads(out.out)
+    held = set(ref["evidence_tenants"])
+    assert held and not held & (set(ref["train_tenants"]) | set(ref["val_tenants"]))
+    ev = ref["evidence"]
+    assert set(ev["held_out_tenants"]) == held and ev["n_splits"] > 0
+    for pair in ("new_base-frozen_names", "new_base-no_meta", "new_base-current_base"):
+        assert pair in ev["paired"] and ev["paired"][pair]["n"] == ev["n_splits"], pair
+    store.writable()
+    mv = store.model_version(base_model.BASE_MODEL_NAME, ref["version"], base_model.BASE_MODEL_NAME)
+    trained_on = {k.split(".", 1)[1] for k in mv.tags if k.startswith("data_version.")}
+    assert trained_on == set(ref["train_tenants"]) | set(ref["val_tenants"]) and not trained_on & held
+    assert mv.tags["evidence.new_base-frozen_names"].endswith(f"(n={ev['n_splits']})")

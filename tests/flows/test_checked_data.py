@@ -1,5 +1,5 @@
 """What adaptation reads: the exact bytes of the recorded data version (issue 11), checked for
-support/query leakage on the very split adaptation measures on (issue 10), also when a large
+support/query leakage on the very split adaptation measures on (issue 10; its first cross-validation fold), also when a large
 tenant is sampled down to ``limits.max_adapt_rows``; each such validation gets its own offline page."""
 import re
 from pathlib import Path
@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from flows.common import checked_version, measuring_split, sampled
-from lightning_modules.adaptation import stratified_split
+from lightning_modules import adaptation
 from tests.conftest import synthetic_tenant, tiny_settings
 from workspace import versioning
 from workspace.create import init_workspace
@@ -23,7 +23,7 @@ def test_the_leakage_split_is_the_split_adaptation_measures_on_after_sampling():
     support, query = measuring_split(frame, settings)
     used, info = sampled(frame, settings)
     assert info is not None and len(used) == 30
-    s, q = stratified_split(used["label"].tolist(), settings.adapt.holdout_fraction, settings.adapt.seed)
+    s, q = adaptation.measuring_split(used["label"].tolist(), settings.adapt.cv_folds, settings.adapt.seed)
     assert [texts[i] for i in support] == [used["text"][i] for i in s]
     assert [texts[i] for i in query] == [used["text"][i] for i in q]
 

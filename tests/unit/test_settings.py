@@ -164,3 +164,25 @@ def test_database_settings_carry_no_password_and_name_the_driver_prefect_needs(s
     ok = settings_from_dict({"stores": {"tracking_uri": "postgresql://tailor@db:5432/mlflow",
                                         "prefect_database_url": "postgresql+asyncpg://tailor@db:5432/prefect"}})
     assert ok.stores.tracking_uri.startswith("postgresql://")
+
+
+def test_the_settings_page_lists_every_setting_with_its_default_and_help():
+    """docs/settings.md's tables are the dataclasses' own defaults and help texts: a setting added,
+    removed or re-documented in code without the page fails here."""
+    import dataclasses
+    import json
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[2] / "docs" / "settings.md").read_text(encoding="utf-8")
+    page = page.split("## Every setting", 1)[1].split("\n## ", 1)[0]
+    documented = {m.group(1): (m.group(2), m.group(3).replace("\\|", "|"))
+                  for m in re.finditer(r"^\| `([a-z_]+\.[a-z_0-9]+)` \| `(.*?)` \| (.*) \|$", page, re.M)}
+    expected = {}
+    for section in dataclasses.fields(Settings):
+        obj = getattr(Settings(), section.name)
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            expected[f"{section.name}.{f.name}"] = (str(value) if isinstance(value, bool) else json.dumps(value),
+                                                   f.metadata["help"])
+    assert documented == expected, "docs/settings.md disagrees with workspace/settings.py: update the page's tables"
