@@ -145,7 +145,7 @@ def build_workspace(where: Path, n_tenants: int, candidates: int, tailor: Tailor
     say(f"bulk ingest of {len(names)} tenants (`tailor ingest --dir`)")
     timings["ingest_dir"] = tailor.run(ws, "ingest", "--dir", str(where / "inbox"))["seconds"]
     say("meta-training a base (6 meta-steps: the commands are measured here, not the model)")
-    timings["meta_train"] = tailor.run(ws, "meta-train")["seconds"]
+    timings["meta_train"] = tailor.run(ws, "meta-train", "--register-anyway")["seconds"]
     adapted = [t.id for t in catalog.evaluation()][:1] + [n for n in names if n.startswith("extra-")]
     adapted = (adapted + [t.id for t in catalog.meta_train()])[:candidates]
     say(f"adapting {len(adapted)} tenants (candidates to approve)")
@@ -277,7 +277,7 @@ def measure_fleet(where: Path, n: int, tailors: list[Tailor], runs: int) -> dict
     say(f"bulk ingest of {n} tenants (several minutes)")
     setup = {"ingest_dir": tailors[0].run(ws, "ingest", "--dir", str(inbox))["seconds"]}
     say("meta-training a base on 5 of them")
-    setup["meta_train"] = tailors[0].run(ws, "meta-train")["seconds"]
+    setup["meta_train"] = tailors[0].run(ws, "meta-train", "--register-anyway")["seconds"]
     result = {t.name: [] for t in tailors}
     parts = {t.name: [] for t in tailors}
     for k in range(runs):

@@ -67,7 +67,7 @@ def measure(root: Path, n: int, stores: dict, schedule: dict) -> dict:
     out: dict[str, list[float]] = {"ingest": [], "register": [], "predict_cold": [], "predict_warm": []}
     for tenant, path in files.items():
         out["ingest"].append(_timed(commands.ingest, ctx, tenant, path))
-    out["meta_train"] = [_timed(commands.meta_train, ctx, None)]
+    out["meta_train"] = [_timed(commands.meta_train, ctx, None, False, True)]
     _, settings = ctx.open()
     ref = base_model.get_base()
     base_dir = base_model.download_base(ref, ws.cache_dir / "bases")

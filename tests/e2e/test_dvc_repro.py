@@ -58,7 +58,7 @@ def set_param(root, section, key, value):
 def pipe(tmp_path_factory):
     root = tmp_path_factory.mktemp("pipeline") / "ws"
     inbox = tmp_path_factory.mktemp("inbox")
-    settings = tiny_settings(tenants="acme,globex", val_tenants="initech", patience=10,
+    settings = tiny_settings(tenants="acme,globex", val_tenants="initech", patience=10, algorithm="fomaml",
                              meta_lr=0.05)  # meta-learning moves the weights here: best held-out step > 0
     ws = init_workspace(root, settings)
     for i, tenant in enumerate(FLEET):

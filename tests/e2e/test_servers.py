@@ -41,7 +41,7 @@ def team(tmp_path_factory):
             versioning.track(ws, tenant, write_csv(inbox / f"{tenant}.csv", *synthetic_tenant(TENANTS[tenant], 10, seed=i)))
         server.ready()  # started first: it warms up while the cluster starts and the data is versioned
         wait(warming)
-        assert cli.main(["-w", str(root), "meta-train"]) == 0
+        assert cli.main(["-w", str(root), "meta-train", "--register-anyway"]) == 0
         client.get_task_stream()  # starts the scheduler's record of which worker ran what
         os.environ["TAILOR_USER"] = "ci-bot"  # who requests the candidates (identities, issue 10)
         try:

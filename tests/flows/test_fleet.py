@@ -34,7 +34,7 @@ def fleet(tmp_path_factory):
         versioning.track(ws, tenant, write_csv(inbox / f"{tenant}.csv", *synthetic_tenant(classes, 10, seed=i)))
     one_label = synthetic_tenant(["food"], 10, seed=5)
     versioning.track(ws, "d-invalid", write_csv(inbox / "d-invalid.csv", *one_label))
-    assert cli.main(["-w", str(root), "meta-train"]) == 0
+    assert cli.main(["-w", str(root), "meta-train", "--register-anyway"]) == 0
     edited = versioning.data_file(ws, "c-edited")
     original = edited.read_bytes()
     edited.write_bytes(original + b"edited by hand,Animal\n")  # no data version describes it now

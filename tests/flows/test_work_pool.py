@@ -31,7 +31,7 @@ def test_a_worker_on_the_pool_runs_the_deployed_fleet_flow(tmp_path):
         ws = init_workspace(root, settings.replace("schedule", adapt_cron="15 4 * * *", timezone="Asia/Tokyo"))
         for i, tenant in enumerate(fleet):
             versioning.track(ws, tenant, write_csv(tmp_path / f"{tenant}.csv", *synthetic_tenant(TENANTS[tenant], 10, seed=i)))
-        assert cli.main(["-w", str(root), "meta-train"]) == 0
+        assert cli.main(["-w", str(root), "meta-train", "--register-anyway"]) == 0
         url = server.ready()
         params = root / "params.yaml"
         params.write_text(params.read_text().replace('prefect_api_url: ""', f'prefect_api_url: "{url}"'))
