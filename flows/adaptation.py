@@ -234,7 +234,7 @@ def adapt_flow(root: str, tenants: list[str] | None = None, requested_by: str = 
     if tenants is None:  # the whole fleet: what the pipeline's adapt stage stands for
         record_stage(root, "adapt", {
             "base": {k: base[k] for k in ("name", "version", "digest")},
-            "tenants": {o["tenant"]: {k: o[k] for k in ("status", "version", "latest_version", "reason",
+            "tenants": {o["tenant"]: {k: o[k] for k in ("status", "version", "existing", "latest_version", "reason",
                                                          "data_version") if k in o}
                         for o in outcomes}})
     return outcomes

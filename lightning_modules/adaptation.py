@@ -135,6 +135,15 @@ def _predict(method: str, t: _Tenant, params: dict, rows: list[int]) -> torch.Te
     return (z @ params["head.weight"].T + params["head.bias"]).argmax(1)
 
 
+def paired_gain(hits: list[bool], others: list[bool]) -> dict:
+    """Mean of ``hits - others`` over the same examples and its standard error."""
+    n = len(hits)
+    diffs = [float(a) - float(b) for a, b in zip(hits, others)]
+    mean = sum(diffs) / n
+    var = sum((d - mean) ** 2 for d in diffs) / max(n - 1, 1)
+    return {"gain": mean, "se": math.sqrt(var / n)}
+
+
 def _z(alternatives: int) -> float:
     """The one-sided normal quantile at 5% / ``alternatives`` (Bonferroni)."""
     from statistics import NormalDist
@@ -148,14 +157,7 @@ def choose(correct: dict[str, list[bool]], default: str, margin: float,
     at least ``margin`` over it on the same examples and more than its noise (a one-sided 95% test
     of the paired differences, Bonferroni-corrected over the alternatives); then the one with the
     largest gain. Returns (method, {method: {"gain", "se"}}) for the record."""
-    base = correct[default]
-    n = len(base)
-    gains = {}
-    for method, hits in correct.items():
-        diffs = [float(a) - float(b) for a, b in zip(hits, base)]
-        mean = sum(diffs) / n
-        var = sum((d - mean) ** 2 for d in diffs) / max(n - 1, 1)
-        gains[method] = {"gain": mean, "se": math.sqrt(var / n)}
+    gains = {method: paired_gain(hits, correct[default]) for method, hits in correct.items()}
     others = [m for m in (candidates or tuple(correct)) if m != default and m in correct]
     z = _z(len(others))
     winners = [m for m in others if gains[m]["gain"] >= margin and gains[m]["gain"] > z * gains[m]["se"]]
@@ -248,6 +250,7 @@ def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: 
     n = len(texts)
     accs = {m: sum(correct[m]) / n for m in METHODS}
     baseline_method = max(BASELINES, key=lambda m: (accs[m], -BASELINES.index(m)))
+    behind = paired_gain(correct[baseline_method], correct[chosen])   # what the gate judges
     low, high = wilson(sum(correct[chosen]), n)
     metrics = {
         "query_accuracy": accs[chosen], "query_accuracy_ci95": [low, high],
@@ -256,6 +259,8 @@ def adapt_tenant(encoder: Encoder, settings: Settings, base_meta: dict, tenant: 
         "logreg_names_accuracy": accs["logreg-names-frozen"],
         # the approval gate's baseline: the best of what needs no trained base, on the same examples
         "baseline_accuracy": accs[baseline_method], "baseline_method": baseline_method,
+        # the baseline's paired gain over what ships, on the same examples, and its standard error
+        "baseline_gain": behind["gain"], "baseline_gain_se": behind["se"],
         "n_support": n - sum(1 for f in folds if f == 0), "n_query": n, "n_labels": len(names),
         "cv_folds": len(set(folds)), "adapt_seconds": seconds,
         "final_support_loss": final_losses[-1] if final_losses else None,

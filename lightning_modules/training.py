@@ -289,7 +289,9 @@ def _phase(algorithm: str, meta0: dict, env: _Env, say, deadline: float | None, 
     cfg = settings.meta_train
     pooled_run = algorithm == "pooled"
     steps = cfg.pooled_adapt_steps if pooled_run else cfg.inner_steps
+    scoring = time.monotonic()
     start_acc = _score(env.top, meta0, env.val_feats, env.val_names, env.val_tasks, settings, steps)
+    validation_s = time.monotonic() - scoring   # a validation started just before the deadline ends after it
     rank = int(os.environ.get("LOCAL_RANK", os.environ.get("RANK", "0")))  # DDP sets these before fit
     if pooled_run:
         names_at = len(env.train_feats) if env.train_names is not None else None
@@ -311,7 +313,7 @@ def _phase(algorithm: str, meta0: dict, env: _Env, say, deadline: float | None, 
         total, every = cfg.meta_steps, cfg.val_every
     label = "pooled step" if pooled_run else "meta-step"
     trainer = None
-    left = None if deadline is None else deadline - time.monotonic()
+    left = None if deadline is None else deadline - time.monotonic() - validation_s
     if total > 0 and (left is None or left > 1):
         trainer = _trainer(cfg, total, every, say if rank == 0 else (lambda m: None), start_acc, ckpt_dir, env.devices,
                            env.strategy, env.logger, env.progress, left, label)

@@ -205,8 +205,10 @@ class AdaptSettings:
 @dataclass(frozen=True)
 class GateSettings:
     champion_tolerance: float = _f(0.02, "a candidate fails the champion gate when, on the same held-out texts, even the top of the 95% interval of its accuracy minus the champion's is below -this (worse by more than the split can explain); a version registered without that comparison is compared by accuracy on its own split, this much below the champion's")
-    baseline_tolerance: float = _f(0.0, "... and this much below the best baseline without meta-learning "
-                                        "(no-meta start, prototypes, logistic regression)")
+    baseline_tolerance: float = _f(0.0, "a candidate fails the baseline gate when the best method without a trained "
+                                        "base (the same adaptation from no base, or a frozen-encoder head) beats it on "
+                                        "the same cross-validated examples by more than this and beyond their noise "
+                                        "(one-sided 95%)")
     four_eyes: bool = _f(True, "the reviewer must differ from the requester")
     rollback_alone: str = _f("*", "who may roll back a tenant alone: '*' (any person) or comma-separated "
                                   "identities; anyone else only requests it and a second person completes it")

@@ -57,6 +57,8 @@ def _version_tags(tenant: str, manifest: dict, base: BaseRef, validation: dict, 
         "n_query": str(metrics.get("n_query", "")),  # the held-out texts both accuracies were measured on
         "baseline_accuracy": str(metrics.get("baseline_accuracy", "")),
         "baseline_method": str(metrics.get("baseline_method", "") or ""),
+        "baseline_gain": str(metrics.get("baseline_gain", "")),
+        "baseline_gain_se": str(metrics.get("baseline_gain_se", "")),
         "head": head_text(manifest),
         "flow_run_id": flow_run_id or "",
         "code_version": str(manifest.get("code_version", "")),

@@ -65,10 +65,20 @@ def gate_failures(mv, champion_mv, settings: Settings) -> list[str]:
         if champ is not None and acc < champ - g.champion_tolerance:
             failed.append(f"champion ({acc:.3f} < champion v{champion_mv.version} {champ:.3f} "
                           f"- tolerance {g.champion_tolerance})")
-    if base is not None and acc < base - g.baseline_tolerance:
-        method = t.get("baseline_method") or "no-meta"
+    gain, se = _float(t, "baseline_gain"), _float(t, "baseline_gain_se")
+    method = t.get("baseline_method") or "no-meta"
+    if gain is not None and se is not None:
+        # paired on the same cross-validated examples: worse only beyond the tolerance and the noise
+        if gain > g.baseline_tolerance and gain > BASELINE_Z * se:
+            failed.append(f"baseline ({method} is {100 * gain:.1f} points ahead on the same {t.get('n_query')} "
+                          f"examples, beyond their noise (standard error {100 * se:.1f}) and the tolerance "
+                          f"{g.baseline_tolerance})")
+    elif base is not None and acc < base - g.baseline_tolerance:   # a version registered before the paired gain
         failed.append(f"baseline ({acc:.3f} < {method} baseline {base:.3f} - tolerance {g.baseline_tolerance})")
     return failed
+
+
+BASELINE_Z = 1.645   # one-sided 95%: the baseline gate fails a candidate the baseline beats beyond noise
 
 
 def same_texts(t: dict) -> dict | None:

@@ -131,7 +131,10 @@ def test_a_change_reruns_exactly_the_stages_that_depend_on_it(pipe):
     assert json.loads((root / "pipeline" / "base.json").read_text()) == before
     fleet = json.loads((root / "pipeline" / "candidates.json").read_text())["tenants"]
     assert fleet["hooli"]["data_version"] == versioning.current_version(ws, "hooli").md5
-    assert {t["version"] for t in fleet.values()} == {"2"}, "every tenant got a new candidate"
+    # every tenant was adapted again; a tenant whose chosen method ignores inner_steps (a frozen head)
+    # gets the same delta, which registration maps to the version it made before
+    assert all(t["version"] == "2" or t.get("existing") for t in fleet.values()), fleet
+    assert any(t["version"] == "2" for t in fleet.values()), "the changed setting reached the base's adaptations"
     assert changed_stages(root) == set()
 
     acme = write_csv(pipe["inbox"] / "acme-2.csv", *synthetic_tenant(TENANTS["acme"], 11, seed=8))

@@ -47,6 +47,27 @@ def test_champion_gate_on_the_same_texts_survives_a_small_split():
     assert len(failed) == 1 and failed[0].startswith("champion (on the same 9 held-out texts")
 
 
+def test_baseline_gate_fails_only_a_baseline_ahead_beyond_the_noise_of_the_same_examples():
+    """The candidate ships the base's adaptation unless another method wins beyond its noise; the
+    gate judges the best baseline the same way, on the same cross-validated examples: 2 points ahead
+    on 30 examples is noise (it was a failure when the gate compared the raw accuracies), 20 is not."""
+    settings = g.tiny_settings_with(gates={"baseline_tolerance": 0.0})
+
+    def mv(gain, se):
+        return SimpleNamespace(version="1", tags={
+            "validation": "passed", "isolation": "passed", "query_accuracy": "0.80", "n_query": "30",
+            "baseline_accuracy": str(0.80 + gain), "baseline_method": "logreg-names-frozen",
+            "baseline_gain": str(gain), "baseline_gain_se": str(se)})
+
+    assert approval.gate_failures(mv(0.033, 0.033), None, settings) == []
+    failed = approval.gate_failures(mv(0.2, 0.07), None, settings)
+    assert len(failed) == 1 and failed[0].startswith("baseline (logreg-names-frozen is 20.0 points ahead")
+    old = SimpleNamespace(version="1", tags={"validation": "passed", "isolation": "passed", "query_accuracy": "0.8",
+                                             "baseline_accuracy": "0.9", "baseline_method": "no-meta"})
+    assert approval.gate_failures(old, None, settings)[0].startswith("baseline (0.800 < no-meta"), \
+        "a version registered before the paired gain is judged as it was"
+
+
 def test_registration_scores_the_champion_on_the_candidates_held_out_texts(tmp_path, monkeypatch):
     ws, settings = g.fresh_workspace(tmp_path / "ws")
     base, base_dir = g.make_base(ws)

@@ -38,15 +38,29 @@ def test_enough_meta_training_and_evaluation_tenants(catalog):
 
 
 def test_label_counts_vary_within_four_to_ten(catalog):
-    counts = [len(t.labels) for t in catalog.tenants]
+    counts = [len(t.labels) for t in catalog.tenants if t.role != "recurring"]
     assert all(4 <= n <= 10 for n in counts)
+    assert all(3 <= len(t.labels) <= 5 for t in catalog.tenants if t.role == "recurring")
     assert len(set(counts)) >= 4, "label counts should vary across tenants"
 
 
 def test_evaluation_classes_are_never_seen_in_meta_training(catalog):
     meta = {k for t in catalog.meta_train() for k in t.class_keys}
-    held = {k for t in catalog.evaluation() for k in t.class_keys}
+    held = {k for t in catalog.evaluation() if t.role == "eval" for k in t.class_keys}
     assert not meta & held
+
+
+def test_recurring_tenants_have_trained_classes_under_another_real_name(catalog):
+    """What a SaaS mostly sees: a new tenant's categories are ones the meta-training tenants have,
+    named differently (a WordNet synonym, never the training tenants' own label)."""
+    trained = {k: lab for t in catalog.meta_train() for k, lab in zip(t.class_keys, t.labels)}
+    recurring = [t for t in catalog.evaluation() if t.role == "recurring"]
+    assert len(recurring) >= 3
+    for t in recurring:
+        for key, label in zip(t.class_keys, t.labels):
+            assert key in trained, (t.id, key)
+            assert label.lower() != trained[key].lower() and label.lower() not in {
+                x.lower() for x in trained.values()}, (t.id, label)
     wordnet_eval = [t for t in catalog.evaluation() if any(s.startswith("wordnet") for s in t.sources)]
     ha_eval = [t for t in catalog.evaluation() if t.sources == ["ha-intents"]]
     assert len(wordnet_eval) >= 2 and len(ha_eval) >= 1

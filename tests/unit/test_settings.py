@@ -19,7 +19,7 @@ def test_missing_file_means_defaults(tmp_path):
 
 
 @pytest.mark.parametrize("raw, message", [
-    ({"meta_train": {"algorithm": "sgd"}}, "use fomaml or reptile"),
+    ({"meta_train": {"algorithm": "sgd"}}, "use pooled, fomaml, reptile, pooled-fomaml"),
     ({"meta_train": {"inner_steps": "five"}}, "must be int"),
     ({"meta_train": {"inner_steps": True}}, "must be int"),
     ({"adapt": {"holdout_fraction": 0.99}}, "holdout_fraction"),
