@@ -22,20 +22,25 @@ from workspace.errors import UserError
 from workspace.provenance import code_version
 
 
-def choose_tenants(available: list[str], settings) -> tuple[list[str], list[str]]:
-    """(training, held-out) tenants from settings, else every tenant with a seeded fifth held out."""
+def choose_tenants(available: list[str], settings, left_out: dict[str, str] | None = None
+                   ) -> tuple[list[str], list[str]]:
+    """(training, held-out) tenants from settings, else every tenant with a seeded fifth held out;
+    ``available``: the tenants whose data may be used, ``left_out``: the others, which a configured
+    list may name (they are left out, not an error)."""
     cfg = settings.meta_train
-    wanted = cfg.tenant_list() or available
-    missing = sorted(set(wanted + cfg.val_tenant_list()) - set(available))
+    skip = set(left_out or {})
+    wanted = [t for t in cfg.tenant_list() if t not in skip] or available
+    missing = sorted(set(wanted + cfg.val_tenant_list()) - set(available) - skip)
     if missing:
         raise UserError(f"meta_train tenants without data: {', '.join(missing)}; ingest them or fix params.yaml")
-    val = cfg.val_tenant_list()
+    val = [t for t in cfg.val_tenant_list() if t not in skip]
     if not val:
         pool = sorted(wanted)
         val = random.Random(cfg.seed).sample(pool, max(1, len(pool) // 5)) if len(pool) > 1 else []
     train = [t for t in wanted if t not in val]
     if not train or not val:
-        raise UserError("meta-training needs at least 2 tenants with valid data (one is held out)")
+        raise UserError("meta-training needs at least 2 tenants with valid data whose data may train the base "
+                        "(one is held out)" + (f"; left out: {', '.join(sorted(skip))}" if skip else ""))
     return train, val
 
 
@@ -104,29 +109,52 @@ def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_ve
 
 
 @task(name="register-base", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def register_task(root: str, result, algorithm: str, data_versions: dict) -> dict:
+def register_task(root: str, result, algorithm: str, data_versions: dict, trained_by: str = "service:meta-train",
+                  left_out: dict | None = None, consent: dict | None = None, evidence: dict | None = None) -> dict:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
     ref = base_model.register_base(result.base_dir, params=result.params, metrics=result.metrics,
-                                   history=result.history, data_versions=data_versions,
+                                   history=result.history, data_versions=data_versions, actor=trained_by,
+                                   left_out=left_out, consent=consent, evidence=evidence,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
                                          "algorithm": algorithm,
                                          "best_step": str(result.metrics.get("best_step", "")),
                                          "stop_reason": str(result.metrics.get("stop_reason", "")),
                                          "training_run_id": str(result.metrics.get("training_run_id", ""))})
     return {"name": ref.name, "version": ref.version, "digest": ref.digest, "metrics": result.metrics,
-            "best_step": result.metrics.get("best_step"), "stop_reason": result.metrics.get("stop_reason")}
+            "best_step": result.metrics.get("best_step"), "stop_reason": result.metrics.get("stop_reason"),
+            "status": "pending", "requested_by": trained_by, "left_out": left_out or {}}
+
+
+def usable_tenants(ws, settings) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """(tenants whose data may train the base, tenant -> why each other one may not, tenant -> why
+    each usable one may): the consent recorded in the audit log (else params.yaml's default), and
+    tenants whose data was erased."""
+    from registry.review import consent, erasure
+
+    store.configure(ws, settings)
+    available = tenants_with_data(ws)
+    gone = {t: f"its data was erased ({why})" for t, why in erasure.erased_tenants().items() if t not in available}
+    allowed, left_out = consent.split(ws, settings, available)
+    why = consent.decisions(ws, settings, allowed)
+    return allowed, {**left_out, **gone}, {t: why[t]["why"] for t in allowed}
 
 
 @flow(name="tailor-meta-train", log_prints=False)
-def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None) -> dict:
-    """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it."""
+def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None,
+                    trained_by: str = "service:meta-train") -> dict:
+    """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it.
+    ``trained_by``: who asked; the base waits for someone else's approval. Only tenants whose data
+    may train the base are used; the others are named with why."""
     ws, settings = open_workspace(root)
     deadline_at = deadline_of(settings, started_at)
     configured = settings.meta_train.algorithm  # a different --algorithm is not what dvc.yaml reproduces
     if algorithm:
         settings = settings.replace("meta_train", algorithm=algorithm)
-    train_ids, val_ids = choose_tenants(tenants_with_data(ws), settings)
+    allowed, left_out, consent = usable_tenants(ws, settings)
+    for tenant, why in sorted(left_out.items()):
+        say(f"  left out {tenant}: {why}")
+    train_ids, val_ids = choose_tenants(allowed, settings, left_out)
     say(f"meta-training {settings.meta_train.algorithm} on {len(train_ids)} tenants, "
         f"early-stopping on {len(val_ids)} held-out: {', '.join(val_ids)}")
     (train, train_versions), (val, val_versions) = load_tenants(root, train_ids), load_tenants(root, val_ids)
@@ -135,9 +163,11 @@ def meta_train_flow(root: str, algorithm: str | None = None, started_at: float |
     check_enough_examples(settings, train, val)   # before the encoder loads and features are cached
     data_versions = {**train_versions, **val_versions}
     result = train_task(root, algorithm, train, val, data_versions, deadline_at)
-    ref = register_task(root, result, settings.meta_train.algorithm, data_versions)
+    used = {t: consent[t] for t in data_versions if t in consent}
+    ref = register_task(root, result, settings.meta_train.algorithm, data_versions, trained_by, left_out, used)
     record_stage(root, "meta-train", {
         "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,
-        "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions},
+        "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions,
+        "left_out": sorted(left_out)},
         lock=algorithm in (None, configured))
     return ref

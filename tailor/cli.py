@@ -31,8 +31,10 @@ data_app = typer.Typer(no_args_is_help=True, **PLAIN, help="A tenant's data vers
 app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 user_app = typer.Typer(no_args_is_help=True, **PLAIN, help="Review-page users (hashed passwords in the workspace).")
+tenant_app = typer.Typer(no_args_is_help=True, **PLAIN, help="A tenant's consent to train the base, and its erasure.")
 app.add_typer(data_app, name="data")
 app.add_typer(user_app, name="user")
+app.add_typer(tenant_app, name="tenant")
 
 STATE = {"workspace": None, "debug": False}
 
@@ -48,6 +50,11 @@ class Status(str, Enum):
 class Algorithm(str, Enum):
     fomaml = "fomaml"
     reptile = "reptile"
+
+
+class YesNo(str, Enum):
+    yes = "yes"
+    no = "no"
 
 
 def _acting(old_name: str):
@@ -123,9 +130,12 @@ def validate(tenant: str, json_out: bool = typer.Option(False, "--json")) -> Non
 
 @app.command("meta-train")
 def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default: meta_train.algorithm in params.yaml"),
+               user: Optional[str] = typer.Option(None, "--user", help="who trains it (must be you); another "
+                                                                          "person approves it"),
                json_out: bool = typer.Option(False, "--json")) -> None:
-    """Meta-train the base model on the meta-training tenants and register it."""
-    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out)
+    """Meta-train the base model on the consenting meta-training tenants and register it as a
+    candidate: `adapt` uses it once someone else approves it (`review approve --base-version N`)."""
+    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out, user)
 
 
 @app.command()
@@ -158,22 +168,42 @@ def review_list(status: Status = typer.Option(Status.pending),
     commands.review_list(_ctx(), status.value, json_out)
 
 
+def _target(tenant: str | None, version: str | None, base_version: str | None) -> None:
+    if base_version is not None and (tenant or version):
+        raise UserError("give TENANT VERSION or --base-version N (not both)")
+    if base_version is None and not (tenant and version):
+        raise UserError("give TENANT VERSION, or --base-version N for a base model")
+
+
 @review_app.command("approve")
-def review_approve(tenant: str, version: str,
+def review_approve(tenant: Optional[str] = typer.Argument(None), version: Optional[str] = typer.Argument(None),
+                   base_version: Optional[str] = typer.Option(None, "--base-version",
+                                                              help="approve this tailor-base candidate instead"),
                    reviewer: Optional[str] = _acting("--reviewer"),
                    reason: str = typer.Option(..., help="why"),
                    override: Optional[str] = typer.Option(None, "--override-reason", help="approve despite failed gates, because ..."),
                    json_out: bool = typer.Option(False, "--json"), dry_run: bool = _dry_run()) -> None:
-    """Make a candidate the tenant's champion (gates and four-eyes apply)."""
+    """Make a candidate the tenant's champion (gates and four-eyes apply), or with --base-version
+    make a base current: what adaptations start from (four-eyes: not who trained it)."""
+    _target(tenant, version, base_version)
+    if base_version is not None:
+        commands.approve_base(_ctx(), base_version, reviewer, reason, json_out, dry_run)
+        return
     commands.approve(_ctx(), tenant, version, reviewer, reason, override, json_out, dry_run)
 
 
 @review_app.command("reject")
-def review_reject(tenant: str, version: str,
+def review_reject(tenant: Optional[str] = typer.Argument(None), version: Optional[str] = typer.Argument(None),
+                  base_version: Optional[str] = typer.Option(None, "--base-version",
+                                                             help="reject this tailor-base candidate instead"),
                   reviewer: Optional[str] = _acting("--reviewer"),
                   reason: str = typer.Option(...), json_out: bool = typer.Option(False, "--json"),
                   dry_run: bool = _dry_run()) -> None:
-    """Reject a candidate."""
+    """Reject a candidate (or, with --base-version, a base candidate)."""
+    _target(tenant, version, base_version)
+    if base_version is not None:
+        commands.reject_base(_ctx(), base_version, reviewer, reason, json_out, dry_run)
+        return
     commands.reject(_ctx(), tenant, version, reviewer, reason, json_out, dry_run)
 
 
@@ -195,8 +225,16 @@ def lineage(tenant: Optional[str] = typer.Argument(None), version: Optional[str]
             at: Optional[str] = typer.Option(None, help="ISO time: what served then"),
             all_tenants: bool = typer.Option(False, "--all", help="every tenant and every version (auditors)"),
             html: Optional[Path] = typer.Option(None, "--html", help="with --all: write an HTML audit report"),
+            tenant_data: Optional[str] = typer.Option(None, "--tenant-data", metavar="TENANT",
+                                                      help="which bases and which tenants' champions were trained "
+                                                           "on this tenant's data, and when"),
             json_out: bool = typer.Option(False, "--json")) -> None:
     """What serves a tenant (or served at a time): data, validation, base, metrics, approvals."""
+    if tenant_data is not None:
+        if tenant or all_tenants or html or version or at:
+            raise UserError("--tenant-data TENANT goes alone (with --json)")
+        commands.lineage_tenant_data(_ctx(), tenant_data, json_out)
+        return
     if bool(tenant) == all_tenants:
         raise UserError("give a TENANT or --all (not both)")
     if all_tenants:
@@ -264,6 +302,42 @@ def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit o
                   json_out: bool = typer.Option(False, "--json"), dry_run: bool = _dry_run()) -> None:
     """Make an earlier data version current again."""
     commands.data_checkout(_ctx(), tenant, rev, json_out, dry_run)
+
+
+@data_app.command("prune")
+def data_prune(user: Optional[str] = _acting("--actor"), json_out: bool = typer.Option(False, "--json"),
+               dry_run: bool = _dry_run("list what data.keep_versions / data.keep_days would prune; change nothing")
+               ) -> None:
+    """Prune every tenant's older data versions (DVC cache and remote, validation pages) as
+    data.keep_versions / data.keep_days say, never one a champion, a pending candidate or a base
+    was trained on; each tenant's pruning is recorded in the audit log."""
+    commands.data_prune(_ctx(), user, json_out, dry_run)
+
+
+@tenant_app.command("set")
+def tenant_set(tenant: str, train_base: YesNo = typer.Option(..., "--train-base",
+                                                            help="may this tenant's data train the shared base?"),
+               reason: str = typer.Option(..., help="why (e.g. the contract clause)"),
+               user: Optional[str] = _acting("--actor"), json_out: bool = typer.Option(False, "--json"),
+               dry_run: bool = _dry_run()) -> None:
+    """Record whether the tenant's data may train the shared base (audited; meta-train follows it)."""
+    commands.tenant_set(_ctx(), tenant, train_base.value == "yes", reason, user, json_out, dry_run)
+
+
+@tenant_app.command("show")
+def tenant_show(tenant: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """The tenant's consent to train the base (recorded or the default), data and erasure."""
+    commands.tenant_show(_ctx(), tenant, json_out)
+
+
+@tenant_app.command("erase")
+def tenant_erase(tenant: str, reason: str = typer.Option(..., help="why (e.g. the customer's request)"),
+                 user: Optional[str] = _acting("--actor"), json_out: bool = typer.Option(False, "--json"),
+                 dry_run: bool = _dry_run("list everything the erasure would remove or change; change nothing")
+                 ) -> None:
+    """Erase the tenant's data everywhere Tailor keeps it (DVC cache and remote, validation pages,
+    MLflow artifacts, Prefect runs, caches); archive its versions; mark the bases trained on it."""
+    commands.tenant_erase(_ctx(), tenant, reason, user, json_out, dry_run)
 
 
 @app.command()

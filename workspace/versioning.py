@@ -226,6 +226,9 @@ def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = N
     target = ws.tenant_dir(tenant) / f"data{suffix}"
     with locked(ws):
         recover(ws)
+        from workspace.erasure import refuse_if_erasing
+
+        refuse_if_erasing(ws, tenant)  # an erasure under way removes what this would add
         where = ensure_remote(ws, store)
         staged, md5 = _stage_copy(ws, tenant, src, max_bytes)  # an unreadable src changes nothing
         try:

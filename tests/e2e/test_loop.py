@@ -8,6 +8,7 @@ import pytest
 
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
+from tests.governance import approve_base_cli
 from workspace.create import init_workspace
 
 TENANTS = {
@@ -52,6 +53,7 @@ def loop(tmp_path_factory):
     for tenant, path in files.items():
         assert cli.main(["--workspace", str(root), "ingest", tenant, str(path)]) == 0
     assert cli.main(["--workspace", str(root), "meta-train"]) == 0
+    approve_base_cli(root)  # bases are reviewed too: a second person approves it before adapt uses it
     os.environ["TAILOR_USER"] = "CI-Bot"
     assert cli.main(["--workspace", str(root), "adapt", "--all", "--requested-by", "ci-bot"]) == 0
     yield results
