@@ -639,6 +639,10 @@ def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
         raise UserError(f"tenant {tenant!r} has no data: run `tailor ingest {tenant} FILE` first")
     if json_out:
         emit_json(history)
+    elif versioning.current_version(ws, tenant) is None:  # erased: git keeps the versions' pointers only
+        print(f"{tenant}: no current data (removed; `tailor tenant show {tenant}` says whether it was erased); "
+              "earlier versions, as git's .dvc pointers:")
+        print(table(history, ["md5", "git_commit", "n_bytes"], ["data version", "git commit", "bytes"]))
     else:
         print(f"{tenant}: current data version {history[0]['md5']}")
         print(table(history, ["md5", "git_commit", "n_bytes"], ["data version", "git commit", "bytes"]))

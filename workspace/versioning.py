@@ -273,6 +273,9 @@ def unchanged_version(ws: Workspace, tenant: str, src: Path, max_bytes: int) -> 
     except UserError:  # unreadable or too big: never a current version; ingest reports and quarantines it
         return None
     with locked(ws):
+        from workspace.erasure import refuse_if_erasing
+
+        refuse_if_erasing(ws, tenant)  # not even "unchanged": its data is on its way out
         return _same_as_current(ws, tenant, ws.tenant_dir(tenant) / f"data{suffix}", md5)
 
 

@@ -19,7 +19,6 @@ from registry.artifacts.describe import describe
 from registry.storage import store
 from registry.storage.names import APPROVED, CANDIDATE, CHAMPION, PENDING, PREFIX
 from registry.trail import audit, identity, transitions
-from workspace.errors import UserError
 from workspace.paths import Workspace
 from workspace.tenants import BASE_MODEL_NAME, check_tenant_id, tenant_model_name
 

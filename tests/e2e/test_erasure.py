@@ -137,6 +137,7 @@ def test_erasure_leaves_no_sentence_of_the_tenant_anywhere(world, capsys, tmp_pa
     assert code == 0, out.err
     result = json.loads(out.out)
     assert result["bases_marked"] == ["1"] and result["plan"]["new_base"] and "acme" in result["plan"]["readapt"]
+    assert {"suite tailor-secret", "data asset secret"} <= set(result["gx_objects"])
 
     after = occurrences(root, needles)
     assert {n: h for n, h in after.items() if h} == {}, "no sentence of the erased tenant is left anywhere"
@@ -163,3 +164,49 @@ def test_erasure_leaves_no_sentence_of_the_tenant_anywhere(world, capsys, tmp_pa
     assert {c["status"] for c in lineage["own"]} == {"erased"}
     code, out = tailor(root, "tenant", "erase", "secret", "--reason", "again", capsys=capsys, who="alice")
     assert code == 0 and "nothing left to remove" in out.out
+
+
+@pytest.mark.slow   # a workspace trained and adapted, then five killed `tailor` processes: `make test-slow`
+def test_an_erasure_killed_at_each_step_is_finished_by_running_it_again(tmp_path, capsys):
+    """kill -9 at every step of the erasure flow in turn: each run resumes where the killed one
+    stopped; in between, nothing of the tenant serves, its ingest is refused and the audit log
+    verifies; the last run finishes, and no sentence is left."""
+    import sys
+    from pathlib import Path
+
+    from tests.governance import approve_base_cli
+
+    root = tmp_path / "ws"
+    init_workspace(root, tiny_settings(tenants="acme,secret", val_tenants="globex"))
+    for i, tenant in enumerate(("acme", "globex")):
+        texts, labels = synthetic_tenant(OTHERS[tenant], 10, seed=i)
+        assert tailor(root, "ingest", tenant, str(write_csv(tmp_path / f"{tenant}.csv", zip(texts, labels))),
+                      capsys=capsys)[0] == 0
+    sentences = marked(10, 2)
+    assert tailor(root, "ingest", "secret", str(write_csv(tmp_path / "secret.csv", sentences)), capsys=capsys)[0] == 0
+    assert tailor(root, "meta-train", capsys=capsys, who="trainer")[0] == 0
+    approve_base_cli(root)
+    assert tailor(root, "adapt", "secret", capsys=capsys, who="bob")[0] == 0
+    assert tailor(root, "review", "approve", "secret", "1", "--reason", "ok", "--override-reason", "tiny",
+                  capsys=capsys, who="alice")[0] == 0
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "TAILOR_USER": "alice"}
+    argv = [sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(root),
+            "tenant", "erase", "secret", "--reason", "customer left"]
+    for point in ("erase:marked", "erase:registry", "erase:data", "erase:artifacts", "erase:compacted"):
+        killed = subprocess.run(argv, env={**env, "TAILOR_FAULT": point}, capture_output=True, text=True, timeout=600)
+        assert killed.returncode == -9, (point, killed.stderr[-2000:])
+        code, out = tailor(root, "audit", "verify", capsys=capsys)
+        assert code == 0, (point, out.out)
+        if point != "erase:marked":
+            code, out = tailor(root, "predict", "secret", "rain", capsys=capsys)
+            assert code == 2, f"after {point} nothing of the tenant serves"
+        code, out = tailor(root, "ingest", "secret", str(tmp_path / "secret.csv"), capsys=capsys)
+        assert code == 2 and "is being erased" in out.err
+    code, out = tailor(root, "tenant", "erase", "secret", "--reason", "customer left", capsys=capsys, who="alice")
+    assert code == 0, out.err
+    after = occurrences(root, [MARK.encode()] + [t.encode() for t, _ in sentences])
+    assert {n: h for n, h in after.items() if h} == {}
+    erases = [line for line in subprocess.run(["git", "-C", str(root), "log", "--format=%s"], capture_output=True,
+                                              text=True).stdout.splitlines() if line.startswith("data: erase secret")]
+    assert len(erases) == 1, "the data was removed in one commit, not once per run"
+    assert tailor(root, "audit", "verify", capsys=capsys)[0] == 0

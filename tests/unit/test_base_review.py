@@ -76,6 +76,11 @@ def test_the_evidence_is_stored_and_shown_generically(gov, capsys):
     code, out = run(gov["ws"], "review", "list", "--json", capsys=capsys)
     (row,) = [r for r in json.loads(out.out) if r["kind"] == "base"]
     assert row["evidence"]["accuracy"]["new_base"] == 0.81 and row["status"] == "pending"
+    report = gov["ws"].root / "audit.html"
+    assert run(gov["ws"], "lineage", "--all", "--html", str(report), capsys=capsys)[0] == 0
+    html = report.read_text()
+    assert f'href="#evidence-base-v{new.version}"' in html and f'id="evidence-base-v{new.version}"' in html
+    assert "paired new_base-frozen_names: +0.020 ± 0.015 [+0.005, +0.035], n=120" in html
 
 
 def test_rejecting_or_rolling_back_a_base_never_touches_champions(gov):

@@ -45,7 +45,12 @@ def test_a_decision_racing_an_erasure_leaves_one_consistent_state(gov, tmp_path,
         approval.approve(gov["ws"], gov["settings"], "leave", v2, "carol", "after")
 
 
-@pytest.mark.parametrize("point", [p for p in transitions.POINTS if p != "after-create"])
+# three points in `make test`, the rest in `make test-slow` (a killed process each: seconds apiece)
+FAST = ("after-intent", "after-aliases", "after-commit")
+
+
+@pytest.mark.parametrize("point", [p if p in FAST else pytest.param(p, marks=pytest.mark.slow)
+                                   for p in transitions.POINTS if p != "after-create"])
 def test_an_erasure_killed_at_any_step_is_completed_by_the_next_run(gov, point):
     v1 = g.register(gov["ws"], gov["base"], gov["base_dir"], "leave", seed=1)
     approval.approve(gov["ws"], gov["settings"], "leave", v1, "alice", "first")
