@@ -138,6 +138,7 @@ def test_erasure_leaves_no_sentence_of_the_tenant_anywhere(world, capsys, tmp_pa
     result = json.loads(out.out)
     assert result["bases_marked"] == ["1"] and result["plan"]["new_base"] and "acme" in result["plan"]["readapt"]
     assert {"suite tailor-secret", "data asset secret"} <= set(result["gx_objects"])
+    assert len(result["prefect_runs"]) >= 3, "its ingest runs (and their logs) are deleted from Prefect"
 
     after = occurrences(root, needles)
     assert {n: h for n, h in after.items() if h} == {}, "no sentence of the erased tenant is left anywhere"
