@@ -131,10 +131,15 @@ def usable_tenants(ws, settings) -> tuple[list[str], dict[str, str], dict[str, s
     each usable one may): the consent recorded in the audit log (else params.yaml's default), and
     tenants whose data was erased."""
     from registry.review import consent, erasure
+    from workspace.erasure import erasing
 
     store.configure(ws, settings)
     available = tenants_with_data(ws)
-    gone = {t: f"its data was erased ({why})" for t, why in erasure.erased_tenants().items() if t not in available}
+    erased = erasure.erased_tenants()
+    going = {t for t in available if erasing(ws, t) is not None or erased.get(t, "").startswith("erasure under way")}
+    gone = {t: f"its data was erased ({why})" for t, why in erased.items() if t not in available}
+    gone.update({t: "its erasure is under way" for t in going})
+    available = [t for t in available if t not in going]
     allowed, left_out = consent.split(ws, settings, available)
     why = consent.decisions(ws, settings, allowed)
     return allowed, {**left_out, **gone}, {t: why[t]["why"] for t in allowed}

@@ -168,11 +168,13 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
         if create is None:
             raise UserError(f"{BASE_MODEL_NAME}: the version with digest {digest[:19]} disappeared; meta-train again")
         previous = store.alias_version(BASE_MODEL_NAME, CANDIDATE)
+        gone = erased_inputs(data_versions or {})  # an erasure that began while it trained: marked now
+        spec = create if not gone else {**create, "tags": {**create["tags"], ERASED: ",".join(gone)}}
         return transitions.Plan(
             action="register-base", model=BASE_MODEL_NAME, tenant=None, actor=actor,
             reason="meta-trained base registered for review",
             frm=None if previous is None else str(previous.version), to=transitions.NEW,
-            create=create, aliases=[(CANDIDATE, transitions.NEW, None)],
+            create=spec, aliases=[(CANDIDATE, transitions.NEW, None)],
             details={"digest": digest, "run_id": create["run_id"], "train_data_versions": data_versions or {},
                      "left_out": left_out or {}, "evidence_sha256": create["tags"].get("evidence_sha256")})
 
@@ -182,6 +184,26 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
     except _NoChange as done:
         version = done.version
     return _ref(store.model_version(BASE_MODEL_NAME, version, BASE_MODEL_NAME))
+
+
+def erased_inputs(data_versions: dict[str, str]) -> list[str]:
+    """The tenants among ``data_versions`` whose erasure is under way, or erased that very data
+    version (their model's ``erasure`` tag, which ``registry.review.erasure`` sets before it marks
+    the bases under the same lock this registration holds)."""
+    if not data_versions:
+        return []
+    out = []
+    for rm in store.registered_models("tailor-tenant-%"):
+        tenant = rm.name.removeprefix("tailor-tenant-")
+        if tenant not in data_versions or not rm.tags.get("erasure"):
+            continue
+        try:
+            s = json.loads(rm.tags["erasure"])
+        except ValueError:
+            continue
+        if s.get("state") != "done" or data_versions[tenant] in (s.get("data_versions") or []):
+            out.append(tenant)
+    return sorted(out)
 
 
 class _NoChange(Exception):

@@ -23,14 +23,6 @@ def _word(allow: bool) -> str:
     return "yes" if allow else "no"
 
 
-def parse_choice(value: str) -> bool:
-    """``yes``/``no`` (as typed on the command line) as a bool; anything else is one clear line."""
-    text = str(value or "").strip().lower()
-    if text not in ("yes", "no"):
-        raise UserError(f"--train-base {value!r}: use yes or no")
-    return text == "yes"
-
-
 def plan_consent(tenant: str, allow: bool, actor: str, reason: str, previous: dict | None) -> transitions.Plan:
     """The tenant model's ``train_base`` tag set to yes/no, with who, when and why in the record."""
     return transitions.Plan(

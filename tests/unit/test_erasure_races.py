@@ -76,3 +76,14 @@ def test_the_audit_record_of_an_erasure_names_hashes_and_ids_never_texts(gov):
     assert record["details"]["versions"] == [v1]
     tags = store.client().get_model_version("tailor-tenant-leave", v1).tags
     assert tags["status"] == "erased" and tags["labels"] == "[]" and tags["erased_by"] == "bob"
+
+
+def test_a_base_registered_while_its_tenant_is_erased_is_marked_as_it_registers(gov):
+    """Meta-training that read a tenant's data before its erasure began registers after the erasure
+    marked the bases: the registration marks itself (both hold the base's lock)."""
+    erasure.begin(gov["ws"], "gone", "bob", "customer left", ["md5:ggg"])
+    late, _ = g.make_base(gov["ws"], "late", approve=False, data_versions={"gone": "md5:ggg", "stay": "md5:bbb"})
+    assert store.client().get_model_version("tailor-base", late.version).tags["erased_data"] == "gone"
+    other, _ = g.make_base(gov["ws"], "other", approve=False, data_versions={"stay": "md5:bbb"})
+    assert "erased_data" not in store.client().get_model_version("tailor-base", other.version).tags
+    assert verify_all(gov["ws"])["ok"]
