@@ -120,6 +120,7 @@ def test_a_base_with_erased_data_is_refused_for_adapt_approval_and_rollback(gov)
     assert verify_all(ws)["ok"]
 
 
+@pytest.mark.slow   # the same executor as the tenants' duel (test_transitions), two processes: `make test-slow`
 def test_approve_and_reject_of_one_base_at_once_one_wins(gov, tmp_path):
     new, _ = g.make_base(gov["ws"], "duel", approve=False)
     go = tmp_path / "go"

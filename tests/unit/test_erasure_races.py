@@ -27,7 +27,7 @@ def erased_consistently(tenant: str) -> None:
     assert erasure.state(tenant)["state"] == "started"
 
 
-@pytest.mark.parametrize("rival", ["approve", "reject"])
+@pytest.mark.parametrize("rival", ["approve", pytest.param("reject", marks=pytest.mark.slow)])
 def test_a_decision_racing_an_erasure_leaves_one_consistent_state(gov, tmp_path, rival):
     v1 = g.register(gov["ws"], gov["base"], gov["base_dir"], "leave", seed=1)
     approval.approve(gov["ws"], gov["settings"], "leave", v1, "alice", "first")
@@ -45,8 +45,8 @@ def test_a_decision_racing_an_erasure_leaves_one_consistent_state(gov, tmp_path,
         approval.approve(gov["ws"], gov["settings"], "leave", v2, "carol", "after")
 
 
-# three points in `make test`, the rest in `make test-slow` (a killed process each: seconds apiece)
-FAST = ("after-intent", "after-aliases", "after-commit")
+# two points in `make test`, the rest in `make test-slow` (a killed process each: seconds apiece)
+FAST = ("after-intent", "after-aliases")
 
 
 @pytest.mark.parametrize("point", [p if p in FAST else pytest.param(p, marks=pytest.mark.slow)
