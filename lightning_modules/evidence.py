@@ -131,7 +131,7 @@ def summarise(gathered: dict, tenants: list[str], reference: str = "new_base") -
     and a 95% interval; the numbers a reviewer and ``tailor meta-train --json`` see."""
     rows = gathered["rows"]
     methods = gathered["methods"]
-    out = {"held_out_tenants": sorted(tenants), "n_splits": len(rows),
+    out = {"held_out_tenants": sorted(tenants), "n_tenants": len({r["tenant"] for r in rows}), "n_splits": len(rows),
            "n_queries": sum(r["n_query"] for r in rows), "accuracy": {}, "paired": {}}
     if not rows:
         return out

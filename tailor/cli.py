@@ -31,8 +31,10 @@ data_app = typer.Typer(no_args_is_help=True, **PLAIN, help="A tenant's data vers
 app.add_typer(review_app, name="review")
 app.add_typer(audit_app, name="audit")
 user_app = typer.Typer(no_args_is_help=True, **PLAIN, help="Review-page users (hashed passwords in the workspace).")
+tenant_app = typer.Typer(no_args_is_help=True, **PLAIN, help="A tenant's consent to train the base, and its erasure.")
 app.add_typer(data_app, name="data")
 app.add_typer(user_app, name="user")
+app.add_typer(tenant_app, name="tenant")
 
 STATE = {"workspace": None, "debug": False}
 
@@ -50,6 +52,11 @@ class Algorithm(str, Enum):
     fomaml = "fomaml"
     reptile = "reptile"
     pooled_fomaml = "pooled-fomaml"
+
+
+class YesNo(str, Enum):
+    yes = "yes"
+    no = "no"
 
 
 def _acting(old_name: str):
@@ -136,7 +143,8 @@ def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default
                                                          "on its start"),
                user: Optional[str] = _person(),
                json_out: bool = typer.Option(False, "--json")) -> None:
-    """Train the base on the workspace's tenants, judge it on tenants held out of training, register it."""
+    """Train the base on the consenting tenants, judge it on tenants held out of training, and register
+    it as a candidate: `adapt` uses it once someone else approves it (`review approve --base-version N`)."""
     commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out, register_anyway, user)
 
 
@@ -177,22 +185,42 @@ def review_list(status: Status = typer.Option(Status.pending),
     commands.review_list(_ctx(), status.value, json_out, limit, offset)
 
 
+def _target(tenant: str | None, version: str | None, base_version: str | None) -> None:
+    if base_version is not None and (tenant or version):
+        raise UserError("give TENANT VERSION or --base-version N (not both)")
+    if base_version is None and not (tenant and version):
+        raise UserError("give TENANT VERSION, or --base-version N for a base model")
+
+
 @review_app.command("approve")
-def review_approve(tenant: str, version: str,
+def review_approve(tenant: Optional[str] = typer.Argument(None), version: Optional[str] = typer.Argument(None),
+                   base_version: Optional[str] = typer.Option(None, "--base-version",
+                                                              help="approve this tailor-base candidate instead"),
                    reviewer: Optional[str] = _acting("--reviewer"),
                    reason: str = typer.Option(..., help="why"),
                    override: Optional[str] = typer.Option(None, "--override-reason", help="approve despite failed gates, because ..."),
                    json_out: bool = typer.Option(False, "--json"), dry_run: bool = _dry_run()) -> None:
-    """Make a candidate the tenant's champion (gates and four-eyes apply)."""
+    """Make a candidate the tenant's champion (gates and four-eyes apply), or with --base-version
+    make a base current: what adaptations start from (four-eyes: not who trained it)."""
+    _target(tenant, version, base_version)
+    if base_version is not None:
+        commands.approve_base(_ctx(), base_version, reviewer, reason, json_out, dry_run)
+        return
     commands.approve(_ctx(), tenant, version, reviewer, reason, override, json_out, dry_run)
 
 
 @review_app.command("reject")
-def review_reject(tenant: str, version: str,
+def review_reject(tenant: Optional[str] = typer.Argument(None), version: Optional[str] = typer.Argument(None),
+                  base_version: Optional[str] = typer.Option(None, "--base-version",
+                                                             help="reject this tailor-base candidate instead"),
                   reviewer: Optional[str] = _acting("--reviewer"),
                   reason: str = typer.Option(...), json_out: bool = typer.Option(False, "--json"),
                   dry_run: bool = _dry_run()) -> None:
-    """Reject a candidate."""
+    """Reject a candidate (or, with --base-version, a base candidate)."""
+    _target(tenant, version, base_version)
+    if base_version is not None:
+        commands.reject_base(_ctx(), base_version, reviewer, reason, json_out, dry_run)
+        return
     commands.reject(_ctx(), tenant, version, reviewer, reason, json_out, dry_run)
 
 
@@ -215,8 +243,16 @@ def lineage(tenant: Optional[str] = typer.Argument(None), version: Optional[str]
             all_tenants: bool = typer.Option(False, "--all", help="every tenant and every version (auditors)"),
             html: Optional[Path] = typer.Option(None, "--html", help="with --all: write an HTML audit report"),
             force: bool = typer.Option(False, "--force", help="replace an existing --html file"),
+            tenant_data: Optional[str] = typer.Option(None, "--tenant-data", metavar="TENANT",
+                                                      help="which bases and which tenants' champions were trained "
+                                                           "on this tenant's data, and when"),
             json_out: bool = typer.Option(False, "--json")) -> None:
     """What serves a tenant (or served at a time): data, validation, base, metrics, approvals."""
+    if tenant_data is not None:
+        if tenant or all_tenants or html or version or at:
+            raise UserError("--tenant-data TENANT goes alone (with --json)")
+        commands.lineage_tenant_data(_ctx(), tenant_data, json_out)
+        return
     if bool(tenant) == all_tenants:
         raise UserError("give a TENANT or --all (not both)")
     if all_tenants:
@@ -296,6 +332,42 @@ def data_checkout(tenant: str, rev: str = typer.Argument(..., help="git commit o
                   json_out: bool = typer.Option(False, "--json"), dry_run: bool = _dry_run()) -> None:
     """Make an earlier data version current again."""
     commands.data_checkout(_ctx(), tenant, rev, json_out, dry_run)
+
+
+@data_app.command("prune")
+def data_prune(user: Optional[str] = _acting("--actor"), json_out: bool = typer.Option(False, "--json"),
+               dry_run: bool = _dry_run("list what data.keep_versions / data.keep_days would prune; change nothing")
+               ) -> None:
+    """Prune every tenant's older data versions (DVC cache and remote, validation pages) as
+    data.keep_versions / data.keep_days say, never one a champion, a pending candidate or a base
+    was trained on; each tenant's pruning is recorded in the audit log."""
+    commands.data_prune(_ctx(), user, json_out, dry_run)
+
+
+@tenant_app.command("set")
+def tenant_set(tenant: str, train_base: YesNo = typer.Option(..., "--train-base",
+                                                            help="may this tenant's data train the shared base?"),
+               reason: str = typer.Option(..., help="why (e.g. the contract clause)"),
+               user: Optional[str] = _acting("--actor"), json_out: bool = typer.Option(False, "--json"),
+               dry_run: bool = _dry_run()) -> None:
+    """Record whether the tenant's data may train the shared base (audited; meta-train follows it)."""
+    commands.tenant_set(_ctx(), tenant, train_base.value == "yes", reason, user, json_out, dry_run)
+
+
+@tenant_app.command("show")
+def tenant_show(tenant: str, json_out: bool = typer.Option(False, "--json")) -> None:
+    """The tenant's consent to train the base (recorded or the default), data and erasure."""
+    commands.tenant_show(_ctx(), tenant, json_out)
+
+
+@tenant_app.command("erase")
+def tenant_erase(tenant: str, reason: str = typer.Option(..., help="why (e.g. the customer's request)"),
+                 user: Optional[str] = _acting("--actor"), json_out: bool = typer.Option(False, "--json"),
+                 dry_run: bool = _dry_run("list everything the erasure would remove or change; change nothing")
+                 ) -> None:
+    """Erase the tenant's data everywhere Tailor keeps it (DVC cache and remote, validation pages,
+    MLflow artifacts, Prefect runs, caches); archive its versions; mark the bases trained on it."""
+    commands.tenant_erase(_ctx(), tenant, reason, user, json_out, dry_run)
 
 
 @app.command()

@@ -234,8 +234,10 @@ def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False, regi
     took = f"{time.time() - started:.0f}s in all"
     if not ref.get("registered"):
         return done(json_out, ref, f"no base registered ({ref['reason']}), {took}")
-    return done(json_out, ref, f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…): "
-                               f"{ref['metrics'].get('kept')} weights of step {ref.get('best_step')}, {took}")
+    return done(json_out, ref, f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…) pending review: "
+                               f"{ref['metrics'].get('kept')} weights of step {ref.get('best_step')}, {took}; "
+                               f"`adapt` uses it once someone other than {person} approves it "
+                               f"(`tailor review approve --base-version {ref['version']} --reason TEXT`)")
 
 
 def process_started() -> float:
@@ -424,19 +426,26 @@ def review_list(ctx: Context, status: str, json_out: bool, limit: int = 200, off
     from registry.artifacts.compare import data_change_text, measured_text
     from registry.review.approval import list_reviews
 
+    from registry.review.bases import list_bases
+
     if limit < 0 or offset < 0:
         raise UserError("--limit and --offset must be >= 0")
+    found = list_bases(None if status == "all" else status)   # a handful: every one, on every page
     page: dict = {}
-    rows = list_reviews(None if status == "all" else status, settings, limit=limit or None, offset=offset, page=page)
+    rows = [{"kind": "tenant", **r} for r in list_reviews(None if status == "all" else status, settings,
+                                                          limit=limit or None, offset=offset, page=page)]
     more = page["total"] - offset - len(rows)
     if more > 0:  # on stderr with --json: stdout carries the JSON alone
-        print(f"{len(rows)} of {page['total']} {'' if status == 'all' else status + ' '}version(s) from "
+        print(f"{len(rows)} of {page['total']} {'' if status == 'all' else status + ' '}tenant version(s) from "
               f"{offset + 1}: `--offset {offset + len(rows)}` for the next page, `--limit 0` for all",
               file=sys.stderr if json_out else sys.stdout)
     if json_out:
-        emit_json(rows)
-    elif not rows:
-        print(f"no {status} candidates")
+        emit_json(found + rows)
+        return found + rows
+    if found:
+        print(base_table(found))
+    if not rows:
+        print(f"no {status} candidates" + (" of tenants" if found else ""))
     else:
         cells = []
         for r in rows:  # every accuracy with its n and 95% (Wilson) interval
@@ -450,7 +459,19 @@ def review_list(ctx: Context, status: str, json_out: bool, limit: int = 200, off
                             "data_since", "head", "gates", "requested_by"],
                     ["tenant", "version", "status", "accuracy (95%)", "baseline (95%)", "champion (95%)",
                      "vs champion, same texts (95%)", "data since champion", "head", "gates", "requested by"]))
-    return rows
+    return found + rows
+
+
+def base_table(found: list[dict]) -> str:
+    """Base models (tailor-base) as review list shows them: who trained it, on how many tenants'
+    data, who was left out, and the evidence, one line per accuracy and paired difference."""
+    for b in found:
+        b["trained"] = f"{len(b['trained_on'])} tenant(s)" + (f", {len(b['left_out'])} left out" if b["left_out"] else "")
+        b["evidence_cell"] = "; ".join(b["evidence_lines"])
+        b["state"] = b["status"] + (" (contains erased data)" if b["erased_data"] else "")
+        b["name"] = "tailor-base"
+    return table(found, ["name", "version", "state", "trained", "evidence_cell", "requested_by"],
+                 ["base model", "version", "status", "trained on", "evidence (held-out tenants)", "trained by"])
 
 
 def same_texts_cell(s: dict | None) -> str:
@@ -486,6 +507,37 @@ def approve(ctx: Context, tenant: str, version: str, reviewer: str | None, reaso
     if dry_run:
         return would(json_out, result)
     return done(json_out, result, f"{tenant} v{result['version']} is now champion (approved by {reviewer})")
+
+
+def approve_base(ctx: Context, version: str, reviewer: str | None, reason: str, json_out: bool = False,
+                 dry_run: bool = False) -> dict:
+    from registry.trail.identity import resolve
+
+    reviewer = resolve(reviewer, "--user")
+    with working(f"{'dry run: ' if dry_run else ''}approving tailor-base v{version}: four eyes, audit record"):
+        ws, settings = ctx.open()
+        from registry.review.bases import approve_base as do_approve
+
+        result = do_approve(ws, settings, version, reviewer, reason, dry_run=dry_run)
+    if dry_run:
+        return would(json_out, {**result, "tenant": "tailor-base"})
+    return done(json_out, result, f"tailor-base v{result['version']} is now current (approved by {reviewer}): "
+                                  "the next `tailor adapt` starts from it; every champion keeps its own base")
+
+
+def reject_base(ctx: Context, version: str, reviewer: str | None, reason: str, json_out: bool = False,
+                dry_run: bool = False) -> dict:
+    from registry.trail.identity import resolve
+
+    reviewer = resolve(reviewer, "--user")
+    with working(f"{'dry run: ' if dry_run else ''}rejecting tailor-base v{version}: audit record"):
+        ws, _ = ctx.open()
+        from registry.review.bases import reject_base as do_reject
+
+        result = do_reject(ws, version, reviewer, reason, dry_run=dry_run)
+    if dry_run:
+        return would(json_out, {**result, "tenant": "tailor-base"})
+    return done(json_out, result, f"tailor-base v{result['version']} rejected by {reviewer}")
 
 
 def reject(ctx: Context, tenant: str, version: str, reviewer: str | None, reason: str, json_out: bool = False,
@@ -542,6 +594,16 @@ def lineage(ctx: Context, tenant: str, version: str | None, at: datetime | None,
     else:
         print(render(result))
     return result
+
+
+def lineage_tenant_data(ctx: Context, tenant: str, json_out: bool) -> dict:
+    """Which bases and which tenants' champions were trained on ``tenant``'s data, and when."""
+    check_tenant_id(tenant)
+    ws, _ = ctx.open(read_only=True)
+    from registry.review.data_lineage import render, tenant_data
+
+    result = tenant_data(ws, tenant)
+    return done(json_out, result, render(result))
 
 
 def lineage_all(ctx: Context, json_out: bool, html: Path | None, force: bool = False) -> dict:
@@ -745,6 +807,10 @@ def data_show(ctx: Context, tenant: str, json_out: bool) -> list:
         raise UserError(f"tenant {tenant!r} has no data: run `tailor ingest {tenant} FILE` first")
     if json_out:
         emit_json(history)
+    elif versioning.current_version(ws, tenant) is None:  # erased: git keeps the versions' pointers only
+        print(f"{tenant}: no current data (removed; `tailor tenant show {tenant}` says whether it was erased); "
+              "earlier versions, as git's .dvc pointers:")
+        print(table(history, ["md5", "git_commit", "n_bytes"], ["data version", "git commit", "bytes"]))
     else:
         print(f"{tenant}: current data version {history[0]['md5']}")
         print(table(history, ["md5", "git_commit", "n_bytes"], ["data version", "git commit", "bytes"]))
@@ -766,6 +832,132 @@ def data_checkout(ctx: Context, tenant: str, rev: str, json_out: bool = False, d
         _sync_pipeline(ws, settings, tenant)
     return done(json_out, version.to_dict(),
                 f"{tenant}: data version {version.md5} is current again; `tailor adapt {tenant}` to use it")
+
+
+def data_prune(ctx: Context, user: str | None, json_out: bool = False, dry_run: bool = False) -> dict:
+    """Retention: prune older data versions as params.yaml's data.keep_versions / keep_days say."""
+    from registry.trail.identity import resolve
+
+    actor = resolve(user, "--user")
+    if dry_run:
+        with working("dry run: which data versions retention would prune"):
+            ws, settings = ctx.open()
+            from flows.retention import prune_plan
+
+            plan = prune_plan(ws, settings)
+        n = sum(len(p["prune"]) for p in plan.values())
+        result = {"dry_run": True, "tenants": plan}
+        line = f"dry run: would prune {n} data version(s) of {sum(bool(p['prune']) for p in plan.values())} tenant(s)"
+        if not json_out:
+            for tenant, p in plan.items():
+                for md5 in p["prune"]:
+                    line += f"\n  {tenant}: {md5}"
+        return done(json_out, result, line + "; nothing changed")
+    with answering(json_out), working("pruning older data versions (DVC cache and remote, validation pages)"):
+        ws, _ = ctx.open(prefect=True, preload="flows.retention")
+        from flows.retention import prune_flow
+
+        result = prune_flow(str(ws.root), actor)
+        _sync_pipeline(ws)
+    n = sum(len(r["pruned"]) for r in result.values())
+    return done(json_out, result, f"pruned {n} data version(s) of {len(result)} tenant(s); each recorded in the "
+                                  "audit log (git keeps their .dvc pointers)")
+
+
+def tenant_set(ctx: Context, tenant: str, allow: bool, reason: str, user: str | None, json_out: bool = False,
+               dry_run: bool = False) -> dict:
+    from registry.trail.identity import resolve
+
+    actor = resolve(user, "--user")
+    check_tenant_id(tenant)
+    ws, _ = ctx.open()
+    from registry.review.consent import set_consent
+
+    result = set_consent(ws, tenant, allow, actor, reason, dry_run=dry_run)
+    word = "may" if allow else "may not"
+    if dry_run:
+        return done(json_out, result, f"dry run: {actor} would record that {tenant}'s data {word} train the base; "
+                                      "nothing changed")
+    return done(json_out, result, f"{tenant}: its data {word} train the shared base (recorded by {actor}; the next "
+                                  "`tailor meta-train` follows it)")
+
+
+def tenant_show(ctx: Context, tenant: str, json_out: bool = False) -> dict:
+    check_tenant_id(tenant)
+    ws, settings = ctx.open(read_only=True)
+    from registry.review import consent, erasure
+    from workspace import versioning
+
+    decision = consent.decisions(ws, settings, [tenant])[tenant]
+    current = versioning.current_version(ws, tenant)
+    result = {"tenant": tenant, "train_base": decision["train_base"], "consent": decision,
+              "data_version": None if current is None else current.md5, "erasure": erasure.state(tenant)}
+    e = result["erasure"]
+    line = (f"{tenant}: data {result['data_version'] or 'none'}; may train the base: "
+            f"{'yes' if decision['train_base'] else 'no'} ({decision['why']})")
+    if e:
+        line += f"\n  erasure {e.get('state')} at {e.get('at')} by {e.get('by')}"
+    return done(json_out, result, line)
+
+
+def tenant_erase(ctx: Context, tenant: str, reason: str, user: str | None, json_out: bool = False,
+                 dry_run: bool = False) -> dict:
+    """Erase a tenant (``--dry-run``: list what would go)."""
+    from registry.trail.identity import require_person, resolve
+
+    actor = require_person(resolve(user, "--user"), "erase a tenant")
+    check_tenant_id(tenant)
+    if not reason or not reason.strip():
+        raise UserError("reason must not be empty: pass --reason TEXT")
+    if dry_run:
+        with working(f"dry run: what erasing {tenant} would remove"):
+            ws, settings = ctx.open()
+            from flows.erasure import preview
+
+            plan = preview(ws, settings, tenant)
+        return done(json_out, plan, erase_lines(plan))
+    with answering(json_out), working(f"erasing {tenant}: registry, DVC, validation pages, MLflow, Prefect, caches"):
+        ws, _ = ctx.open(prefect=True, preload="flows.erasure")
+        from flows.erasure import erase_flow
+
+        result = erase_flow(str(ws.root), tenant, actor, reason)
+        _sync_pipeline(ws)
+    if result.get("already"):
+        return done(json_out, result, f"{tenant} was erased at {result['at']} by {result['by']}: nothing left to remove")
+    lines = [f"{tenant} erased by {actor} (audit record {result['audit_seq']}): "
+             f"{len(result['data_versions'])} data version(s) out of the DVC cache ({result['cache_objects']}) and "
+             f"remote ({result['remote_objects']}), {result['page_files']} validation page/result file(s), the "
+             f"artifacts of {len(result['runs'])} run(s), {result['cache_files']} cache file(s), "
+             f"{len(result['prefect_runs'])} Prefect run(s); {len(result['versions_archived'])} version(s) archived"]
+    if result["shared_kept"]:
+        lines.append(f"  kept: {', '.join(result['shared_kept'])} (the same bytes are another tenant's data too)")
+    if result["bases_marked"]:
+        lines.append(f"  bases trained on its data, now refused for adapt: "
+                     f"{', '.join('v' + b for b in result['bases_marked'])}")
+    lines += [f"  next: {step}" for step in result["plan"]["steps"]]
+    return done(json_out, result, "\n".join(lines))
+
+
+def erase_lines(plan: dict) -> str:
+    d, reg = plan["data"], plan["registry"]
+    lines = [f"dry run: erasing {plan['tenant']} would remove or change:",
+             f"  data: {len(d['data_versions'])} version(s) {', '.join(m[:16] for m in d['data_versions'])}; "
+             f"bytes in the DVC cache: {len(d['objects']['cache'])}, in the remote: {len(d['objects']['remote'])}; "
+             f"files: {', '.join(d['files']) or 'none'}"
+             + (f"; kept (another tenant's data too): {', '.join(d['shared'])}" if d["shared"] else ""),
+             f"  registry: {len(reg['versions'])} version(s) archived "
+             f"({', '.join('v' + v['version'] + (' @' + ' @'.join(v['aliases']) if v['aliases'] else '') for v in reg['versions']) or 'none'}); "
+             f"the artifacts of {len(reg['runs'])} run(s) deleted",
+             f"  validation pages and results: {plan['page_files']} file(s) in {len(plan['pages'])} place(s)",
+             f"  caches derived from texts: {len(plan['caches'])} file(s)/folder(s)",
+             f"  Prefect: {plan['prefect']}", f"  MLflow store: {plan['store']}"]
+    if reg["bases"]:
+        lines.append("  bases trained on its data, to be refused for adapt: "
+                     + ", ".join(f"v{b['version']} ({b['status']}{', current' if b['current'] else ''})"
+                                 for b in reg["bases"]))
+    lines += [f"  then: {step}" for step in plan["plan"]["steps"]]
+    lines.append("nothing changed")
+    return "\n".join(lines)
 
 
 def serve(ctx: Context, once: bool, pool: str | None = None) -> None:

@@ -19,6 +19,7 @@ from workspace.settings import Settings
 from workspace.pipeline import dvc_cli
 
 REVIEWER = "alice"
+TRAINER = "bob"
 
 
 def _step(title: str) -> None:
@@ -119,9 +120,14 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         print(f"error: {exc}")
 
     _step("4. Train the base on the meta-training tenants, judged on some of them held out (its evidence)")
-    print("$ tailor meta-train --register-anyway   # the workspace's first base: registered even if no step beat "
-          "its start, so the walk-through goes on")
-    commands.meta_train(ctx, None, register_anyway=True)
+    _as(TRAINER)
+    print(f"$ TAILOR_USER={TRAINER} tailor meta-train --register-anyway   # the workspace's first base: registered "
+          "even if no step beat its start, so the walk-through goes on")
+    base = commands.meta_train(ctx, None, register_anyway=True)
+    print("# bases are candidates too: adapt starts from a base only once someone other than who trained it approves it")
+    _run(root, "review", "approve", "--base-version", str(base["version"]), "--reason", "checked what it was trained on",
+         who=TRAINER)
+    _run(root, "review", "approve", "--base-version", str(base["version"]), "--reason", "checked its evidence")
 
     _step("5. Adapt every tenant and register each delta as a pending candidate in MLflow")
     _as("service:scheduler")
@@ -167,10 +173,48 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         _run(root, "audit", "verify")
         _run(root, "lineage", "--all", "--html", str(root / "audit-report.html"))
         print(f"review page: `tailor -w {root.name} user add NAME`, then `tailor -w {root.name} review serve`")
+    _erase_one(root, next(t for t in catalog.meta_train() if t.id not in approved))
     print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; workspace: {root}")
     homes = [t.id for t in catalog.tenants if t.id in approved and "ha-intents" in t.sources]
     if homes:
         print(f'try: tailor -w {root} predict {homes[0]} "turn on the kitchen lights"')
+
+
+def _erase_one(root: Path, tenant) -> None:
+    """A meta-training tenant leaves and asks for its data to be erased: what would go, the erasure,
+    then a byte search of the whole workspace (files, and git's objects unpacked) for its texts."""
+    _step(f"10. {tenant.id} leaves: erase its data everywhere, and show it is gone")
+    others = set()
+    for path in (root / "inbox").glob("*.csv"):
+        if path.name != Path(tenant.path).name:
+            with open(path, newline="", encoding="utf-8") as f:
+                others |= {row["text"] for row in csv.DictReader(f)}
+    with open(tenant.path, newline="", encoding="utf-8") as f:  # a text another tenant has too is its data as well
+        texts = [row["text"] for row in csv.DictReader(f) if len(row["text"]) >= 20 and row["text"] not in others][:20]
+    print(f"# {_found(root, texts)} of {len(texts)} of its texts (none of them in another tenant's data) are in the "
+          "workspace now")
+    _run(root, "tenant", "erase", tenant.id, "--reason", "customer left; erasure requested", "--dry-run")
+    _run(root, "tenant", "erase", tenant.id, "--reason", "customer left; erasure requested")
+    print(f"# after the erasure: {_found(root, texts)} of the same {len(texts)} texts are anywhere in the workspace")
+    _run(root, "lineage", "--tenant-data", tenant.id)
+    _run(root, "audit", "verify")
+
+
+def _found(root: Path, texts: list[str]) -> int:
+    """How many of ``texts`` occur in any file of the workspace or any git object (decompressed);
+    the demo's ``inbox/`` (the exports it built, standing for the customer's own files) is not
+    Tailor's and is left out."""
+    import subprocess
+
+    needles = {t.encode("utf-8") for t in texts}
+    seen = set()
+    for path in root.rglob("*"):
+        if path.is_file() and not path.is_symlink() and "inbox" not in path.relative_to(root).parts[:1]:
+            blob = path.read_bytes()
+            seen |= {n for n in needles - seen if n in blob}
+    objects = subprocess.run(["git", "-C", str(root), "cat-file", "--batch-all-objects", "--batch"],
+                             capture_output=True).stdout
+    return len(seen | {n for n in needles if n in objects})
 
 
 def _latest_version(tenant: str) -> int:

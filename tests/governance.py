@@ -7,6 +7,7 @@ import json
 import shutil
 import sys
 import time
+import zlib
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -72,18 +73,29 @@ def tiny_settings_with(**sections):
     return settings
 
 
-def make_base(ws: Workspace, name: str = "base", data_versions: dict | None = None):
+def make_base(ws: Workspace, name: str = "base", data_versions: dict | None = None, approve: bool = True,
+              evidence: dict | None = None, actor: str = "service:meta-train"):
+    """A tiny base registered as a candidate by the meta-training service and (``approve``)
+    approved by a reviewer, so it is ``@current``; returns (its ref, its folder)."""
     import torch
     from safetensors.torch import save_file
 
     from lightning_modules.delta import sha256_file
     folder = ws.root / "bases" / name
     folder.mkdir(parents=True, exist_ok=True)
-    save_file({"x": torch.arange(4.0) + len(name)}, str(folder / "base.safetensors"))
+    save_file({"x": torch.arange(4.0) + zlib.crc32(name.encode()) % 1000}, str(folder / "base.safetensors"))
     (folder / "base.json").write_text(json.dumps(
         {"format": "tailor-base/1", "digest": f"sha256:{sha256_file(folder / 'base.safetensors')}"}))
-    return base_model.register_base(folder, params={}, metrics={}, actor="service:meta-train",
-                                    data_versions=data_versions), folder
+    ref = base_model.register_base(folder, params={}, metrics={}, actor=actor,
+                                   data_versions=data_versions, evidence=evidence)
+    if approve:
+        from registry.review import bases
+        from workspace.settings import Settings
+
+        if ref.version != getattr(base_model.get_base() if store.alias_version("tailor-base", "current") else None,
+                                  "version", None):
+            bases.approve_base(ws, Settings(), ref.version, "base-reviewer", "reviewed the evidence")
+    return ref, folder
 
 
 def make_delta(ws: Workspace, base, tenant: str, qa=0.9, baseline=0.8, labels=("Billing", "Login"),
@@ -133,6 +145,19 @@ def worker(argv: list[str]) -> int:
             approval.reject(ws, tenant, version, who, "worker")
         elif action == "rollback":
             approval.rollback(ws, settings, tenant, who, "worker")
+        elif action == "approve-base":
+            from registry.review import bases
+
+            bases.approve_base(ws, settings, version, who, "worker")
+        elif action == "reject-base":
+            from registry.review import bases
+
+            bases.reject_base(ws, version, who, "worker")
+        elif action == "erase":   # the registry's part of an erasure: archive, then mark the bases
+            from registry.review import erasure
+
+            erasure.begin(ws, tenant, who, "worker", [])
+            erasure.mark_bases(ws, tenant, who, "worker")
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -174,3 +199,22 @@ def share_signing_key(src_root, clone) -> None:
     key = Path(src_root) / ".tailor" / "audit-signing.key"
     (Path(clone) / ".tailor").mkdir(parents=True, exist_ok=True)
     shutil.copy2(key, Path(clone) / ".tailor" / "audit-signing.key")
+
+
+def approve_base_cli(root, version: str = "1", who: str = "base-reviewer") -> None:
+    """What a second person does after `tailor meta-train` (bases are reviewed, four eyes): approve
+    the base through the CLI, so `tailor adapt` starts from it."""
+    import os
+
+    from tailor import cli
+
+    before = os.environ.get("TAILOR_USER")
+    os.environ["TAILOR_USER"] = who
+    try:
+        assert cli.main(["-w", str(root), "review", "approve", "--base-version", version,
+                         "--reason", "held-out evidence read"]) == 0
+    finally:
+        if before is None:
+            os.environ.pop("TAILOR_USER", None)
+        else:
+            os.environ["TAILOR_USER"] = before

@@ -349,6 +349,22 @@ class ServingSettings:
 
 
 @dataclass(frozen=True)
+class DataSettings:
+    train_base_default: bool = _f(True, "whether a tenant's data may train the shared base when no choice is recorded "
+                                        "for it (`tailor tenant set TENANT --train-base yes|no`); false: only tenants "
+                                        "recorded as yes")
+    keep_versions: int = _f(0, "`tailor data prune`: data versions kept per tenant, newest first (0 = no count "
+                               "limit); the current version and any a champion, a pending candidate or a base was "
+                               "trained on are always kept")
+    keep_days: int = _f(0, "`tailor data prune`: data versions younger than this many days are kept too (0 = no "
+                           "age limit); with both 0 nothing is pruned")
+
+    def __post_init__(self) -> None:
+        _need(self.keep_versions >= 0, "data.keep_versions must be >= 0")
+        _need(self.keep_days >= 0, "data.keep_days must be >= 0")
+
+
+@dataclass(frozen=True)
 class Settings:
     encoder: EncoderSettings = field(default_factory=EncoderSettings)
     validation: ValidationSettings = field(default_factory=ValidationSettings)
@@ -360,6 +376,7 @@ class Settings:
     limits: LimitSettings = field(default_factory=LimitSettings)
     predict: PredictSettings = field(default_factory=PredictSettings)
     serving: ServingSettings = field(default_factory=ServingSettings)
+    data: DataSettings = field(default_factory=DataSettings)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -228,6 +228,9 @@ def track(ws: Workspace, tenant: str, src: Path, store: StoreSettings | None = N
     target = ws.tenant_dir(tenant) / f"data{suffix}"
     with locked(ws):
         recover(ws)
+        from workspace.erasure import refuse_if_erasing
+
+        refuse_if_erasing(ws, tenant)  # an erasure under way removes what this would add
         where = ensure_remote(ws, store)
         staged, md5 = _stage_copy(ws, tenant, src, max_bytes)  # an unreadable src changes nothing
         try:
@@ -272,6 +275,9 @@ def unchanged_version(ws: Workspace, tenant: str, src: Path, max_bytes: int) -> 
     except UserError:  # unreadable or too big: never a current version; ingest reports and quarantines it
         return None
     with locked(ws):
+        from workspace.erasure import refuse_if_erasing
+
+        refuse_if_erasing(ws, tenant)  # not even "unchanged": its data is on its way out
         return _same_as_current(ws, tenant, ws.tenant_dir(tenant) / f"data{suffix}", md5)
 
 

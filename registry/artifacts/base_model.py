@@ -1,8 +1,11 @@
 """The shared meta-learned base as versions of ``tailor-base``; ``@current`` is what new adaptations use.
 
-A tenant's registered version carries its own copy of the base it was adapted from, so moving
-``@current`` (a new meta-training, or ``tailor rollback --base-version``) never changes what an
-approved champion serves; it only changes what the next adaptation starts from.
+A new base registers as a pending candidate (``@candidate``) with its evidence, like a tenant's
+candidate; only an approval by someone other than who trained it (``registry.review.bases``)
+makes it ``@current``. A tenant's registered version carries its own copy of the base it was
+adapted from, so moving ``@current`` (an approval, or ``tailor rollback --base-version``) never
+changes what an approved champion serves; it only changes what the next adaptation starts from.
+A base trained on data that was later erased is marked (``erased_data``) and never adapted from.
 """
 from __future__ import annotations
 
@@ -16,6 +19,7 @@ from pathlib import Path
 
 from registry.artifacts.checks import BaseRef
 from registry.storage import owners, store
+from registry.storage.names import APPROVED, CANDIDATE, PENDING
 from registry.trail import transitions
 from workspace.errors import UserError
 from workspace.paths import Workspace
@@ -24,6 +28,9 @@ from workspace.tenants import BASE_MODEL_NAME
 
 EXPERIMENT = "tailor-meta-train"
 CURRENT = "current"
+ERASED = "erased_data"   # version tag: the erased tenants whose data this base was trained on
+EVIDENCE = "evidence"    # version tag prefix: the held-out evidence's summary (evidence.json has it whole)
+MAX_TAG = 5000
 
 
 def _ref(mv) -> BaseRef:
@@ -71,30 +78,49 @@ def input_tags(data_versions: dict[str, str] | None) -> dict[str, str]:
 
 
 def evidence_tags(evidence: dict | None) -> dict[str, str]:
-    """``evidence.<a>-<b>``: "+1.2 ± 0.8 pts (n=12)" for each paired difference, and the counts."""
+    """Summary tags of a base's held-out evidence, read generically (whatever accuracies and paired
+    differences it holds): ``evidence.accuracy.<name>``, ``evidence.paired.<name>`` ("mean ci95 n"),
+    ``evidence.n_tenants``, ``evidence.n_queries``, ``evidence.held_out_tenants``."""
     if not evidence:
         return {}
-    out = {"evidence.held_out_tenants": ",".join(evidence.get("held_out_tenants", []))[:5000],
-           "evidence.n_splits": str(evidence.get("n_splits", 0))}
-    for pair, d in sorted((evidence.get("paired") or {}).items()):
-        ci = "" if d.get("ci95") is None else f" ± {100 * d['ci95']:.1f}"
-        out[f"evidence.{pair}"] = f"{100 * d['mean']:+.1f}{ci} pts (n={d['n']})"
+    out = {"evidence_sha256": hashlib.sha256(json.dumps(evidence, sort_keys=True, default=str).encode()).hexdigest()}
+    for name, value in sorted((evidence.get("accuracy") or {}).items()):
+        if isinstance(value, (int, float)):
+            out[f"{EVIDENCE}.accuracy.{name}"] = f"{value:.6f}"
+        elif isinstance(value, dict):   # lightning_modules.evidence: mean, ci95, n
+            out[f"{EVIDENCE}.accuracy.{name}"] = " ".join(str(value.get(k, "")) for k in ("mean", "ci95", "n"))
+    for name, d in sorted((evidence.get("paired") or {}).items()):
+        if isinstance(d, dict):
+            out[f"{EVIDENCE}.paired.{name}"] = " ".join(str(d.get(k, "")) for k in ("mean", "ci95", "n"))
+    for key in ("n_tenants", "n_splits", "n_queries"):
+        if evidence.get(key) is not None:
+            out[f"{EVIDENCE}.{key}"] = str(evidence[key])
+    if evidence.get("held_out_tenants"):
+        out[f"{EVIDENCE}.held_out_tenants"] = ",".join(map(str, evidence["held_out_tenants"]))[:MAX_TAG]
     return out
+
+
+def _short_json(value) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= MAX_TAG else text[:MAX_TAG - 3] + "..."
 
 
 def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[dict] | None = None,
                   tags: dict | None = None, actor: str = "service:meta-train",
-                  data_versions: dict[str, str] | None = None, evidence: dict | None = None) -> BaseRef:
-    """Log ``base_dir`` in one run of "tailor-meta-train", register it and make it ``@current``.
+                  data_versions: dict[str, str] | None = None, evidence: dict | None = None,
+                  left_out: dict[str, str] | None = None, consent: dict[str, str] | None = None) -> BaseRef:
+    """Log ``base_dir`` in one run of "tailor-meta-train" and register it as a pending candidate.
 
-    ``data_versions`` (tenant -> md5 of the data it was meta-trained on) go into the version's
-    and run's tags and into ``inputs.json`` beside the weights, so an auditor can follow a tenant's
-    lineage down to those files. ``evidence`` (``lightning_modules.evidence.summarise``: accuracy on
-    tenants held out of training, paired against the current base and the frozen head with names)
-    goes into ``evidence.json`` beside the weights and, in short, into ``evidence.*`` tags, so
-    lineage and the review page show it. Registering the same base (same digest, same inputs) again returns
-    the existing version: a retried flow task never creates a duplicate, while the same weights
-    from other data are a new version with their own lineage.
+    ``actor`` is who trained it: four-eyes keeps them from approving it. ``data_versions`` (tenant ->
+    md5 of the data it was meta-trained on), ``consent`` (tenant -> why its data could be used) and
+    ``left_out`` (tenant -> why not) go into ``inputs.json`` beside the weights, and the data
+    versions and who was left out into the version's tags, so an auditor can follow a tenant's
+    lineage down to those files. ``evidence`` (accuracy on held-out tenants against the current
+    base and the frozen baseline, paired differences with n and interval) is logged as
+    ``evidence.json`` and summarised in tags. Registering the same base (same digest, same inputs)
+    again returns the existing version: a retried flow task never creates a duplicate, while the
+    same weights from other data are a new version with their own lineage. ``@current`` does not
+    move: an approval (``registry.review.bases``) does that.
     """
     from mlflow.entities import Param, RunTag
 
@@ -108,13 +134,13 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
     existing = [mv for mv in store.versions(BASE_MODEL_NAME) if same(mv)]
     create = None
     if not existing:
-        tags = {**{k: str(v) for k, v in (tags or {}).items()}, **inputs, **evidence_tags(evidence)}
-        if evidence is not None:
-            (base_dir / "evidence.json").write_text(json.dumps(evidence, indent=2, sort_keys=True) + "\n",
-                                                    encoding="utf-8")
+        tags = {**{k: str(v) for k, v in (tags or {}).items()}, **inputs, **evidence_tags(evidence),
+                "status": PENDING, "requested_by": actor}
+        if left_out:
+            tags["left_out"] = _short_json(left_out)
         if data_versions is not None:
-            (base_dir / "inputs.json").write_text(json.dumps({"data_versions": data_versions}, indent=2,
-                                                             sort_keys=True) + "\n", encoding="utf-8")
+            record = {"data_versions": data_versions, "consent": consent or {}, "left_out": left_out or {}}
+            (base_dir / "inputs.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         run = c.create_run(store.experiment_id(EXPERIMENT), run_name=f"base-{digest[7:19]}",
                            tags={**tags, "digest": digest, **owners.owner_tags()})
         run_id = run.info.run_id
@@ -127,39 +153,66 @@ def register_base(base_dir: Path, *, params: dict, metrics: dict, history: list[
             c.log_batch(run_id, tags=[RunTag("mlflow.note.content", "Tailor base model")])
             if data_versions:
                 c.log_dict(run_id, data_versions, "lineage/train_data_versions.json")
+            if evidence:
+                c.log_dict(run_id, evidence, "evidence.json")
             c.log_artifacts(run_id, str(base_dir), artifact_path="base")
         except BaseException:
             c.set_terminated(run_id, "FAILED")
             raise
         c.set_terminated(run_id, "FINISHED")
         create = {"source": f"{run.info.artifact_uri}/base", "run_id": run_id, "model_id": None,
-                  "tags": {**tags, "digest": digest}, "description": f"meta-learned base {digest[:19]}"}
+                  "tags": {**tags, "digest": digest}, "description": f"meta-learned base {digest[:19]}, pending review"}
 
     def make():
-        previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
         found = [mv for mv in store.versions(BASE_MODEL_NAME) if same(mv)]
-        if found and previous is not None and str(previous.version) == str(found[-1].version):
-            raise _NoChange()
-        target = str(found[-1].version) if found else transitions.NEW
-        if not found and create is None:
+        if found:
+            raise _NoChange(str(found[-1].version))
+        if create is None:
             raise UserError(f"{BASE_MODEL_NAME}: the version with digest {digest[:19]} disappeared; meta-train again")
+        previous = store.alias_version(BASE_MODEL_NAME, CANDIDATE)
+        gone = erased_inputs(data_versions or {})  # an erasure that began while it trained: marked now
+        spec = create if not gone else {**create, "tags": {**create["tags"], ERASED: ",".join(gone)}}
         return transitions.Plan(
             action="register-base", model=BASE_MODEL_NAME, tenant=None, actor=actor,
-            reason="meta-trained base registered as @current",
-            frm=None if previous is None else str(previous.version), to=target,
-            create=None if found else create, aliases=[(CURRENT, target, None)],
-            details={"digest": digest, "run_id": (create or {}).get("run_id") or found[-1].run_id,
-                     "train_data_versions": data_versions or {}})
+            reason="meta-trained base registered for review",
+            frm=None if previous is None else str(previous.version), to=transitions.NEW,
+            create=spec, aliases=[(CANDIDATE, transitions.NEW, None)],
+            details={"digest": digest, "run_id": create["run_id"], "train_data_versions": data_versions or {},
+                     "left_out": left_out or {}, "evidence_sha256": create["tags"].get("evidence_sha256")})
 
     try:
-        transitions.execute(ws, None, make)
-    except _NoChange:
-        pass
-    return _ref(store.alias_version(BASE_MODEL_NAME, CURRENT))
+        _, commit = transitions.execute(ws, None, make)
+        version = str(commit["to"])
+    except _NoChange as done:
+        version = done.version
+    return _ref(store.model_version(BASE_MODEL_NAME, version, BASE_MODEL_NAME))
+
+
+def erased_inputs(data_versions: dict[str, str]) -> list[str]:
+    """The tenants among ``data_versions`` whose erasure is under way, or erased that very data
+    version (their model's ``erasure`` tag, which ``registry.review.erasure`` sets before it marks
+    the bases under the same lock this registration holds)."""
+    if not data_versions:
+        return []
+    out = []
+    for rm in store.registered_models("tailor-tenant-%"):
+        tenant = rm.name.removeprefix("tailor-tenant-")
+        if tenant not in data_versions or not rm.tags.get("erasure"):
+            continue
+        try:
+            s = json.loads(rm.tags["erasure"])
+        except ValueError:
+            continue
+        if s.get("state") != "done" or data_versions[tenant] in (s.get("data_versions") or []):
+            out.append(tenant)
+    return sorted(out)
 
 
 class _NoChange(Exception):
-    """The base is already registered and current: nothing to record."""
+    """The base is already registered: nothing to record."""
+
+    def __init__(self, version: str):
+        self.version = version
 
 
 def get_base(version: str | None = None) -> BaseRef:
@@ -172,14 +225,50 @@ def get_base(version: str | None = None) -> BaseRef:
     return _ref(store.model_version(BASE_MODEL_NAME, version, BASE_MODEL_NAME))
 
 
+def base_problem(mv) -> str | None:
+    """Why base version ``mv`` may not be adapted from (or made current), or None. A base from
+    before bases were reviewed has no status and stays usable."""
+    if mv.tags.get(ERASED):
+        return (f"contains data of erased tenant(s) {mv.tags[ERASED]}; meta-train a base without it and have "
+                "it approved")
+    status = mv.tags.get("status")
+    if status and status != APPROVED:
+        return f"is {status}, not approved" + (
+            f" (`tailor review approve --base-version {mv.version}` by someone other than "
+            f"{mv.tags.get('requested_by') or 'who trained it'})" if status == PENDING else "")
+    return None
+
+
+def usable_base() -> BaseRef:
+    """What ``adapt`` starts from: ``@current``, refused when it contains erased data or was never
+    approved (so a base without approval is never adapted from)."""
+    mv = store.alias_version(BASE_MODEL_NAME, CURRENT)
+    if mv is None:
+        waiting = store.alias_version(BASE_MODEL_NAME, CANDIDATE)
+        if waiting is not None:
+            raise UserError(f"no approved base model yet: {BASE_MODEL_NAME} v{waiting.version} waits for review "
+                            f"(`tailor review approve --base-version {waiting.version}` by someone other than "
+                            f"{waiting.tags.get('requested_by') or 'who trained it'})")
+        raise UserError("no base model: run `tailor meta-train` first")
+    problem = base_problem(mv)
+    if problem:
+        raise UserError(f"{BASE_MODEL_NAME} v{mv.version} (@current) {problem}")
+    return _ref(mv)
+
+
 def set_current_base(ws: Workspace, version: str, *, actor: str, reason: str = "") -> BaseRef:
-    """Point ``@current`` at ``version`` (``tailor rollback --base-version``), through a transition."""
+    """Point ``@current`` at ``version`` (``tailor rollback --base-version``), through a transition.
+    Only an approved base without erased data may become current again."""
     from registry.trail import identity
 
     actor = identity.require_person(actor, "roll back the base")
 
     def make():
-        ref = get_base(version)
+        mv = store.model_version(BASE_MODEL_NAME, version, BASE_MODEL_NAME)
+        problem = base_problem(mv)
+        if problem:
+            raise UserError(f"{BASE_MODEL_NAME} v{mv.version} cannot become current: it {problem}")
+        ref = _ref(mv)
         previous = store.alias_version(BASE_MODEL_NAME, CURRENT)
         return transitions.Plan(
             action="set-base", model=BASE_MODEL_NAME, tenant=None, actor=actor,

@@ -39,6 +39,8 @@ def _version_tags(tenant: str, manifest: dict, base: BaseRef, validation: dict, 
     metrics = manifest.get("metrics") or {}
     passed, reasons = iso
     summary = {k: validation.get(k) for k in ("passed", "failures", "stats", "suite", "checked_at", "leakage")}
+    if isinstance(summary.get("leakage"), dict):  # its examples are texts: in the run's review/validation.json only
+        summary["leakage"] = {k: v for k, v in summary["leakage"].items() if not k.endswith("_examples")}
     return {
         "status": PENDING,
         "tenant": tenant,
@@ -159,6 +161,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         found = _existing(tenant, manifest, base)
     if found is not None:
         return str(found.version)
+    _refuse_erased(tenant, str(manifest.get("data_version", "")))  # before anything of its data is logged
     iso = checks.check(tenant, delta_dir, base)
     tags = _version_tags(tenant, manifest, base, validation or {}, iso, requested_by, flow_run_id)
     tags["files_sha256"] = checks.files_digest({"delta": delta_dir, "base": base_dir})
@@ -189,6 +192,7 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         again = _existing(tenant, manifest, base)
         if again is not None:
             raise _Already(str(again.version))
+        _refuse_erased(tenant, tags["data_version"])
         previous = store.alias_version(name, CANDIDATE)
         return plan_register(name, tenant, info.model_uri, run.info.run_id, info.model_id, tags, requested_by,
                              None if previous is None else str(previous.version), base)
@@ -197,7 +201,35 @@ def register_candidate(ws: Workspace, tenant: str, delta_dir: Path, base_dir: Pa
         _, commit = transitions.execute(ws, tenant, make)
     except _Already as done:
         return done.version
+    except UserError:
+        _drop_artifacts(run.info.run_id, info.model_id)  # an erasure began meanwhile: nothing of its data stays
+        raise
     return str(commit["to"])
+
+
+def _drop_artifacts(run_id: str, model_id: str | None) -> None:
+    from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+    c = store.client()
+    get_artifact_repository(c.get_run(run_id).info.artifact_uri).delete_artifacts()
+    if model_id:
+        get_artifact_repository(c.get_logged_model(model_id).artifact_location).delete_artifacts()
+
+
+def _refuse_erased(tenant: str, data_version: str) -> None:
+    """No registration for a tenant under erasure, nor of data an erasure removed (an adaptation
+    that read it before the erasure began)."""
+    rm = store.client().get_registered_model(tenant_model_name(tenant))
+    try:
+        s = json.loads(rm.tags.get("erasure") or "null")
+    except ValueError:
+        return
+    if not isinstance(s, dict):
+        return
+    if s.get("state") != "done":
+        raise UserError(f"tenant {tenant} is being erased: nothing is registered for it")
+    if data_version in (s.get("data_versions") or []):
+        raise UserError(f"tenant {tenant}'s data {data_version} was erased at {s.get('at')}: not registered")
 
 
 def champion_comparison(tenant: str, champ, manifest: dict, held_out: dict | None) -> dict | None:

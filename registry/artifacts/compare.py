@@ -147,24 +147,20 @@ def data_change(before: list[tuple[str, str]], after: list[tuple[str, str]], exa
             "removed": sum(removed.values()), "labels": rows}
 
 
-def data_change_tag(change: dict, limit: int, text_chars: int = 80) -> str:
+def data_change_tag(change: dict, limit: int) -> str:
     """``change`` as JSON of at most ``limit`` characters, for a tag that ``review list`` reads
-    without downloading anything: examples cut to ``text_chars`` characters, then fewer examples
-    per label until it fits (``examples_cut``), then unchanged labels left out (``labels_cut``)."""
+    without downloading anything: counts only, never texts (a tag is copied into the audit log's
+    intent record, which can never be edited, so a tenant's erasure could not reach it; the run's
+    ``review/data_change.json`` keeps the examples, and erasure deletes it). Unchanged labels are
+    left out first if it does not fit (``labels_cut``)."""
     def dump(value) -> str:
         return json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
 
-    def cut(text: str) -> str:
-        return text if len(text) <= text_chars else text[:text_chars - 1] + "…"
-
-    for keep in range(EXAMPLES, -1, -1):
-        labels = [{**r, "added_examples": [cut(t) for t in r.get("added_examples", [])[:keep]],
-                   "removed_examples": [cut(t) for t in r.get("removed_examples", [])[:keep]]}
-                  for r in change.get("labels", [])]
-        out = {**change, "labels": labels, "examples_cut": keep < EXAMPLES}
-        if len(dump(out)) <= limit:
-            return dump(out)
-    changed = [r for r in out["labels"] if r["added"] or r["removed"]]
+    labels = [{k: v for k, v in r.items() if not k.endswith("_examples")} for r in change.get("labels", [])]
+    out = {**change, "labels": labels}
+    if len(dump(out)) <= limit:
+        return dump(out)
+    changed = [r for r in labels if r["added"] or r["removed"]]
     out = {**out, "labels": changed, "labels_cut": True}
     while changed and len(dump(out)) > limit:
         changed = changed[:-1]

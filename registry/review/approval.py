@@ -172,6 +172,23 @@ def _version_or_none(name: str, version) -> object | None:
         raise
 
 
+def _refuse_erased_base(mv) -> None:
+    """A candidate adapted from a base that contains an erased tenant's data never becomes champion."""
+    from registry.artifacts.base_model import ERASED
+    from workspace.tenants import BASE_MODEL_NAME
+
+    base = mv.tags.get("base_version")
+    if mv.tags.get("status") != PENDING or not base:
+        return
+    try:
+        erased = store.client().get_model_version(BASE_MODEL_NAME, base).tags.get(ERASED)
+    except store.errors():
+        return
+    if erased:
+        raise UserError(f"{mv.tags.get('tenant')} v{mv.version} was adapted from tailor-base v{base}, which contains "
+                        f"data of erased tenant(s) {erased}: re-adapt it from an approved base without that data")
+
+
 def plan_approve(mv, champion_mv, settings: Settings, reviewer: str, reason: str,
                  override: str, artifact_problems: list[str]) -> transitions.Plan:
     """Refuse (``UserError``) or plan: tags, ``@champion`` -> version, ``@candidate`` off it."""
@@ -221,6 +238,7 @@ def approve(ws: Workspace, settings: Settings, tenant: str, version: str, review
     def make():
         mv = _version(tenant, version)
         champion_mv = store.alias_version(mv.name, CHAMPION)
+        _refuse_erased_base(mv)
         problems = serving.verify_stored(mv) if mv.tags.get("status") == PENDING else []
         return plan_approve(mv, champion_mv, settings, reviewer, reason, override, problems)
 

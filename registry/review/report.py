@@ -14,13 +14,19 @@ from workspace.tenants import BASE_MODEL_NAME
 
 
 def _bases(log: list[dict]) -> dict[str, dict]:
+    from registry.review.bases import summary
+
     out = {}
     for mv in store.versions(BASE_MODEL_NAME) if store.has_model(BASE_MODEL_NAME) else []:
         trained_on = {k.removeprefix("data_version."): v for k, v in mv.tags.items() if k.startswith("data_version.")}
+        s = summary(mv)
         out[str(mv.version)] = {
             "version": str(mv.version), "digest": mv.tags.get("digest", ""), "run_id": mv.run_id or "",
             "algorithm": mv.tags.get("algorithm", ""), "code_version": mv.tags.get("code_version", ""),
             "created": audit.iso_ms(mv.creation_timestamp), "trained_on": trained_on,
+            "status": s["status"], "requested_by": s["requested_by"], "decision": s["decision"],
+            "left_out": s["left_out"], "erased_data": s["erased_data"], "evidence": s["evidence"],
+            "evidence_lines": s["evidence_lines"],
             "events": [{"seq": r["seq"], "at": r["at"], "actor": r["actor"], "action": r["action"],
                         "from": r.get("from"), "to": r.get("to"), "reason": r.get("reason")}
                        for r in log if r.get("tenant") is None and str(mv.version) in (r.get("to"), r.get("from"))]}
@@ -52,7 +58,11 @@ def audit_report(ws: Workspace) -> dict:
         tenants.append({"tenant": tenant, "champion": _str(models[name].get("champion")),
                         "candidate": _str(models[name].get("candidate")), "versions": entries})
     check = verify_all(ws, full=True)  # the report lists every record: check every one
-    return {"generated_at": audit.now(), "tracking_uri": store.tracking_uri(),
+    data_in: dict[str, list[str]] = {}   # tenant -> the bases meta-trained on its data
+    for b in bases.values():
+        for tenant in b["trained_on"]:
+            data_in.setdefault(tenant, []).append(b["version"])
+    return {"generated_at": audit.now(), "tracking_uri": store.tracking_uri(), "data_in": dict(sorted(data_in.items())),
             "audit": {"ok": check["ok"], "records": check["records"], "head": check["head"],
                       "problems": check["problems"]},
             "bases": list(bases.values()), "tenants": tenants,

@@ -14,7 +14,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from registry.artifacts import compare
-from registry.review import approval, lineage, reviewer
+from registry.review import approval, bases, lineage, reviewer
 from registry.storage.names import PENDING
 from tailor.commands import same_texts_cell
 from tailor.web import security, users
@@ -149,7 +149,40 @@ def create_app(ws: Workspace, settings: Settings, allowed_hosts: list[str] | Non
     def pending(request: Request):
         need_user(request)
         rows = approval.list_reviews(PENDING, settings)
-        return page(request, "list.html", rows=rows)
+        return page(request, "list.html", rows=rows, bases=bases.list_bases(PENDING))
+
+    @app.get("/base/v/{version}")
+    def base_candidate(request: Request, version: str):
+        need_user(request)
+        try:
+            info = bases.base_page(version)
+        except UserError as exc:
+            return page(request, "error.html", status=404, error=page_words(str(exc)))
+        return page(request, "base_model.html", b=info)
+
+    @app.post("/base/v/{version}/{decision}")
+    async def decide_base(request: Request, version: str, decision: str):
+        user = need_user(request)
+        form = await _form(request)
+        security.check_csrf(request, form)
+        here = f"/base/v/{quote(version, safe='')}"
+        if decision not in ("approve", "reject"):
+            raise HTTPException(404, "unknown decision")
+        if not form.get("reason", "").strip():
+            request.session["flash"] = {"error": f"write a reason before you {decision}"}
+            return RedirectResponse(here, status_code=303)
+        try:
+            if decision == "approve":
+                result = bases.approve_base(ws, settings, version, user, form.get("reason", ""))
+                notice = f"tailor-base v{result['version']} is now current (approved by {user})"
+            else:
+                bases.reject_base(ws, version, user, form.get("reason", ""))
+                notice = f"tailor-base v{version} rejected by {user}"
+        except UserError as exc:
+            request.session["flash"] = {"error": page_words(str(exc))}
+            return RedirectResponse(here, status_code=303)
+        request.session["flash"] = {"notice": notice}
+        return RedirectResponse(here, status_code=303)
 
     @app.get("/t/{tenant}/v/{version}")
     def candidate(request: Request, tenant: str, version: str):

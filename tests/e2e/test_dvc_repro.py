@@ -13,6 +13,7 @@ import yaml
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
+from tests.governance import approve_base_cli
 from workspace import versioning
 from workspace.create import init_workspace
 
@@ -64,6 +65,7 @@ def pipe(tmp_path_factory):
     for i, tenant in enumerate(FLEET):
         versioning.track(ws, tenant, write_csv(inbox / f"{tenant}.csv", *synthetic_tenant(TENANTS[tenant], 10, seed=i)))
     assert cli.main(["-w", str(root), "meta-train"]) == 0  # by hand: recorded in dvc.lock as if DVC ran it
+    approve_base_cli(root)  # a second person approves the base: adapt starts from approved bases only
     assert cli.main(["-w", str(root), "adapt", "--all"]) == 0
     return {"root": root, "ws": ws, "inbox": inbox}
 

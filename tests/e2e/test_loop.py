@@ -8,6 +8,7 @@ import pytest
 
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
+from tests.governance import approve_base_cli
 from workspace.create import init_workspace
 
 TENANTS = {
@@ -54,6 +55,7 @@ def loop(tmp_path_factory):
         assert cli.main(["--workspace", str(root), "ingest", tenant, str(path)]) == 0
     # the first base of a workspace, registered even if no step of the tiny run beat its start
     assert cli.main(["--workspace", str(root), "meta-train", "--register-anyway"]) == 0
+    approve_base_cli(root)  # bases are reviewed too: a second person approves it before adapt uses it
     os.environ["TAILOR_USER"] = "CI-Bot"
     assert cli.main(["--workspace", str(root), "adapt", "--all", "--requested-by", "ci-bot"]) == 0
     yield results
@@ -376,4 +378,9 @@ def test_meta_train_judges_the_base_on_tenants_it_never_trained_on(loop, capsys)
     mv = store.model_version(base_model.BASE_MODEL_NAME, ref["version"], base_model.BASE_MODEL_NAME)
     trained_on = {k.split(".", 1)[1] for k in mv.tags if k.startswith("data_version.")}
     assert trained_on == set(ref["train_tenants"]) | set(ref["val_tenants"]) and not trained_on & held
-    assert mv.tags["evidence.new_base-frozen_names"].endswith(f"(n={ev['n_splits']})")
+    assert mv.tags["evidence.paired.new_base-frozen_names"].endswith(f" {ev['n_splits']}")
+    from registry.review.bases import evidence_from_tags, evidence_lines
+
+    shown = evidence_lines(evidence_from_tags(mv.tags))   # what review list and the review page show
+    assert any(line.startswith("paired new_base-frozen_names:") and f"n={ev['n_splits']}" in line for line in shown)
+    assert any(line.startswith("accuracy new_base:") and "±" in line for line in shown)

@@ -58,8 +58,9 @@ def pg_loop(postgres, tmp_path_factory):
     init_workspace(root, settings)
     for i, (tenant, classes) in enumerate(TENANTS.items()):
         write_csv(inbox / f"{tenant}.csv", *synthetic_tenant(classes, 10, seed=i))
-    for argv in (["ingest", "--dir", str(inbox)], ["meta-train", "--register-anyway"], ["adapt", "--all"]):
-        code, out, err = cli(root, *argv)
+    for argv in (["ingest", "--dir", str(inbox)], ["meta-train", "--register-anyway"],
+                 ["review", "approve", "--base-version", "1", "--reason", "evidence read"], ["adapt", "--all"]):
+        code, out, err = cli(root, *argv, **({"who": "base-reviewer"} if argv[0] == "review" else {}))
         assert code == 0, (argv, out, err)
     return {"root": root, "mlflow": mlflow_url, "prefect": postgres.url("loop_prefect")}
 

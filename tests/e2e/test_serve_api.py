@@ -15,6 +15,7 @@ import pytest
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
+from tests.governance import approve_base_cli
 from tests.servers import api_server, in_threads
 from workspace import versioning
 from workspace.create import init_workspace
@@ -78,6 +79,7 @@ def served(tmp_path_factory):
     for i, tenant in enumerate(FLEET):
         versioning.track(ws, tenant, write_csv(inbox / f"{tenant}.csv", *synthetic_tenant(TENANTS[tenant], 10, seed=i)))
     assert cli.main(["-w", str(root), "meta-train", "--register-anyway"]) == 0
+    approve_base_cli(root)
     os.environ["TAILOR_USER"] = "ci-bot"
     try:
         assert cli.main(["-w", str(root), "adapt", "--all"]) == 0

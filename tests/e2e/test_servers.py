@@ -16,7 +16,7 @@ from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
 from tests.servers import api_server, dask_cluster, in_threads, mlflow_server
-from tests.governance import share_signing_key
+from tests.governance import approve_base_cli, share_signing_key
 from workspace import versioning
 from workspace.create import init_workspace
 from workspace.paths import Workspace
@@ -42,6 +42,7 @@ def team(tmp_path_factory):
         server.ready()  # started first: it warms up while the cluster starts and the data is versioned
         wait(warming)
         assert cli.main(["-w", str(root), "meta-train", "--register-anyway"]) == 0
+        approve_base_cli(root)
         client.get_task_stream()  # starts the scheduler's record of which worker ran what
         os.environ["TAILOR_USER"] = "ci-bot"  # who requests the candidates (identities, issue 10)
         try:

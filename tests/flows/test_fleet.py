@@ -35,6 +35,7 @@ def fleet(tmp_path_factory):
     one_label = synthetic_tenant(["food"], 10, seed=5)
     versioning.track(ws, "d-invalid", write_csv(inbox / "d-invalid.csv", *one_label))
     assert cli.main(["-w", str(root), "meta-train", "--register-anyway"]) == 0
+    g.approve_base_cli(root)
     edited = versioning.data_file(ws, "c-edited")
     original = edited.read_bytes()
     edited.write_bytes(original + b"edited by hand,Animal\n")  # no data version describes it now

@@ -16,6 +16,7 @@ from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
 from tests.flows.test_fleet import _api
+from tests.governance import approve_base_cli
 from tests.servers import prefect_server
 from workspace import versioning
 from workspace.create import init_workspace
@@ -32,6 +33,7 @@ def test_a_worker_on_the_pool_runs_the_deployed_fleet_flow(tmp_path):
         for i, tenant in enumerate(fleet):
             versioning.track(ws, tenant, write_csv(tmp_path / f"{tenant}.csv", *synthetic_tenant(TENANTS[tenant], 10, seed=i)))
         assert cli.main(["-w", str(root), "meta-train", "--register-anyway"]) == 0
+        approve_base_cli(root)
         url = server.ready()
         params = root / "params.yaml"
         params.write_text(params.read_text().replace('prefect_api_url: ""', f'prefect_api_url: "{url}"'))

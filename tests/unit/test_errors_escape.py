@@ -51,7 +51,7 @@ def test_the_meta_train_flow_checks_before_loading_the_encoder(tmp_path, monkeyp
     (root / ".tailor").mkdir(parents=True)
     (root / "params.yaml").write_text("encoder:\n  name: tiny\n", encoding="utf-8")
     monkeypatch.setattr(flow, "tenants_with_data", lambda ws: sorted(FEW))
-    monkeypatch.setattr(flow, "choose_tenants", lambda available, settings: (["acme"], ["beta"], []))
+    monkeypatch.setattr(flow, "choose_tenants", lambda available, settings, left_out=None: (["acme"], ["beta"], []))
     monkeypatch.setattr(flow, "load_tenants", lambda root, ids: ({t: FEW[t] for t in ids}, {t: "md5:x" for t in ids}))
     monkeypatch.setattr(flow, "train_task", _no_work)
     with pytest.raises(UserError, match="no held-out tenant has 2 such labels: beta"):

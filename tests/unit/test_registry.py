@@ -52,6 +52,9 @@ def reg(tmp_path_factory):
                                    metrics={"val_accuracy": 0.5},
                                    history=[{"step": 0, "val_acc": 0.4}, {"step": 5, "val_acc": 0.5}],
                                    tags={"algorithm": "fomaml"})
+    from registry.review import bases
+
+    bases.approve_base(ws, settings, ref.version, "base-reviewer", "evidence read")
     return {"ws": ws, "settings": settings, "base": ref, "base_dir": base_dir, "encoder": encoder,
             "meta": meta, "root": root}
 
@@ -117,7 +120,11 @@ def test_set_current_base_moves_current_and_back(reg, tmp_path):
     (other / "base.json").write_text(json.dumps(
         {"format": "tailor-base/1", "digest": f"sha256:{sha256_file(other / 'base.safetensors')}"}))
     new = base_model.register_base(other, params={}, metrics={})
-    assert base_model.get_base() == new and new.version != reg["base"].version
+    assert base_model.get_base() == reg["base"] and new.version != reg["base"].version, "pending: not current"
+    from registry.review import bases
+
+    bases.approve_base(reg["ws"], reg["settings"], new.version, "base-reviewer", "evidence read")
+    assert base_model.get_base() == new
     base_model.set_current_base(reg["ws"], reg["base"].version, actor="ops", reason="new base regressed")
     assert base_model.get_base() == reg["base"]
     assert audit.effective(audit.records(reg["ws"]))[-1]["action"] == "set-base"
