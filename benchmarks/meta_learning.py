@@ -54,7 +54,7 @@ class Profile:
     meta_train: dict = field(default_factory=dict)   # changes to the product's meta_train settings
 
 
-FULL = Profile("full", sources=ALL_SOURCES, per_class_out=40, per_class_in=100, episodes={1: 10, 5: 20, 10: 10},
+FULL = Profile("full", sources=ALL_SOURCES, per_class_out=40, per_class_in=100, episodes={1: 10, 5: 20, 10: 6},
                setfit_episodes=3, setfit_max_pairs=None, cost_warmup=1, cost_rounds=3, memory_steps=2,
                cost_repeats=3, chunk=5, meta_train={"max_minutes": 1.0, "val_every": 25, "val_tasks": 16})
 QUICK = Profile("quick", sources=("ha-intents", "bible"), per_class_out=40, per_class_in=100,
@@ -120,12 +120,13 @@ def prepare(profile: Profile, seed: int) -> dict:
     from benchmarks import protocols
     from benchmarks.data import SOURCES, all_tenants, clean_pools, fold_data, folds, mask_leaks
     from corpora.catalog import all_regroupings, class_pools, label_name
+    from data_checks.leakage import normalise
 
     raw = mask_leaks(class_pools(seed=seed, sources=SOURCES))
     pools = clean_pools(raw, profile.per_class_out, seed)
     tenants = all_tenants(pools, seed)
     plan = folds(profile.sources)
-    wide = clean_pools(raw, profile.per_class_in, seed)
+    wide = clean_pools(raw, profile.per_class_in, seed, same=normalise)
     wide = {s: wide[s] for s in profile.sources}
     splits = protocols.in_domain_splits(wide, all_regroupings(wide, seed), label_name, seed)
     runs = {p: [s for s in profile.sources if protocols.usable(splits[s], p, 5)] for p in protocols.IN_DOMAIN}

@@ -65,7 +65,8 @@ def _remove(path: Path) -> None:
 
 
 def _forget_in_gx(ws: Workspace, tenant: str) -> list[str]:
-    """Delete the tenant's checkpoint, validation definition, suite and data asset through GX's API."""
+    """Delete the tenant's checkpoint, validation definition and suite through GX's API, and its own
+    data asset where a workspace has one (validations before the shared ``tenant-file`` asset)."""
     if not (_gx_root(ws) / "great_expectations.yml").is_file():
         return []
     from data_checks.expectations import _gx_lock, _import_gx, open_context

@@ -854,11 +854,11 @@ def data_prune(ctx: Context, user: str | None, json_out: bool = False, dry_run: 
                     line += f"\n  {tenant}: {md5}"
         return done(json_out, result, line + "; nothing changed")
     with answering(json_out), working("pruning older data versions (DVC cache and remote, validation pages)"):
-        ws, _ = ctx.open(prefect=True, preload="flows.retention")
+        ws, settings = ctx.open(prefect=True, preload="flows.retention")
         from flows.retention import prune_flow
 
         result = prune_flow(str(ws.root), actor)
-        _sync_pipeline(ws)
+        _sync_pipeline(ws, settings)
     n = sum(len(r["pruned"]) for r in result.values())
     return done(json_out, result, f"pruned {n} data version(s) of {len(result)} tenant(s); each recorded in the "
                                   "audit log (git keeps their .dvc pointers)")
@@ -917,11 +917,11 @@ def tenant_erase(ctx: Context, tenant: str, reason: str, user: str | None, json_
             plan = preview(ws, settings, tenant)
         return done(json_out, plan, erase_lines(plan))
     with answering(json_out), working(f"erasing {tenant}: registry, DVC, validation pages, MLflow, Prefect, caches"):
-        ws, _ = ctx.open(prefect=True, preload="flows.erasure")
+        ws, settings = ctx.open(prefect=True, preload="flows.erasure")
         from flows.erasure import erase_flow
 
         result = erase_flow(str(ws.root), tenant, actor, reason)
-        _sync_pipeline(ws)
+        _sync_pipeline(ws, settings)
     if result.get("already"):
         return done(json_out, result, f"{tenant} was erased at {result['at']} by {result['by']}: nothing left to remove")
     lines = [f"{tenant} erased by {actor} (audit record {result['audit_seq']}): "

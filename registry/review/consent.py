@@ -60,8 +60,9 @@ def recorded(ws: Workspace, tenants: list[str] | None = None, log: list[dict] | 
     by_tenant: dict[str, list[dict]] = {}
     for r in recs:
         by_tenant.setdefault(r["tenant"], []).append(r)
+    ring = audit.keyring(ws) if by_tenant else None
     for tenant, mine in by_tenant.items():
-        forged = audit.unsigned(mine, ws)
+        forged = unsigned(mine, ring)
         if forged:
             out[tenant] = {"unverifiable": forged}
             continue
@@ -71,6 +72,15 @@ def recorded(ws: Workspace, tenants: list[str] | None = None, log: list[dict] | 
             out[tenant] = {"train_base": bool((last.get("details") or {}).get("train_base")), "by": last.get("actor"),
                            "at": last.get("at"), "reason": last.get("reason"), "seq": last.get("seq")}
     return out
+
+
+def unsigned(recs: list[dict], ring) -> str | None:
+    """Why ``recs`` may not be trusted (no key to check them with, or a record the log's keys did
+    not sign), or None."""
+    if not ring.spans:
+        return ring.problem
+    bad = next((r for r in recs if not audit.trusted(r, ring)), None)
+    return audit.not_signed(bad) if bad else None
 
 
 def decisions(ws: Workspace, settings: Settings, tenants: list[str], log: list[dict] | None = None) -> dict[str, dict]:

@@ -137,7 +137,7 @@ def test_erasure_leaves_no_sentence_of_the_tenant_anywhere(world, capsys, tmp_pa
     assert code == 0, out.err
     result = json.loads(out.out)
     assert result["bases_marked"] == ["1"] and result["plan"]["new_base"] and "acme" in result["plan"]["readapt"]
-    assert {"suite tailor-secret", "data asset secret"} <= set(result["gx_objects"])
+    assert {"suite tailor-secret", "checkpoint tailor-secret"} <= set(result["gx_objects"])  # one shared data asset
     assert len(result["prefect_runs"]) >= 3, "its ingest runs (and their logs) are deleted from Prefect"
 
     after = occurrences(root, needles)

@@ -67,7 +67,7 @@ def test_a_consent_record_forged_in_the_tracking_store_is_not_consent(gov):
 
 def test_meta_training_leaves_out_tenants_without_consent_even_when_configured():
     settings = tiny_settings(tenants="acme,globex,nocon", val_tenants="hooli")
-    train, val = choose_tenants(["acme", "globex", "hooli"], settings, {"nocon": "no consent"})
-    assert train == ["acme", "globex"] and val == ["hooli"]
+    train, val, evidence = choose_tenants(["acme", "globex", "hooli"], settings, {"nocon": "no consent"})
+    assert train == ["acme", "globex"] and val == ["hooli"] and evidence == []
     with pytest.raises(UserError, match="left out: nocon"):
         choose_tenants(["acme"], tiny_settings(tenants="acme,nocon"), {"nocon": "no consent"})

@@ -50,7 +50,8 @@ def test_prune_keeps_the_current_and_the_champions_data_and_removes_the_rest(tmp
     assert md5[1] not in left["cache"] + left["remote"] and set(left["remote"]) == {md5[0], md5[2], md5[3]}
     (record,) = [r for r in audit.effective(audit.records(ws, "keep")) if r["action"] == "prune-data"]
     assert record["actor"] == "ops" and record["details"]["pruned"] == [md5[1]]
-    assert verify_all(ws)["ok"]
+    verified = verify_all(ws)
+    assert verified["ok"], verified["problems"]
     with pytest.raises(UserError, match="in neither the DVC cache nor the remote"):
         with versioning.version_file(ws, "keep", md5[1]):
             pass

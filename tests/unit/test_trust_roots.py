@@ -279,13 +279,9 @@ def test_a_trust_root_replaced_outside_rotate_key_is_named(gov):
     signing.key_path(ws).write_bytes(pem)
     (ws.root / "audit-signing.pub").write_text(f"tailor-audit-ed25519 {base64.b64encode(raw).decode()}\n")
     head = audit.records(ws)[-1]
-    try:
-        from registry.trail import anchor
-    except ImportError:  # before issue 31: the anchor named no key
-        audit._write_local_head(ws, {"count": head["seq"], "hash": head["hash"]}, mine)
-    else:
-        anchor.write(ws, {"count": head["seq"], "hash": head["hash"]}, mine, store.tracking_uri(),
-                     signing.DEFAULT_KEY)
+    from registry.trail import anchor
+
+    anchor.write(ws, {"count": head["seq"], "hash": head["hash"]}, mine, store.tracking_uri(), signing.DEFAULT_KEY)
     problems = _full(ws)["problems"]
     assert any("audit-signing.pub differs from the one committed in git" in p for p in problems)
     _git(ws, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "new key")
