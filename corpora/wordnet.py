@@ -130,11 +130,15 @@ def _hyponym_splits(db: Database, pools: Pools, key: str, synset_of: dict[str, S
         chains[text] = chain[::-1]                  # from the file's top down to the text's parent
     count = Counter(a.key for chain in chains.values() for a in chain)
     depth = {a.key: i for chain in chains.values() for i, a in enumerate(chain)}
-    paths = [{a.key for a in chain} for chain in chains.values()]
+    together: dict[str, set[str]] = {}            # a hypernym -> every one on a chain with it
+    for chain in chains.values():
+        path = {a.key for a in chain}
+        for a in path:
+            together.setdefault(a, set()).update(path)
     fits = [k for k, n in count.items() if MIN_TEXTS <= n <= MAX_SHARE * len(texts)]
-    chosen: dict[tuple[str, str], str] = {}
+    chosen: dict[str, str] = {}
     for k in sorted(fits, key=lambda k: (-depth[k], -count[k], k)):   # deepest first
-        nested = any(k in path and c in path for path in paths for c in chosen)
+        nested = not together[k].isdisjoint(chosen)
         name = next((n for n in db.synsets[k].names() if distinct(n, label)), None)
         if not nested and name and name.lower() not in {v.lower() for v in chosen.values()}:
             chosen[k] = name
