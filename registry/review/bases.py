@@ -4,8 +4,6 @@ person other than who trained it approves it. Approving, rejecting or rolling ba
 ``tailor-base`` alone: every tenant's champion keeps serving the base it carries."""
 from __future__ import annotations
 
-import json
-
 from registry.artifacts import base_model
 from registry.artifacts.base_model import CURRENT, ERASED, EVIDENCE
 from registry.storage import store
@@ -94,14 +92,6 @@ def _int(value) -> int | None:
         return None
 
 
-def _json_tag(tags: dict, key: str) -> dict:
-    try:
-        value = json.loads(tags.get(key) or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def summary(mv, current: str | None = None, candidate: str | None = None) -> dict:
     """What a reviewer sees of a base version: who trained it, on which tenants' data versions,
     who was left out and why, its evidence, and whether it contains erased data."""
@@ -114,7 +104,7 @@ def summary(mv, current: str | None = None, candidate: str | None = None) -> dic
             "status": t.get("status") or "approved (before review)", "aliases": aliases,
             "digest": t.get("digest", ""), "algorithm": t.get("algorithm", ""), "requested_by": t.get("requested_by", ""),
             "created": audit.iso_ms(mv.creation_timestamp), "run_id": mv.run_id or "",
-            "trained_on": trained_on, "left_out": _json_tag(t, "left_out"), "evidence": evidence,
+            "trained_on": trained_on, "left_out": store.json_tag(t, "left_out"), "evidence": evidence,
             "evidence_lines": evidence_lines(evidence), "erased_data": erased,
             "problem": base_model.base_problem(mv) if t.get("status") in (APPROVED, None, "") or erased else None,
             "decision": {k: t[k] for k in ("approved_by", "approved_at", "approval_reason", "rejected_by",

@@ -21,14 +21,6 @@ def _artifact_json(run_id: str, path: str) -> dict:
         return {}
 
 
-def _json_tag(tags: dict, key: str) -> dict:
-    try:
-        value = json.loads(tags.get(key) or "{}")
-    except ValueError:
-        return {}
-    return value if isinstance(value, dict) else {}
-
-
 def data_changes(mv, champ) -> dict:
     """The rows added and removed per label since the champion's data, with examples, as
     registration stored them (``review/data_change.json``, else the ``data_change`` tag); for a
@@ -42,11 +34,11 @@ def data_changes(mv, champ) -> dict:
 
 def label_counts(candidate_tags: dict, champion_tags: dict | None) -> dict:
     """Data version and per-label row counts before and now, from the validation reports."""
-    now = (_json_tag(candidate_tags, "validation_report").get("stats") or {}).get("label_counts") or {}
+    now = (store.json_tag(candidate_tags, "validation_report").get("stats") or {}).get("label_counts") or {}
     if champion_tags is None:
         return {"champion_data_version": None, "data_version": candidate_tags.get("data_version"),
                 "same_data": False, "labels": [{"label": k, "before": None, "after": v} for k, v in sorted(now.items())]}
-    before = (_json_tag(champion_tags, "validation_report").get("stats") or {}).get("label_counts") or {}
+    before = (store.json_tag(champion_tags, "validation_report").get("stats") or {}).get("label_counts") or {}
     rows = [{"label": k, "before": before.get(k), "after": now.get(k)} for k in sorted(set(before) | set(now))]
     return {"champion_data_version": champion_tags.get("data_version"), "data_version": candidate_tags.get("data_version"),
             "same_data": champion_tags.get("data_version") == candidate_tags.get("data_version"),
@@ -67,7 +59,7 @@ def candidate(settings: Settings, tenant: str, version: str) -> dict:
     problems = serving.verify_stored(mv)
     out.update(
         per_label=review.get("per_label", []), n_held_out=review.get("n_held_out"),
-        validation_report=_json_tag(mv.tags, "validation_report"),
+        validation_report=store.json_tag(mv.tags, "validation_report"),
         isolation_now={"passed": not problems, "problems": problems,
                        "checked": ["delta bytes vs the digest recorded at registration",
                                    "manifest tenant, base digest and label set vs the version's",

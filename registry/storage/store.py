@@ -219,6 +219,16 @@ def experiment_id(name: str) -> str | None:
     return found.experiment_id
 
 
+def json_tag(tags: dict, key: str) -> dict:
+    """A tag holding a JSON object, parsed; {} when it is missing or not one (a version from before
+    the tag, or one edited outside Tailor: what reads it decides what that means)."""
+    try:
+        value = json.loads(tags.get(key) or "{}")
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
 def ensure_registered_model(name: str, description: str = "") -> None:
     from mlflow.exceptions import MlflowException
 
