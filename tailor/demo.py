@@ -173,7 +173,8 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
         _run(root, "audit", "verify")
         _run(root, "lineage", "--all", "--html", str(root / "audit-report.html"))
         print(f"review page: `tailor -w {root.name} user add NAME`, then `tailor -w {root.name} review serve`")
-    _erase_one(root, next(t for t in catalog.meta_train() if t.id not in approved))
+    trained_on = set(base.get("train_tenants", [])) | set(base.get("val_tenants", []))
+    _erase_one(root, next(t for t in catalog.meta_train() if t.id in trained_on and t.id not in approved))
     print(f"\ndemo finished in {time.perf_counter() - start:.0f}s; workspace: {root}")
     homes = [t.id for t in catalog.tenants if t.id in approved and "ha-intents" in t.sources]
     if homes:
@@ -181,8 +182,9 @@ def run_demo(root: Path, fresh: bool = False, debug: bool = False) -> None:
 
 
 def _erase_one(root: Path, tenant) -> None:
-    """A meta-training tenant leaves and asks for its data to be erased: what would go, the erasure,
-    then a byte search of the whole workspace (files, and git's objects unpacked) for its texts."""
+    """A tenant the base was trained on leaves and asks for its data to be erased: what would go, the
+    erasure (the base is marked as containing erased data, the retraining planned), then a byte
+    search of the whole workspace (files, and git's objects unpacked) for its texts."""
     _step(f"10. {tenant.id} leaves: erase its data everywhere, and show it is gone")
     others = set()
     for path in (root / "inbox").glob("*.csv"):

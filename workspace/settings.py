@@ -78,8 +78,10 @@ class MetaTrainSettings:
     algorithm: str = _f("pooled", "how the base is trained on the workspace's tenants: pooled (every tenant's "
                                   "categories at once, no inner loop) | fomaml | reptile (first-order "
                                   "meta-learning) | pooled-fomaml (Meta-Baseline: pooled, then FOMAML from its "
-                                  "weights) | maml (second-order, reference only). The default is the one "
-                                  "`make bench` measured best on new tenants of a trained domain")
+                                  "weights) | maml (second-order, reference only). The default is pooled: in "
+                                  "`make bench` (2026-12-07) no meta-learned training beat it by the required "
+                                  "point on new tenants of a trained domain (FOMAML +0.3 ± 0.4 on protocols "
+                                  "1 + 2; +1.0 ± 0.7 on recurring categories alone)")
     meta_steps: int = _f(3000, "outer-loop updates (at most; early stopping and max_minutes may end sooner)")
     max_minutes: float = _f(10.0, "the whole meta-train command stops within this many minutes (0 = no "
                                   "limit), feature caching and registration included; the best validated "

@@ -5,6 +5,7 @@ import json
 import os
 
 import pytest
+import yaml
 
 from tailor import cli
 from tests.conftest import synthetic_tenant, tiny_settings
@@ -384,3 +385,31 @@ def test_meta_train_judges_the_base_on_tenants_it_never_trained_on(loop, capsys)
     shown = evidence_lines(evidence_from_tags(mv.tags))   # what review list and the review page show
     assert any(line.startswith("paired new_base-frozen_names:") and f"n={ev['n_splits']}" in line for line in shown)
     assert any(line.startswith("accuracy new_base:") and "±" in line for line in shown)
+
+
+def test_a_base_no_step_improved_is_not_registered_unless_asked(loop, capsys):
+    """Issue 31, finding 8: a 1-minute budget ran 0 meta-steps and registered a base anyway, and every
+    candidate then read "meta-learned". With no training step (meta_steps and pooled_steps 0) nothing
+    can improve on the start: meta-train says so, registers nothing, and leaves the current base as it was."""
+    from mlflow import MlflowClient
+
+    from registry.artifacts import base_model
+    from registry.storage import store
+
+    params = loop["ws"] / "params.yaml"
+    before_text = params.read_text(encoding="utf-8")
+    store.writable()
+    count = lambda: len(MlflowClient().search_model_versions(f"name='{base_model.BASE_MODEL_NAME}'"))  # noqa: E731
+    before = count()
+    doc = yaml.safe_load(before_text) or {}
+    doc.setdefault("meta_train", {}).update(meta_steps=0, pooled_steps=0)
+    params.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    try:
+        code, out = tailor(loop["ws"], "meta-train", "--json", capsys=capsys, who="Dana")
+    finally:
+        params.write_text(before_text, encoding="utf-8")
+    assert code == 0, out.err[-1000:]
+    ref = json.loads(out.out)
+    assert ref["registered"] is False and "improved" in ref["reason"]
+    store.writable()
+    assert count() == before
