@@ -62,9 +62,10 @@ def header(res: Results) -> list[str]:
         f"{mt['meta_lr']}, validation every {mt['val_every']} steps on {mt['val_tasks']} tasks.",
         f"- **Tailor** is what a tenant gets: `adapt_tenant` from the default base (`{res.default}`), "
         f"{i['settings']['adapt']['cv_folds']}-fold cross-validation over its examples choosing among the base's "
-        f"adaptation, the adaptation without a base and three frozen heads (default: the base's; another only "
-        f"when it gains {100 * i['settings']['adapt']['choice_margin']:.0f}+ points beyond its noise); at 1 example "
-        "per label nothing can be cross-validated and the default is taken. The other columns are fixed methods.",
+        f"adaptation, the adaptation without a base and logistic regression with label names on the frozen "
+        f"encoder (default: the base's; another only when it gains "
+        f"{100 * i['settings']['adapt']['choice_margin']:.0f}+ points beyond its noise); at 1 example per label "
+        "nothing can be cross-validated and the default is taken. The other columns are fixed methods.",
         ""]
 
 
