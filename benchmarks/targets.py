@@ -89,7 +89,8 @@ def targets(res: Results) -> list[Target]:
 def _choice_why(res: Results, protocol: str, best: str) -> str:
     """Why the choice trails its best fixed method: the choice itself, or a base training the
     workspace does not have (a tenant's choice is among the default base's adaptation, the
-    adaptation without a base and the frozen heads; another base training is the default's matter)."""
+    adaptation without a base and the frozen head with names; another base training is a matter of
+    the default)."""
     if best in BASES and best != res.default:
         among = max((m for m in ("logreg+names", "no-meta", res.default) if res.mean_acc(protocol, 5, m).n),
                     key=lambda m: res.mean_acc(protocol, 5, m).mean, default=NAMES)
