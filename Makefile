@@ -55,7 +55,7 @@ demo: setup
 	$(BIN)/tailor --workspace demo-workspace demo
 
 test: setup
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-slow: setup $(BENCH_STAMP)
 	$(BIN)/python -m pytest -q -m slow
