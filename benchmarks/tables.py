@@ -11,6 +11,7 @@ FROZEN = ("prototypes", "logreg", "logreg+names")
 NAMES = "logreg+names"     # the frozen head a skeptic names first: logistic regression with label names
 BASES = ("pooled", "fomaml", "reptile", "pooled-fomaml")
 FIXED = ("logreg+names", "no-meta", *BASES)   # the fixed methods the per-tenant choice is held against
+CHOICE = ("logreg+names", "no-meta")         # what the choice may pick besides the default base's adaptation
 METHODS = (*FROZEN, "setfit", "no-meta", *BASES, "tailor")
 SHOTS = (1, 5, 10)
 PROTOCOLS = ("recurring", "new-categories", "new-domain")
@@ -68,9 +69,10 @@ class Results:
                 groups.append([sa[i] - sb[i] for i in sorted(set(sa) & set(sb))])
         return stratified(groups)
 
-    def best_fixed(self, protocol: str, shots: int = 5) -> str:
-        """The fixed method with the best mean over sources on this protocol (measured, not assumed)."""
-        scored = [(self.mean_acc(protocol, shots, m).mean, m) for m in FIXED if self.mean_acc(protocol, shots, m).n]
+    def best_fixed(self, protocol: str, shots: int = 5, methods: tuple[str, ...] = FIXED) -> str:
+        """The fixed method (of ``methods``) with the best mean over sources on this protocol
+        (measured, not assumed)."""
+        scored = [(self.mean_acc(protocol, shots, m).mean, m) for m in methods if self.mean_acc(protocol, shots, m).n]
         return max(scored)[1] if scored else NAMES
 
     def best_base(self, protocols: tuple[str, ...] = ("recurring", "new-categories"), shots: int = 5) -> str:

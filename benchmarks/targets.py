@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from benchmarks.stats import Estimate
-from benchmarks.tables import BASES, NAMES, Results
+from benchmarks.tables import BASES, CHOICE, NAMES, Results
 
 META = ("fomaml", "reptile", "pooled-fomaml")   # the meta-learned base trainings
 
@@ -92,8 +92,7 @@ def _choice_why(res: Results, protocol: str, best: str) -> str:
     adaptation without a base and the frozen head with names; another base training is a matter of
     the default)."""
     if best in BASES and best != res.default:
-        among = max((m for m in ("logreg+names", "no-meta", res.default) if res.mean_acc(protocol, 5, m).n),
-                    key=lambda m: res.mean_acc(protocol, 5, m).mean, default=NAMES)
+        among = res.best_fixed(protocol, methods=(*CHOICE, res.default))
         own = res.mean_diff(protocol, 5, "tailor", among)
         gap = res.mean_diff(protocol, 5, best, res.default)
         return (f"the best fixed method is another base training ({best}, {gap.pts(True)} pts over the default "
