@@ -1,8 +1,10 @@
 """Shared fixtures: tiny encoder settings and small synthetic tenants (fast, deterministic)."""
 import os
 import random
+from pathlib import Path
 
 import pytest
+import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -26,6 +28,15 @@ def tiny_settings(**meta_train) -> Settings:
                                    "val_tasks": 2, "pooled_steps": 6, "pooled_val_every": 3, "pooled_batch": 16,
                                    **meta_train})
     return s.replace("adapt", inner_steps=4)
+
+
+def edit_params(root, section: str, **values) -> None:
+    """Change settings of a workspace's params.yaml as a person editing the file would (the section
+    is created if the file has none)."""
+    path = Path(root) / "params.yaml"
+    doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    doc.setdefault(section, {}).update(values)
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
 
 
 def synthetic_tenant(classes, n=10, seed=0):

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from tailor import cli
-from tests.conftest import synthetic_tenant, tiny_settings
+from tests.conftest import edit_params, synthetic_tenant, tiny_settings
 from tests.e2e.test_loop import TENANTS, write_csv
 from tests.governance import approve_base_cli
 from workspace import versioning
@@ -47,12 +47,6 @@ def params_diff(root) -> dict:
         mp.chdir(root)
         with Repo(str(root)) as repo:
             return repo.params.diff()
-
-
-def set_param(root, section, key, value):
-    doc = yaml.safe_load((root / "params.yaml").read_text())
-    doc[section][key] = value
-    (root / "params.yaml").write_text(yaml.safe_dump(doc))
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +115,7 @@ def test_a_rerun_reproduces_the_same_base(pipe):
 def test_a_change_reruns_exactly_the_stages_that_depend_on_it(pipe):
     root, ws = pipe["root"], pipe["ws"]
     before = json.loads((root / "pipeline" / "base.json").read_text())
-    set_param(root, "adapt", "inner_steps", 5)
+    edit_params(root, "adapt", inner_steps=5)
     assert changed_stages(root) == {"adapt"}
     assert params_diff(root)["diff"]["params.yaml"] == {"adapt.inner_steps": {"old": 4, "new": 5, "diff": 1}}
     new_hooli = write_csv(pipe["inbox"] / "hooli-2.csv", *synthetic_tenant(TENANTS["hooli"], 11, seed=7))

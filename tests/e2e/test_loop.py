@@ -5,10 +5,9 @@ import json
 import os
 
 import pytest
-import yaml
 
 from tailor import cli
-from tests.conftest import synthetic_tenant, tiny_settings
+from tests.conftest import edit_params, synthetic_tenant, tiny_settings
 from tests.governance import approve_base_cli
 from workspace.create import init_workspace
 
@@ -401,9 +400,7 @@ def test_a_base_no_step_improved_is_not_registered_unless_asked(loop, capsys):
     store.writable()
     count = lambda: len(MlflowClient().search_model_versions(f"name='{base_model.BASE_MODEL_NAME}'"))  # noqa: E731
     before = count()
-    doc = yaml.safe_load(before_text) or {}
-    doc.setdefault("meta_train", {}).update(meta_steps=0, pooled_steps=0)
-    params.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    edit_params(loop["ws"], "meta_train", meta_steps=0, pooled_steps=0)
     try:
         code, out = tailor(loop["ws"], "meta-train", "--json", capsys=capsys, who="Dana")
     finally:

@@ -7,23 +7,15 @@ import sys
 
 import boto3
 import pytest
-import yaml
 
 from tailor import cli
-from tests.conftest import synthetic_tenant
+from tests.conftest import edit_params, synthetic_tenant
 from tests.e2e.test_loop import write_csv
 from tests.servers import S3_ENV, s3_server
 from tests.governance import share_signing_key
 from workspace import versioning
 from workspace.create import init_workspace
 from workspace.paths import Workspace
-
-
-def set_stores(root, **stores):
-    params = root / "params.yaml"
-    doc = yaml.safe_load(params.read_text())
-    doc["stores"].update(stores)
-    params.write_text(yaml.safe_dump(doc))
 
 
 def s3_keys(endpoint, bucket="tailor"):
@@ -48,7 +40,7 @@ def team(s3, tmp_path_factory):
     root = tmp_path_factory.mktemp("s3ws") / "ws"
     inbox = tmp_path_factory.mktemp("inbox")
     init_workspace(root)
-    set_stores(root, dvc_remote="s3://tailor/dvc", dvc_endpoint_url=s3)  # no `tailor init` after this
+    edit_params(root, "stores", dvc_remote="s3://tailor/dvc", dvc_endpoint_url=s3)  # no `tailor init` after this
     v1 = write_csv(inbox / "acme-v1.csv", *synthetic_tenant(["animal", "food"], 6, seed=1))
     v2 = write_csv(inbox / "acme-v2.csv", *synthetic_tenant(["animal", "food"], 6, seed=2))
     for path in (v1, v2):
@@ -108,7 +100,7 @@ def test_remote_mistakes_are_one_line_exit_2_never_retried(team, s3, tmp_path, c
     root = team["root"]
     ws = Workspace(root)
     before = versioning.current_version(ws, "acme")
-    set_stores(root, dvc_remote=f"s3://{bucket}/dvc", dvc_endpoint_url=s3)
+    edit_params(root, "stores", dvc_remote=f"s3://{bucket}/dvc", dvc_endpoint_url=s3)
     S3FileSystem.clear_instance_cache()  # a cached filesystem would keep earlier credentials
     if environment:
         environment(monkeypatch, tmp_path)
@@ -121,7 +113,7 @@ def test_remote_mistakes_are_one_line_exit_2_never_retried(team, s3, tmp_path, c
         code = cli.main(["-w", str(root), "ingest", "acme", str(new)])
         err = capfd.readouterr().err
     finally:
-        set_stores(root, dvc_remote="s3://tailor/dvc", dvc_endpoint_url=s3)
+        edit_params(root, "stores", dvc_remote="s3://tailor/dvc", dvc_endpoint_url=s3)
         S3FileSystem.clear_instance_cache()
     assert code == 2
     assert message in err and "Traceback" not in err
