@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
 import sys
 import time
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from prefect import flow, task
@@ -90,34 +92,47 @@ def _checkpoint_key(settings, algorithm: str, data_versions: dict) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
 
-# what the command keeps of meta_train.max_minutes for registering the base and recording the stage
-# after training (measured: a few seconds on the embedded store, more on a loaded machine: scaled by
-# the load per core when the command starts), so the whole command stays in budget
-REGISTER_RESERVE_S = 15.0
+# what the command keeps of meta_train.max_minutes after the evidence, for registering the base,
+# recording the stage and exiting (measured: about 2 s on a quiet 2-core machine, five times that
+# beside 8 busy processes; benchmarks/results/budget.md), scaled by the load per core when the
+# flow starts, so the whole command stays in budget
+REGISTER_RESERVE_S = 4.0
 # share of the budget the evidence gets when there are evidence tenants (adapting them from each base)
 EVIDENCE_SHARE = 0.2
 
 
-def _reserve() -> float:
-    import os
+@dataclass(frozen=True)
+class Deadlines:
+    """When training and the evidence must stop (``time.time()``; None without a budget), and the
+    plan in words for the run's output."""
 
+    training: float | None
+    evidence: float | None
+    plan: str = ""
+
+
+def _load_per_core() -> float:
     try:
-        load = os.getloadavg()[0] / max(1, os.cpu_count() or 1)
+        return os.getloadavg()[0] / max(1, os.cpu_count() or 1)
     except OSError:
-        load = 1.0
-    return REGISTER_RESERVE_S * max(1.0, load)
+        return 1.0
 
 
-def deadlines_of(settings, started_at: float | None, evidence: bool) -> tuple[float | None, float | None]:
-    """(training, evidence) deadlines as wall-clock times (``time.time()``): the command's start plus
-    meta_train.max_minutes, less what registration needs and, with evidence tenants, the evidence's
-    share; None without a budget."""
-    if not settings.meta_train.max_minutes:
-        return None, None
+def deadlines_of(settings, started_at: float | None, evidence: bool) -> Deadlines:
+    """The command's start plus meta_train.max_minutes, less what registering needs at this load
+    and, with evidence tenants, the evidence's share."""
+    minutes = settings.meta_train.max_minutes
+    if not minutes:
+        return Deadlines(None, None, "no time budget (meta_train.max_minutes 0)")
     start = time.time() if started_at is None else started_at
-    end = start + settings.meta_train.max_minutes * 60 - _reserve()
-    train_end = end - (settings.meta_train.max_minutes * 60 * EVIDENCE_SHARE if evidence else 0.0)
-    return train_end, end
+    load = _load_per_core()
+    reserve = REGISTER_RESERVE_S * max(1.0, load)
+    end = start + minutes * 60 - reserve
+    train_end = end - (minutes * 60 * EVIDENCE_SHARE if evidence else 0.0)
+    plan = (f"time budget {minutes:g} min from the command's start ({time.time() - start:.0f}s ago): training "
+            f"until {train_end - start:.0f}s" + (f", evidence until {end - start:.0f}s" if evidence else "") +
+            f", {reserve:.0f}s kept to register (load {load:.1f} per core)")
+    return Deadlines(train_end, end, plan)
 
 
 def _monotonic(deadline_at: float | None) -> float | None:
@@ -232,25 +247,27 @@ def meta_train_flow(root: str, algorithm: str | None = None, started_at: float |
         say(f"evidence: {len(evidence_ids)} tenant(s) never trained on judge it: {', '.join(evidence_ids)}")
     else:
         say("evidence: none (fewer than 4 tenants with data, or meta_train.evidence_share 0)")
-    train_deadline, evidence_deadline = deadlines_of(settings, started_at, bool(evidence_ids))
+    deadlines = deadlines_of(settings, started_at, bool(evidence_ids))
+    say(deadlines.plan)
     (train, train_versions), (val, val_versions) = load_tenants(root, train_ids), load_tenants(root, val_ids)
     if not train or not val:
         raise UserError("no valid meta-training or held-out tenant data left after validation")
     check_enough_examples(settings, train, val)   # before the encoder loads and features are cached
     data_versions = {**train_versions, **val_versions}
-    result = train_task(root, algorithm, train, val, data_versions, train_deadline)
-    summary = None
-    if evidence_ids:
-        evid, evid_versions = load_tenants(root, evidence_ids)
-        if evid:
-            summary = evidence_task(root, result, evid, evid_versions, evidence_deadline)
+    result = train_task(root, algorithm, train, val, data_versions, deadlines.training)
     if not result.metrics.get("improved") and not register_anyway:
+        # before the evidence: judging the untrained start against itself is time the budget lacks
         say("not registered: no training step improved the held-out score on the start weights (the base "
             "would be the untrained start); `tailor meta-train --register-anyway` registers it regardless")
         return {"registered": False, "reason": "no training step improved the held-out score",
                 "train_tenants": sorted(train), "val_tenants": sorted(val), "evidence_tenants": sorted(evidence_ids),
                 "left_out": left_out, "metrics": result.metrics, "best_step": result.metrics.get("best_step"),
-                "stop_reason": result.metrics.get("stop_reason"), "evidence": summary}
+                "stop_reason": result.metrics.get("stop_reason"), "evidence": None}
+    summary = None
+    if evidence_ids:
+        evid, evid_versions = load_tenants(root, evidence_ids)
+        if evid:
+            summary = evidence_task(root, result, evid, evid_versions, deadlines.evidence)
     used = {t: consent[t] for t in data_versions if t in consent}
     ref = register_task(root, result, settings.meta_train.algorithm, data_versions, trained_by, left_out, used,
                         summary)

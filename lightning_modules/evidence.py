@@ -88,7 +88,8 @@ def gather(encoder: Encoder, settings: Settings, tenants: TenantData, bases: dic
     None when there is none (no current base). Methods: each base through ``adapt_tenant`` (what a
     tenant gets, its per-tenant choice included), ``no_meta`` (the same adaptation from the start
     without a trained base, fixed) and ``frozen_names`` (logistic regression with label names on the
-    frozen encoder, fixed). Past ``deadline`` (``time.monotonic()``) no new split starts."""
+    frozen encoder, fixed). Past ``deadline`` (``time.monotonic()``) no new split starts, and a split
+    the deadline overtakes between its methods is dropped (a row needs every method to be paired)."""
     import time
 
     cfg = settings.meta_train
@@ -110,6 +111,8 @@ def gather(encoder: Encoder, settings: Settings, tenants: TenantData, bases: dic
         q_texts, q_labels = [texts[i] for i in split.query], [labels[i] for i in split.query]
         row = {"tenant": split.tenant, "n_query": len(q_texts)}
         for name, (meta, steps, method) in methods.items():
+            if deadline is not None and time.monotonic() > deadline:
+                return {"rows": rows, "methods": list(methods)}
             try:
                 if method == "base":
                     result = adapt_tenant(encoder, settings, meta, split.tenant, s_texts, s_labels, cache_dir,

@@ -221,6 +221,11 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
         return _finish(say, settings, encoder, layers, train, val, out_dir, meta0, None, None, 0, start, reason,
                        [], rank=0, ckpt_dir=ckpt_dir if own_ckpt else None)
     say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in {time.perf_counter() - start:.1f}s")
+    if deadline is not None and time.monotonic() >= deadline:
+        # not even the start's held-out score (seconds on a loaded machine) fits: nothing more to learn
+        reason = f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) was spent before the first meta-step"
+        return _finish(say, settings, encoder, layers, train, val, out_dir, meta0, None, None, 0, start, reason,
+                       [], rank=0, ckpt_dir=ckpt_dir if own_ckpt else None)
     env = _Env(settings, top, train_feats, train_pools, train_names, val_feats, val_names, val_tasks, devices,
                strategy, logger, progress)
     if cfg.algorithm == "pooled-fomaml":   # Meta-Baseline: pooled first, then FOMAML from its weights
@@ -377,7 +382,10 @@ def _stop_reason(trainer, cfg, total: int, deadline: float | None) -> str:
         return f"it reached its step limit ({total})"
     if stop.wait_count >= stop.patience:
         return f"early stopping: {stop.patience} validations without improvement on the held-out tenants"
-    if deadline is not None and time.monotonic() >= deadline - 1:
+    timer = next((c for c in trainer.callbacks if isinstance(c, pl.callbacks.Timer)), None)
+    left = timer.time_remaining("train") if timer is not None else None
+    # Lightning's timer stops short of the deadline by one validation's time: it counts as spent
+    if (left is not None and left <= 0) or (deadline is not None and time.monotonic() >= deadline - 1):
         return f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) was spent"
     return "interrupted"
 

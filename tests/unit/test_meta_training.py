@@ -95,3 +95,51 @@ def test_a_budget_spent_caching_features_keeps_what_it_cached_and_the_start_weig
     # what was cached before the budget ran out is reused: a deadline in the past no longer matters
     lower_features(enc, texts, 1, tmp_path / "cache")
     assert lower_features(enc, texts, 1, tmp_path / "cache", deadline=time.monotonic() - 1).states.shape[0] == 36
+
+
+def test_a_budget_spent_by_the_time_features_are_cached_scores_nothing_more(tmp_path, monkeypatch):
+    """Issue 31, finding 8: beside 8 busy processes a 1-minute budget is spent by the time the
+    features are cached; scoring the start weights then took 8 more seconds and trained nothing."""
+    from lightning_modules import training
+
+    s = tiny_settings(meta_steps=100)
+    train, val = _data()
+    enc = load_encoder(s.encoder)
+    meta_train(enc, s.replace("meta_train", meta_steps=1), train, val, tmp_path / "warm", tmp_path / "cache",
+               say=lambda m: None)   # every text cached: caching no longer meets the deadline
+    monkeypatch.setattr(training, "_score", lambda *a, **k: pytest.fail("scored the start past the deadline"))
+    said = []
+    result = meta_train(enc, s, train, val, tmp_path / "base", tmp_path / "cache", say=said.append,
+                        deadline=time.monotonic() - 1)
+    assert result.metrics["steps_run"] == 0 and not result.metrics["improved"]
+    assert "spent before the first meta-step" in result.metrics["stop_reason"]
+    assert any("not validated" in line for line in said)
+
+
+def test_the_evidence_drops_a_split_its_deadline_overtakes(tmp_path, monkeypatch):
+    """A split needs every method to be paired: one the deadline overtakes between its methods is
+    dropped, and no method starts after it (the first split has no earlier one to predict it)."""
+    from lightning_modules import evidence
+    from lightning_modules.model import init_meta_params, top_model
+
+    s = tiny_settings(evidence_episodes=2)
+    enc = load_encoder(s.encoder)
+    cfg = s.meta_train
+    meta = init_meta_params(top_model(enc, s.encoder.adapted_layers, s.encoder.lora_rank, s.encoder.token_rank),
+                            cfg.inner_lr, cfg.seed, cfg.head_lr, cfg.name_weight)
+    tenants = {"e": synthetic_tenant(["car", "food", "tool"], 12, seed=3)}
+    deadline = time.monotonic() + 600
+    fitted = []
+    real = evidence.fit_fixed
+
+    def slow_fit(*args, **kwargs):   # the deadline passes while the first fixed method fits
+        fitted.append(args[5])
+        out = real(*args, **kwargs)
+        monkeypatch.setattr(time, "monotonic", lambda: deadline + 1)
+        return out
+
+    monkeypatch.setattr(evidence, "fit_fixed", slow_fit)
+    gathered = evidence.gather(enc, s, tenants, {"new_base": (meta, cfg.inner_steps)}, tmp_path / "cache",
+                               deadline=deadline)
+    assert gathered["rows"] == [] and fitted == ["no-meta"]
+    assert evidence.summarise(gathered, ["e"])["n_splits"] == 0
