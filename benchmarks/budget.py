@@ -7,7 +7,7 @@ processes beside it, timing the process from its start to its exit (the interpre
 feature caching, training, evidence and registration included). Writes
 ``benchmarks/results/budget.md`` and ``budget.json``.
 
-    python -m benchmarks.budget                         # budgets 1 and 3 min, quiet and at load 8 (~20 min)
+    python -m benchmarks.budget                         # budgets 1, 3 and 5 min, quiet and at load 8 (~15 min)
     python -m benchmarks.budget --budgets 1 --load 8    # one loaded run
 """
 from __future__ import annotations
@@ -82,6 +82,37 @@ class Burners:
             p.wait()
 
 
+# where a run's time goes: the first line of each phase, as the command says it on stderr
+MARKS = {"flow": "time budget ", "trained": "stopped after ", "evidence": "judging the new base"}
+
+
+def timed_tailor(ws: Path, *argv: str) -> tuple[subprocess.CompletedProcess, dict]:
+    """`tailor` as its own process, and when (seconds from its start) it said each of ``MARKS``."""
+    env = {**os.environ, "TAILOR_USER": "bench-trainer", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    begun = time.monotonic()
+    proc = subprocess.Popen([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(ws), *argv],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    marks, err = {}, []
+
+    def read():
+        for line in proc.stderr:
+            err.append(line)
+            for key, start in MARKS.items():
+                if line.lstrip().startswith(start) and key not in marks:
+                    marks[key] = round(time.monotonic() - begun, 1)
+                    if key == "flow":
+                        marks["plan"] = line.strip()
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    out = proc.stdout.read(1)   # the result is printed once the work is done: what follows is the exit
+    marks["printed"] = round(time.monotonic() - begun, 1)
+    out += proc.stdout.read()
+    proc.wait()
+    reader.join()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, "".join(err)), marks
+
+
 def run_once(ws: Path, minutes: float, load: int) -> dict:
     from workspace.settings import load_settings
     import yaml
@@ -93,9 +124,10 @@ def run_once(ws: Path, minutes: float, load: int) -> dict:
     with Burners(load) as burners:
         burners.samples.clear()
         start = time.monotonic()
-        done = tailor(ws, "meta-train", "--json")
+        done, marks = timed_tailor(ws, "meta-train", "--json")
         wall = time.monotonic() - start
     out = {"budget_s": minutes * 60, "load_processes": load, "wall_s": round(wall, 1), "exit": done.returncode,
+           "marks": marks,
            "load_mean": round(sum(burners.samples) / max(1, len(burners.samples)), 2),
            "load_max": round(max(burners.samples, default=0.0), 2)}
     try:
@@ -125,6 +157,16 @@ def render(runs: list[dict], info: dict) -> str:
         lines.append(f"| {r['budget_s'] / 60:g} min | {r['load_processes']} | {r['load_mean']} / {r['load_max']} | "
                      f"{r['wall_s']:.0f} s | {r['ratio']:.2f} | {'yes' if r['within'] else '**no**'} | "
                      f"{r.get('registered', '')} | {r.get('steps_run', '')} | {r.get('stop_reason', r.get('error', ''))} |")
+    lines += ["", "Where each run's time went, seconds from its start (marks are the lines the command prints: "
+                  "the flow's time plan, \"stopped after\", the result printed):", "",
+              "| budget | busy processes | start-up to the flow | caching and training | evidence and registering | "
+              "exit after the result | the flow's plan |", "|---|---|---|---|---|---|---|"]
+    for r in runs:
+        m = r.get("marks", {})
+        flow, trained, printed = m.get("flow"), m.get("trained"), m.get("printed")
+        span = lambda a, b: "" if a is None or b is None else f"{b - a:.0f}"   # noqa: E731
+        lines.append(f"| {r['budget_s'] / 60:g} min | {r['load_processes']} | {span(0.0, flow)} | {span(flow, trained)} | "
+                     f"{span(trained, printed)} | {span(printed, r['wall_s'])} | {m.get('plan', '')} |")
     loaded = [r for r in runs if r["load_processes"] >= 8]
     if loaded:
         ok = all(r["within"] for r in loaded)
@@ -135,7 +177,7 @@ def render(runs: list[dict], info: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.budget", description=__doc__.splitlines()[0])
-    ap.add_argument("--budgets", default="1,3", help="comma-separated budgets in minutes")
+    ap.add_argument("--budgets", default="1,3,5", help="comma-separated budgets in minutes")
     ap.add_argument("--load", type=int, default=8, help="busy processes beside the loaded runs")
     ap.add_argument("--skip-quiet", action="store_true", help="only the loaded runs")
     ap.add_argument("--out", type=Path, default=RESULTS)
