@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -150,10 +151,16 @@ def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_ve
     out = ws.runs_dir / f"base-{stamp}"
     key = _checkpoint_key(settings, settings.meta_train.algorithm, data_versions)
     logger = base_model.training_logger(f"meta-train-{stamp}")
+    checkpoints = ws.runs_dir / "meta-train-checkpoints" / key
     result = meta_train(load_encoder(settings.encoder), settings, train, val, out, ws.cache_dir, say=say,
-                        logger=logger, checkpoint_dir=ws.runs_dir / "meta-train-checkpoints" / key,
-                        progress=sys.stdout.isatty(), deadline=_monotonic(deadline_at))
+                        logger=logger, checkpoint_dir=checkpoints, progress=sys.stdout.isatty(),
+                        deadline=_monotonic(deadline_at))
     result.metrics["training_run_id"] = logger.run_id
+    if result.rank == 0 and "ddp" not in str(settings.meta_train.strategy):
+        # a run that finished leaves nothing to resume: the next one with the same inputs starts
+        # afresh (it resumed, and trained no step once its predecessors' time was counted). Under
+        # DDP the other ranks may still read the best checkpoint: the folder stays.
+        shutil.rmtree(checkpoints, ignore_errors=True)
     return result
 
 

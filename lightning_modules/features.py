@@ -49,7 +49,12 @@ CHUNK = 512   # texts per cache entry: an interrupted caching keeps what it fini
 
 
 class BudgetSpent(Exception):
-    """The time budget ran out before the work was done (what was finished is kept)."""
+    """The time budget ran out before the work was done (what was finished is kept): ``done`` of
+    ``total`` texts encoded or found cached."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"{done} of {total} texts encoded" + ("; a rerun reuses them" if done else ""))
+        self.done, self.total = done, total
 
 
 def lower_features(encoder: Encoder, texts: list[str], frozen_layers: int,
@@ -70,7 +75,7 @@ def _chunk(encoder: Encoder, texts: list[str], frozen_layers: int, cache_dir, de
         loaded = load_file(str(path))
         return FeatureTable(loaded["states"], loaded["mask"])
     if deadline is not None and time.monotonic() > deadline:
-        raise BudgetSpent(f"{done} of {total} texts encoded")
+        raise BudgetSpent(done, total)
     states, mask = encoder.lower_states(texts, frozen_layers)
     table = FeatureTable(states.contiguous(), mask.contiguous())
     if path is not None:

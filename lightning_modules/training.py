@@ -44,8 +44,12 @@ def feature_table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Pa
     ``names``) a table of every tenant's label names, each pool knowing its names' rows. Past
     ``deadline`` (``time.monotonic()``) it raises ``BudgetSpent``."""
     tables, pools, name_texts, offset = [], [], [], 0
+    total = sum(len(texts) for texts, _ in data.values())
     for tenant, (texts, labels) in sorted(data.items()):
-        tables.append(lower_features(encoder, texts, frozen, cache_dir, deadline))
+        try:
+            tables.append(lower_features(encoder, texts, frozen, cache_dir, deadline))
+        except BudgetSpent as spent:   # counted over every tenant: the ones before this one are cached
+            raise BudgetSpent(offset + spent.done, total) from None
         rows = None
         if names:
             own = sorted(set(labels))
@@ -53,7 +57,10 @@ def feature_table(encoder: Encoder, data: TenantData, frozen: int, cache_dir: Pa
             name_texts += own
         pools.append(pools_from_labels(tenant, labels, offset, rows))
         offset += len(texts)
-    name_table = lower_features(encoder, name_texts, frozen, cache_dir, deadline) if name_texts else None
+    try:
+        name_table = lower_features(encoder, name_texts, frozen, cache_dir, deadline) if name_texts else None
+    except BudgetSpent as spent:
+        raise BudgetSpent(total + spent.done, total + len(name_texts)) from None
     return FeatureTable.concat(tables), pools, name_table
 
 
@@ -93,14 +100,24 @@ def _trainer(cfg, total: int, every: int, say, start_acc: float, ckpt_dir: Path,
     best = pl.callbacks.ModelCheckpoint(dirpath=str(ckpt_dir), filename="best-{step}", monitor="val_acc", mode="max",
                                         save_top_k=1, save_last=True, auto_insert_metric_name=False)
     callbacks = [stop, best, _Progress(say, total, start_acc, label)]
+    if seconds is not None:
+        callbacks.append(_Budget(duration={"seconds": seconds}, interval="step"))
     if progress:
         callbacks.append(pl.callbacks.RichProgressBar(leave=True))
     return pl.Trainer(max_steps=total, val_check_interval=every, check_val_every_n_epoch=None,
                       limit_val_batches=1, num_sanity_val_steps=0, accelerator="auto", devices=devices,
                       strategy=strategy, precision=_precision(cfg), logger=logger if logger is not None else False,
                       log_every_n_steps=1, enable_checkpointing=True, enable_progress_bar=progress,
-                      enable_model_summary=False, inference_mode=False, callbacks=callbacks,
-                      max_time={"seconds": seconds} if seconds is not None else None)
+                      enable_model_summary=False, inference_mode=False, callbacks=callbacks)
+
+
+class _Budget(pl.callbacks.Timer):
+    """Lightning's timer for this command's budget alone. Its own would restore the time an
+    interrupted run had spent from the checkpoint it resumes, and count it again: a third rerun of
+    a 24-second budget trained for 1 s and ran no step."""
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        pass
 
 
 def adapted_layers(settings: Settings) -> int:
@@ -217,7 +234,7 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
     except BudgetSpent as exc:
         # nothing to train on yet: the start weights are the base, and what was encoded stays cached
         reason = (f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) ran out while caching frozen "
-                  f"features ({exc}; a rerun reuses them)")
+                  f"features ({exc})")
         return _finish(say, settings, encoder, layers, train, val, out_dir, meta0, None, None, 0, start, reason,
                        [], rank=0, ckpt_dir=ckpt_dir if own_ckpt else None)
     say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in {time.perf_counter() - start:.1f}s")

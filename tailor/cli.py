@@ -145,7 +145,8 @@ def meta_train(algorithm: Optional[Algorithm] = typer.Option(None, help="default
                json_out: bool = typer.Option(False, "--json")) -> None:
     """Train the base on the consenting tenants, judge it on tenants held out of training, and register
     it as a candidate: `adapt` uses it once someone else approves it (`review approve --base-version N`)."""
-    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out, register_anyway, user)
+    commands.meta_train(_ctx(), algorithm.value if algorithm else None, json_out, register_anyway, user,
+                        started=STATE.get("process_started"))
 
 
 @app.command()
@@ -394,10 +395,18 @@ def main(argv: list[str] | None = None) -> int:
         args = ["--debug"] + [a for a in args[:end] if a != "--debug"] + args[end:]
     since = progress.started()
     try:
-        app(args=args, standalone_mode=False)
+        code = app(args=args, standalone_mode=False)
+        if code == 130:   # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns it
+            print("aborted", file=sys.stderr)
+            return 130
+        if isinstance(code, int) and not isinstance(code, bool) and code:   # another typer.Exit(code)
+            return code
         progress.elapsed(since)  # after a long command (one that showed progress): how long it took
         return 0
     except (typer.Exit, SystemExit) as exc:
+        if any(isinstance(e, KeyboardInterrupt) for e in _chain(exc, every_context=True)):   # Lightning: exit 1 on Ctrl-C
+            print("aborted", file=sys.stderr)
+            return 130
         return int(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
     except (typer.Abort, KeyboardInterrupt):
         print("aborted", file=sys.stderr)
@@ -477,6 +486,7 @@ def _workspace() -> Workspace | None:
 
 
 def console() -> None:
+    STATE["process_started"] = commands.process_started()   # the console script's own process: its start
     leave(main())
 
 
@@ -494,9 +504,32 @@ def leave(code: int) -> None:
         threading._shutdown()   # what the interpreter's exit does first: non-daemon threads joined
         atexit._run_exitfuncs()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):   # a closed or broken pipe: nothing more to say to it
-                pass
-        os._exit(code)
+        os._exit(_flushed(code))
+
+
+def _flushed(code: int) -> int:
+    """``code``, unless what a successful command printed cannot be written (a full disk, a reader
+    gone): then the command failed, as the interpreter's own exit would have said (its 120)."""
+    try:
+        if sys.stdout is not None:   # None: the caller closed it (`>&-`)
+            sys.stdout.flush()
+    except (OSError, ValueError) as exc:
+        if code == 0:
+            code = 2 if getattr(exc, "errno", None) == errno.ENOSPC else 1
+            reason = ("no space left on device" if code == 2 else getattr(exc, "strerror", None) or str(exc))
+            if getattr(exc, "errno", None) != errno.EPIPE:   # a closed pipe's reader wanted no more
+                _say_last(f"error: the command's output could not be written ({reason}); its work is done")
+    try:
+        if sys.stderr is not None:
+            sys.stderr.flush()
+    except (OSError, ValueError):
+        pass   # nowhere left to say anything
+    return code
+
+
+def _say_last(line: str) -> None:
+    try:
+        if sys.stderr is not None:
+            print(line, file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass

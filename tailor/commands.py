@@ -219,8 +219,11 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
 
 
 def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False, register_anyway: bool = False,
-               user: str | None = None) -> dict:
-    started = process_started()   # meta_train.max_minutes bounds the whole command, from its start
+               user: str | None = None, started: float | None = None) -> dict:
+    """``started``: when the command began (``time.time()``): the console script's process start,
+    since meta_train.max_minutes bounds the whole command; a caller in its own process (the demo,
+    a benchmark) counts from this call."""
+    started = started or time.time()
     from registry.trail.identity import resolve
 
     person = resolve(user, "--user")  # the register-base record names who trained it
@@ -234,8 +237,10 @@ def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False, regi
     took = f"{time.time() - started:.0f}s in all"
     if not ref.get("registered"):
         return done(json_out, ref, f"no base registered ({ref['reason']}), {took}")
+    weights = (f"{ref['metrics'].get('kept')} weights of step {ref.get('best_step')}" if ref["metrics"].get("improved")
+               else "the start weights, no training step improved them (--register-anyway)")
     return done(json_out, ref, f"registered {ref['name']} v{ref['version']} ({ref['digest'][:19]}…) pending review: "
-                               f"{ref['metrics'].get('kept')} weights of step {ref.get('best_step')}, {took}; "
+                               f"{weights}, {took}; "
                                f"`adapt` uses it once someone other than {person} approves it "
                                f"(`tailor review approve --base-version {ref['version']} --reason TEXT`)")
 

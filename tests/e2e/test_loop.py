@@ -3,6 +3,8 @@ on tiny tenants and the tiny encoder: what a user runs, and what a user must nev
 import csv
 import json
 import os
+import re
+import time
 
 import pytest
 
@@ -365,9 +367,15 @@ def test_meta_train_judges_the_base_on_tenants_it_never_trained_on(loop, capsys)
     from registry.artifacts import base_model
     from registry.storage import store
 
+    called = time.time()
     code, out = tailor(loop["ws"], "meta-train", "--json", "--register-anyway", capsys=capsys, who="Dana")
     assert code == 0, out.err[-1000:]
     ref = json.loads(out.out)
+    # called in this (the test's) process, the budget counts from the command, not from the process's
+    # start minutes ago (the demo's base got 54 s less); a finished run leaves no checkpoint to resume
+    plan = next(line for line in out.err.splitlines() if "time budget" in line and "from the command's start" in line)
+    assert int(re.search(r"\((\d+)s ago\)", plan).group(1)) <= time.time() - called + 1, plan
+    assert not any((loop["ws"] / ".tailor" / "runs" / "meta-train-checkpoints").glob("*/*.ckpt"))
     held = set(ref["evidence_tenants"])
     assert held and not held & (set(ref["train_tenants"]) | set(ref["val_tenants"]))
     ev = ref["evidence"]

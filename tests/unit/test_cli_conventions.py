@@ -101,3 +101,56 @@ def test_the_command_leaves_after_its_exit_handlers_without_the_interpreters_tea
     bad = subprocess.run([sys.executable, "-c", EXIT_PROBE, "-w", str(tmp_path / "nowhere"), "review", "list"],
                          capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "exit handlers ran" in bad.stdout
+
+
+def test_output_that_cannot_be_written_fails_the_command_and_a_closed_stream_does_not():
+    """A successful command whose printed result cannot be written (a full disk) exits 2 saying so
+    (the interpreter's own exit said 120; `leave` said 0 at first); one whose stderr the caller
+    closed keeps its code (was 1 with a traceback)."""
+    import errno
+    import io
+    import os
+    import subprocess
+    import sys
+
+    import pytest
+
+    class Full:   # what is left in stdout's buffer when the command ends meets a full disk
+        def flush(self):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "stdout", Full())
+        mp.setattr(sys, "stderr", io.StringIO())
+        assert cli._flushed(0) == 2 and cli._flushed(2) == 2
+        said = sys.stderr.getvalue()
+    assert said.startswith("error: the command's output could not be written (no space left on device)")
+    run = f"{sys.executable} -c 'from tailor.cli import console; console()'"
+    if os.path.exists("/dev/full"):   # here the device refuses the first write, inside the command
+        full = subprocess.run(f"{run} --version > /dev/full", shell=True, capture_output=True, text=True)
+        assert full.returncode == 2 and "no space left on device" in full.stderr and "Traceback" not in full.stderr
+    closed = subprocess.run(f"{run} --version 2>&-", shell=True, capture_output=True, text=True)
+    assert closed.returncode == 0 and closed.stdout.startswith("tailor ")
+    none = subprocess.run(f"{run} --version >&-", shell=True, capture_output=True, text=True)
+    assert none.returncode == 0 and "Traceback" not in none.stderr
+
+
+def test_ctrl_c_exits_130_saying_aborted(monkeypatch, capsys):
+    """Typer returns Ctrl-C's 130 instead of raising it outside standalone mode, and Lightning turns
+    it into exit(1): both read 0 or 1 before."""
+    import sys
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    def as_lightning_does(*args, **kwargs):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            sys.exit(1)
+
+    for command in (interrupted, as_lightning_does):
+        monkeypatch.setattr(cli.commands, "meta_train", command)
+        capsys.readouterr()
+        assert cli.main(["meta-train"]) == 130
+        assert capsys.readouterr().err.strip() == "aborted"

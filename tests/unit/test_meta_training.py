@@ -143,3 +143,21 @@ def test_the_evidence_drops_a_split_its_deadline_overtakes(tmp_path, monkeypatch
                                deadline=deadline)
     assert gathered["rows"] == [] and fitted == ["no-meta"]
     assert evidence.summarise(gathered, ["e"])["n_splits"] == 0
+
+
+def test_a_resumed_run_has_its_own_budget(tmp_path):
+    """Lightning's timer restored the time an interrupted run had spent from the checkpoint and
+    counted it again: a rerun of a run its budget stopped ran no new step."""
+    s = tiny_settings(meta_steps=1_000_000, val_every=5, patience=1_000_000, algorithm="fomaml")
+    train, val = _data()
+    enc, ckpt = load_encoder(s.encoder), tmp_path / "ckpt"
+    meta_train(enc, s.replace("meta_train", meta_steps=1), train, val, tmp_path / "warm", tmp_path / "cache",
+               say=lambda m: None)   # features cached: both runs below spend their budget training
+    first = meta_train(enc, s, train, val, tmp_path / "b1", tmp_path / "cache", say=lambda m: None,
+                       checkpoint_dir=ckpt, deadline=time.monotonic() + 6)
+    assert "time budget" in first.metrics["stop_reason"] and (ckpt / "last.ckpt").is_file()
+    said = []
+    second = meta_train(enc, s, train, val, tmp_path / "b2", tmp_path / "cache", say=said.append,
+                        checkpoint_dir=ckpt, deadline=time.monotonic() + 6)
+    assert any("resuming" in m for m in said)
+    assert second.metrics["steps_run"] > first.metrics["steps_run"] + 5, (first.metrics, second.metrics)
