@@ -220,9 +220,9 @@ def validate(ctx: Context, tenant: str, json_out: bool = False) -> dict:
 
 def meta_train(ctx: Context, algorithm: str | None, json_out: bool = False, register_anyway: bool = False,
                user: str | None = None, started: float | None = None) -> dict:
-    """``started``: when the command began (``time.time()``): the console script's process start,
-    since meta_train.max_minutes bounds the whole command; a caller in its own process (the demo,
-    a benchmark) counts from this call."""
+    """``started``: when the command began (``time.time()``): the console script passes its process's
+    start, since meta_train.max_minutes bounds the whole command; a caller inside another command's
+    process (the demo's step, a benchmark) passes nothing and the budget counts from this call."""
     started = started or time.time()
     from registry.trail.identity import resolve
 
