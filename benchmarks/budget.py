@@ -32,10 +32,15 @@ def say(message: str) -> None:
     print(f"[{datetime.now():%H:%M:%S}] {message}", file=sys.stderr, flush=True)
 
 
+def _command(ws: Path, argv: tuple[str, ...]) -> tuple[list[str], dict]:
+    """`tailor -w WS ARGV...` as the console script runs it, and its environment."""
+    env = {**os.environ, "TAILOR_USER": "bench-trainer", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    return [sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(ws), *argv], env
+
+
 def tailor(ws: Path, *argv: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "TAILOR_USER": "bench-trainer", "HF_HUB_OFFLINE": "1"}
-    return subprocess.run([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(ws), *argv],
-                          capture_output=True, text=True, env=env)
+    command, env = _command(ws, argv)
+    return subprocess.run(command, capture_output=True, text=True, env=env)
 
 
 def build(where: Path) -> Path:
@@ -88,10 +93,9 @@ MARKS = {"flow": "time budget ", "trained": "stopped after ", "evidence": "judgi
 
 def timed_tailor(ws: Path, *argv: str) -> tuple[subprocess.CompletedProcess, dict]:
     """`tailor` as its own process, and when (seconds from its start) it said each of ``MARKS``."""
-    env = {**os.environ, "TAILOR_USER": "bench-trainer", "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    command, env = _command(ws, argv)
     begun = time.monotonic()
-    proc = subprocess.Popen([sys.executable, "-c", "from tailor.cli import console; console()", "-w", str(ws), *argv],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     marks, err = {}, []
 
     def read():

@@ -228,19 +228,20 @@ def meta_train(encoder: Encoder, settings: Settings, train: TenantData, val: Ten
         deadline = time.monotonic() + cfg.max_minutes * 60
     use_names = uses_names(settings)
     meta0 = init_meta_params(top, cfg.inner_lr, cfg.seed, cfg.head_lr, cfg.name_weight if use_names else 0.0)
+    reason = None
     try:
         train_feats, train_pools, train_names = feature_table(encoder, train, frozen, cache_dir, use_names, deadline)
         val_feats, val_names, val_tasks = _validation_tasks(encoder, settings, val, frozen, cache_dir, deadline)
-    except BudgetSpent as exc:
-        # nothing to train on yet: the start weights are the base, and what was encoded stays cached
+    except BudgetSpent as exc:   # what was encoded stays cached
         reason = (f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) ran out while caching frozen "
                   f"features ({exc})")
-        return _finish(say, settings, encoder, layers, train, val, out_dir, meta0, None, None, 0, start, reason,
-                       [], rank=0, ckpt_dir=ckpt_dir if own_ckpt else None)
-    say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in {time.perf_counter() - start:.1f}s")
-    if deadline is not None and time.monotonic() >= deadline:
-        # not even the start's held-out score (seconds on a loaded machine) fits: nothing more to learn
-        reason = f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) was spent before the first meta-step"
+    else:
+        say(f"cached frozen features of {len(train_feats) + len(val_feats)} texts in "
+            f"{time.perf_counter() - start:.1f}s")
+        if deadline is not None and time.monotonic() >= deadline:
+            # not even the start's held-out score (seconds on a loaded machine) fits
+            reason = _spent_before_the_first_step(cfg)
+    if reason:   # nothing to train on: the start weights are the base
         return _finish(say, settings, encoder, layers, train, val, out_dir, meta0, None, None, 0, start, reason,
                        [], rank=0, ckpt_dir=ckpt_dir if own_ckpt else None)
     env = _Env(settings, top, train_feats, train_pools, train_names, val_feats, val_names, val_tasks, devices,
@@ -393,7 +394,7 @@ def _stop_reason(trainer, cfg, total: int, deadline: float | None) -> str:
     if trainer is None:
         if total == 0:
             return "meta_train.meta_steps is 0"
-        return f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) was spent before the first meta-step"
+        return _spent_before_the_first_step(cfg)
     stop = next(c for c in trainer.callbacks if isinstance(c, pl.callbacks.EarlyStopping))
     if trainer.global_step >= total:
         return f"it reached its step limit ({total})"
@@ -405,6 +406,10 @@ def _stop_reason(trainer, cfg, total: int, deadline: float | None) -> str:
     if (left is not None and left <= 0) or (deadline is not None and time.monotonic() >= deadline - 1):
         return f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) was spent"
     return "interrupted"
+
+
+def _spent_before_the_first_step(cfg) -> str:
+    return f"the time budget (meta_train.max_minutes {cfg.max_minutes:g}) was spent before the first meta-step"
 
 
 def _finish(say, settings: Settings, encoder: Encoder, layers: int, train: TenantData, val: TenantData, out_dir,

@@ -397,22 +397,24 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = app(args=args, standalone_mode=False)
         if code == 130:   # Typer turns Ctrl-C into Exit(130) and, outside standalone mode, returns it
-            print("aborted", file=sys.stderr)
-            return 130
+            return _aborted()
         if isinstance(code, int) and not isinstance(code, bool) and code:   # another typer.Exit(code)
             return code
         progress.elapsed(since)  # after a long command (one that showed progress): how long it took
         return 0
     except (typer.Exit, SystemExit) as exc:
         if any(isinstance(e, KeyboardInterrupt) for e in _chain(exc, every_context=True)):   # Lightning: exit 1 on Ctrl-C
-            print("aborted", file=sys.stderr)
-            return 130
+            return _aborted()
         return int(getattr(exc, "exit_code", getattr(exc, "code", 0)) or 0)
     except (typer.Abort, KeyboardInterrupt):
-        print("aborted", file=sys.stderr)
-        return 130
+        return _aborted()
     except Exception as exc:  # noqa: BLE001 - the last line of defence for people
         return _fail(args, exc, debug)
+
+
+def _aborted() -> int:
+    print("aborted", file=sys.stderr)
+    return 130
 
 
 def _fail(args: list[str], exc: Exception, debug: bool) -> int:
@@ -515,7 +517,7 @@ def _flushed(code: int) -> int:
             sys.stdout.flush()
     except (OSError, ValueError) as exc:
         if code == 0:
-            code = 2 if getattr(exc, "errno", None) == errno.ENOSPC else 1
+            code = 2 if disk_full(exc) is not None else 1
             reason = ("no space left on device" if code == 2 else getattr(exc, "strerror", None) or str(exc))
             if getattr(exc, "errno", None) != errno.EPIPE:   # a closed pipe's reader wanted no more
                 _say_last(f"error: the command's output could not be written ({reason}); its work is done")

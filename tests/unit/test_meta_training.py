@@ -30,6 +30,12 @@ def _trained(tmp_path, settings, name):
     return result, meta_from_checkpoint(ckpt / "last.ckpt", result.meta)
 
 
+def _cache_features(enc, settings, train, val, tmp_path):
+    """A one-step run that leaves every text's frozen features in ``tmp_path / "cache"``."""
+    meta_train(enc, settings.replace("meta_train", meta_steps=1, pooled_steps=1), train, val, tmp_path / "warm",
+               tmp_path / "cache", say=lambda m: None)
+
+
 def _start(settings, like):
     from lightning_modules.model import init_meta_params, layout, top_model
     enc = load_encoder(settings.encoder)
@@ -66,8 +72,7 @@ def test_the_time_budget_stops_meta_training_and_says_so(tmp_path, algorithm):
                       pooled_steps=1_000_000, pooled_val_every=5, algorithm=algorithm)
     train, val = _data()
     enc = load_encoder(s.encoder)
-    meta_train(enc, s.replace("meta_train", meta_steps=1, pooled_steps=1), train, val, tmp_path / "warm",
-               tmp_path / "cache")
+    _cache_features(enc, s, train, val, tmp_path)
     said = []   # features cached above: on a loaded machine the budget still leaves room for meta-steps
     begun = time.monotonic()
     result = meta_train(enc, s, train, val, tmp_path / "base", tmp_path / "cache", say=said.append)
@@ -105,8 +110,7 @@ def test_a_budget_spent_by_the_time_features_are_cached_scores_nothing_more(tmp_
     s = tiny_settings(meta_steps=100)
     train, val = _data()
     enc = load_encoder(s.encoder)
-    meta_train(enc, s.replace("meta_train", meta_steps=1), train, val, tmp_path / "warm", tmp_path / "cache",
-               say=lambda m: None)   # every text cached: caching no longer meets the deadline
+    _cache_features(enc, s, train, val, tmp_path)   # caching no longer meets the deadline
     monkeypatch.setattr(training, "_score", lambda *a, **k: pytest.fail("scored the start past the deadline"))
     said = []
     result = meta_train(enc, s, train, val, tmp_path / "base", tmp_path / "cache", say=said.append,
@@ -151,8 +155,7 @@ def test_a_resumed_run_has_its_own_budget(tmp_path):
     s = tiny_settings(meta_steps=1_000_000, val_every=5, patience=1_000_000, algorithm="fomaml")
     train, val = _data()
     enc, ckpt = load_encoder(s.encoder), tmp_path / "ckpt"
-    meta_train(enc, s.replace("meta_train", meta_steps=1), train, val, tmp_path / "warm", tmp_path / "cache",
-               say=lambda m: None)   # features cached: both runs below spend their budget training
+    _cache_features(enc, s, train, val, tmp_path)   # both runs below spend their budget training
     first = meta_train(enc, s, train, val, tmp_path / "b1", tmp_path / "cache", say=lambda m: None,
                        checkpoint_dir=ckpt, deadline=time.monotonic() + 3)
     assert "time budget" in first.metrics["stop_reason"] and (ckpt / "last.ckpt").is_file()
