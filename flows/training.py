@@ -1,15 +1,19 @@
 """Meta-train the base on the meta-training tenants and register it in MLflow as tailor-base."""
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
 import os
 import random
 import shutil
 import sys
+import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -151,17 +155,39 @@ def train_task(root: str, algorithm: str | None, train: dict, val: dict, data_ve
     out = ws.runs_dir / f"base-{stamp}"
     key = _checkpoint_key(settings, settings.meta_train.algorithm, data_versions)
     logger = base_model.training_logger(f"meta-train-{stamp}")
-    checkpoints = ws.runs_dir / "meta-train-checkpoints" / key
-    result = meta_train(load_encoder(settings.encoder), settings, train, val, out, ws.cache_dir, say=say,
-                        logger=logger, checkpoint_dir=checkpoints, progress=sys.stdout.isatty(),
-                        deadline=_monotonic(deadline_at))
+    ddp = "ddp" in str(settings.meta_train.strategy)
+    with _checkpoint_folder(ws.runs_dir / "meta-train-checkpoints" / key, shared=ddp) as checkpoints:
+        result = meta_train(load_encoder(settings.encoder), settings, train, val, out, ws.cache_dir, say=say,
+                            logger=logger, checkpoint_dir=checkpoints, progress=sys.stdout.isatty(),
+                            deadline=_monotonic(deadline_at))
+        if result.rank == 0 and not ddp:
+            # a run that finished leaves nothing to resume: the next one with the same inputs starts
+            # afresh (it resumed, and trained no step once its predecessors' time was counted). Under
+            # DDP the other ranks may still read the best checkpoint: the folder stays.
+            shutil.rmtree(checkpoints, ignore_errors=True)
     result.metrics["training_run_id"] = logger.run_id
-    if result.rank == 0 and "ddp" not in str(settings.meta_train.strategy):
-        # a run that finished leaves nothing to resume: the next one with the same inputs starts
-        # afresh (it resumed, and trained no step once its predecessors' time was counted). Under
-        # DDP the other ranks may still read the best checkpoint: the folder stays.
-        shutil.rmtree(checkpoints, ignore_errors=True)
     return result
+
+
+@contextmanager
+def _checkpoint_folder(folder: Path, shared: bool = False):
+    """``folder``, the checkpoints of these inputs, held by this run: a killed run's are resumed by
+    the next. While another run with the same inputs holds it, a private folder beside it, so that
+    neither writes into, resumes or removes the other's. ``shared`` (DDP: every rank runs this and
+    must use rank 0's folder): ``folder`` as it is."""
+    if shared:
+        yield folder
+        return
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(f"{folder}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)   # released when this run ends, however it ends
+        except OSError:
+            folder = Path(tempfile.mkdtemp(prefix=f"{folder.name}-", dir=folder.parent))
+        yield folder
+    finally:
+        os.close(fd)
 
 
 def _current_base(settings):

@@ -164,3 +164,20 @@ def test_a_resumed_run_has_its_own_budget(tmp_path):
                         checkpoint_dir=ckpt, deadline=time.monotonic() + 3)
     assert any("resuming" in m for m in said)
     assert second.metrics["steps_run"] > first.metrics["steps_run"] + 5, (first.metrics, second.metrics)
+
+
+def test_two_runs_with_the_same_inputs_never_share_a_checkpoint_folder(tmp_path):
+    """Two `meta-train`s at once on one workspace: the first to finish removed the folder the other
+    was writing its checkpoints into (FileNotFoundError, exit 1). A run holds its inputs' folder; a
+    second one meanwhile gets a private folder beside it, and a later one gets the folder again."""
+    from flows.training import _checkpoint_folder
+
+    key = tmp_path / "meta-train-checkpoints" / "abc"
+    with _checkpoint_folder(key) as first:
+        assert first == key
+        with _checkpoint_folder(key) as second:
+            assert second != key and second.parent == key.parent and second.is_dir()
+    with _checkpoint_folder(key) as later:
+        assert later == key
+    with _checkpoint_folder(key) as held, _checkpoint_folder(key, shared=True) as rank:
+        assert held == rank == key   # DDP's ranks all use rank 0's folder
